@@ -1,0 +1,95 @@
+"""Run configuration: every setting of a main-job run, saved as ``config.json`` in the run folder."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+from .training.loop import TrainConfig
+
+
+@dataclass
+class DataConfig:
+    """Which shards, which classes, how to split and scale.
+
+    shards: folder (or URI) of the Parquet shards written by ``spiking ingest``;
+    top_k: keep the k most frequent classes (0 = all); fractions: train/val/test;
+    seed: split seed; log2: apply log2(x+1); zscore: ``feature|sample|none``.
+    """
+
+    shards: str = "data/shards/tcga-mirna-rpm"
+    top_k: int = 10
+    fractions: tuple[float, float, float] = (0.7, 0.1, 0.2)
+    seed: int = 42
+    log2: bool = True
+    zscore: str = "feature"
+
+
+@dataclass
+class CNNConfig:
+    """CNN_PT preset (``cnn_pt1|cnn_pt2``) and the seed of its dependent sizes, plus training."""
+
+    preset: str = "cnn_pt2"
+    arch_seed: int = 0
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=40, batch_size=64, lr=1e-3, patience=10))
+
+
+@dataclass
+class SNNConfig:
+    """Spiking CNN settings (snnTorch).
+
+    mode: ``transfer`` (weights from the trained CNN, cross-entropy count loss) or
+    ``scratch`` (random init, MSE count loss); neuron: ``leaky|lapicque|rleaky|synaptic``;
+    beta: membrane decay per step; num_steps: time steps per sample;
+    population: output neurons per class (scratch mode); loss: ``ce|mse`` (None = by mode).
+    """
+
+    mode: str = "transfer"
+    neuron: str = "leaky"
+    beta: float = 0.9
+    num_steps: int = 10
+    population: int = 1
+    loss: str | None = None
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=10, batch_size=64, lr=5e-4, patience=5))
+
+    def resolved_loss(self) -> str:
+        """``ce`` for weight transfer, ``mse`` from scratch, unless ``loss`` says otherwise."""
+        return self.loss or ("ce" if self.mode == "transfer" else "mse")
+
+
+@dataclass
+class RunConfig:
+    """All settings of one run."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    cnn: CNNConfig = field(default_factory=CNNConfig)
+    snn: SNNConfig = field(default_factory=SNNConfig)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "RunConfig":
+        def build(kind, values):
+            kw = {}
+            for f in fields(kind):
+                if f.name not in values:
+                    continue
+                v = values[f.name]
+                if f.name == "train":
+                    v = TrainConfig(**v)
+                elif f.name == "fractions":
+                    v = tuple(v)
+                kw[f.name] = v
+            return kind(**kw)
+
+        return cls(data=build(DataConfig, d.get("data", {})), cnn=build(CNNConfig, d.get("cnn", {})),
+                   snn=build(SNNConfig, d.get("snn", {})))
+
+    @classmethod
+    def load(cls, path: str | Path) -> "RunConfig":
+        return cls.from_dict(json.loads(Path(path).read_text()))

@@ -1,0 +1,53 @@
+"""``results.json`` and the printed summary table.
+
+Schema (shared by ``spiking run`` and later experiments)::
+
+    {"dataset": {"source", "n_samples", "n_features", "classes"},
+     "split": {"sizes": {"train", "val", "test"}, "seed", ...},
+     "models": [{"name", "test": {"accuracy", "balanced_accuracy", "macro_f1", ...},
+                 "parameters", "train_seconds", ...}, ...]}
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+REQUIRED_MODEL_KEYS = ("name", "test", "parameters", "train_seconds")
+
+
+def write_results(results: dict, path: str | Path) -> Path:
+    """Validate the schema and write ``results`` as indented JSON, atomically.
+
+    Raises:
+        ValueError: a required key is missing.
+    """
+    for key in ("dataset", "split", "models"):
+        if key not in results:
+            raise ValueError(f"results lack {key!r}")
+    for m in results["models"]:
+        missing = [k for k in REQUIRED_MODEL_KEYS if k not in m]
+        if missing:
+            raise ValueError(f"model entry {m.get('name')!r} lacks {missing}")
+    path = Path(path)
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(results, indent=2, sort_keys=False) + "\n")
+    os.replace(tmp, path)
+    return path
+
+
+def format_table(models: list[dict]) -> str:
+    """A plain-text table: one row per model with test accuracy, balanced accuracy,
+    macro-F1 (percent), parameters, training seconds and inference ms/sample."""
+    head = f"{'model':<10} {'accuracy':>9} {'bal.acc':>9} {'macro-F1':>9} {'params':>10} {'train s':>9} {'ms/sample':>10}"
+    lines = [head, "-" * len(head)]
+    for m in models:
+        t = m["test"]
+        ms = m.get("inference_ms_per_sample")
+        lines.append(
+            f"{m['name']:<10} {100 * t['accuracy']:>8.2f}% {100 * t['balanced_accuracy']:>8.2f}% "
+            f"{100 * t['macro_f1']:>8.2f}% {m['parameters']:>10,} {m['train_seconds']:>9.1f} "
+            f"{(f'{ms:.3f}' if ms is not None else '-'):>10}"
+        )
+    return "\n".join(lines)

@@ -1,0 +1,294 @@
+"""SNN_PT: the spiking (snnTorch 1.0.0) version of CNN_PT.
+
+Same conv/pool/linear layers as :class:`~spiking.models.cnn.CNN1d` (same
+submodule names and shapes, so conv/fc ``state_dict`` keys match and weights can
+be transferred), with a LIF layer after each pooling stage (``lif1, lif2,
+lif3``) and at the output (``lif_out``) instead of the ReLUs::
+
+    x -> conv1 -> pool1 -> lif1 -> conv2 -> pool2 -> lif2
+      -> conv3 -> pool3 -> lif3 -> flatten -> fc -> lif_out
+
+The static input is presented at every time step (direct current), so
+``pool1(conv1(x))`` does not depend on time and is computed once per batch.
+
+Execution order: the network is feed-forward between layers (the only
+recurrences — membrane, synaptic current, RLeaky's recurrent spikes — are
+within a layer), so running layer 1 over all steps, then layer 2 over all
+steps, ... gives exactly the same result as the step-by-step loop of the
+snnTorch tutorials. This module does that: each conv/linear layer is applied
+ONCE to the spikes of all ``num_steps`` steps at once (batch ``num_steps * B``),
+and only the cheap elementwise neuron updates loop over time. In training the
+memory is the same as the step loop (autograd keeps the per-step activations
+anyway); under ``torch.no_grad`` the spikes of one layer for all steps are held
+at once (``num_steps`` times the step loop's transient memory).
+
+Neuron states are created fresh (zeros) in every forward and cleared from the
+neuron modules afterwards, so a model can be ``copy.deepcopy``-ed after a
+training step. The neurons are also removed from snnTorch's global
+``SpikingNeuron.instances`` list (only used with ``init_hidden=True``, which is
+not used here) so that discarded models are garbage collected.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Mapping
+
+import snntorch
+import torch
+from snntorch import surrogate
+from snntorch._neurons.neurons import SpikingNeuron
+from torch import nn
+
+from .cnn import CNN1d, CNNArch, _coerce_arch, stage_lengths
+
+__all__ = ["NEURONS", "SpikingCNN1d", "class_scores", "transfer_weights"]
+
+NEURONS = ("leaky", "lapicque", "rleaky", "synaptic")
+
+_LIF_NAMES = ("lif1", "lif2", "lif3", "lif_out")
+_STATE_ATTRS = ("mem", "spk", "syn")
+
+
+def _make_neuron(
+    neuron: str, *, beta: float, alpha: float, spike_grad, linear_features: int | None
+) -> nn.Module:
+    """One LIF layer. ``linear_features`` is given only for the output layer."""
+    if neuron == "leaky":
+        return snntorch.Leaky(beta=beta, spike_grad=spike_grad)
+    if neuron == "lapicque":
+        # With beta only, snnTorch sets R = 1, C = 1 / ln(1/beta): the input is
+        # scaled by ln(1/beta) (~0.105 for beta = 0.9) and the membrane decays
+        # by 1 - ln(1/beta) (~beta).
+        return snntorch.Lapicque(beta=beta, spike_grad=spike_grad)
+    if neuron == "synaptic":
+        return snntorch.Synaptic(alpha=alpha, beta=beta, spike_grad=spike_grad)
+    if neuron == "rleaky":
+        if linear_features is None:
+            # Conv feature maps (B, C, len): all_to_all=True would need a Conv2d
+            # recurrence (4-D input) or a Linear over the last dim only, so use
+            # the elementwise recurrence: one learnable scalar V (init 1.0, the
+            # snnTorch default) multiplying each neuron's own previous spike.
+            return snntorch.RLeaky(
+                beta=beta, V=1.0, all_to_all=False, learn_recurrent=True,
+                spike_grad=spike_grad,
+            )
+        # Output layer: dense recurrent nn.Linear(n_outputs, n_outputs).
+        return snntorch.RLeaky(
+            beta=beta, all_to_all=True, linear_features=linear_features,
+            spike_grad=spike_grad,
+        )
+    raise ValueError(f"unknown neuron {neuron!r}; valid: {NEURONS}")
+
+
+def _run_neuron(
+    lif: nn.Module, kind: str, cur: torch.Tensor, num_steps: int, static: bool,
+    keep_mem: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Run one neuron layer over time.
+
+    ``cur`` is ``(num_steps, B, ...)`` or, when ``static``, ``(B, ...)`` used at
+    every step. Returns spikes ``(num_steps, B, ...)`` and, if ``keep_mem``,
+    the membrane potentials likewise.
+    """
+    shape = cur.shape if static else cur.shape[1:]
+    mem = cur.new_zeros(shape)
+    spk = cur.new_zeros(shape) if kind == "rleaky" else None
+    syn = cur.new_zeros(shape) if kind == "synaptic" else None
+    spks, mems = [], []
+    for t in range(num_steps):
+        inp = cur if static else cur[t]
+        if kind == "rleaky":
+            spk, mem = lif(inp, spk, mem)
+            out = spk = spk.to(cur.dtype)
+        elif kind == "synaptic":
+            out, syn, mem = lif(inp, syn, mem)
+        else:
+            out, mem = lif(inp, mem)
+        # snnTorch's surrogates return float32 spikes whatever the input dtype;
+        # keep the model's dtype (no copy in the float32 case).
+        out = out.to(cur.dtype)
+        spks.append(out)
+        if keep_mem:
+            mems.append(mem)
+    return torch.stack(spks), (torch.stack(mems) if keep_mem else None)
+
+
+class SpikingCNN1d(nn.Module):
+    """Spiking CNN_PT (snnTorch), static input as direct current at every step.
+
+    ``forward(x)`` with ``x`` of shape ``(B, 1, L)`` returns ``(spk_out,
+    mem_out)``, each ``(num_steps, B, n_outputs)``. ``n_outputs`` is
+    ``n_classes`` or, with population coding, ``n_classes * pop`` (see
+    :func:`class_scores`).
+
+    Set ``record_spikes = True`` to get, after each forward,
+    ``last_spike_counts = {"lif1": (B,), "lif2": ..., "lif3": ..., "lif_out": ...}``
+    (total spikes per sample, summed over steps and neurons; detached).
+    ``layer_neurons`` gives the number of neurons per LIF layer.
+    """
+
+    def __init__(
+        self,
+        L: int,
+        arch: CNNArch | Mapping[str, Any],
+        n_outputs: int,
+        *,
+        neuron: str = "leaky",
+        beta: float = 0.9,
+        num_steps: int = 10,
+        alpha: float = 0.8,
+        slope: float = 25.0,
+    ):
+        super().__init__()
+        if neuron not in NEURONS:
+            raise ValueError(f"unknown neuron {neuron!r}; valid: {NEURONS}")
+        arch = _coerce_arch(arch)
+        n_outputs = int(n_outputs)
+        if n_outputs < 1:
+            raise ValueError(f"n_outputs must be >= 1, got {n_outputs}")
+        num_steps = int(num_steps)
+        if num_steps < 1:
+            raise ValueError(f"num_steps must be >= 1, got {num_steps}")
+        beta = float(beta)
+        if not 0.0 <= beta <= 1.0 or math.isnan(beta):
+            raise ValueError(f"beta must be in [0, 1], got {beta}")
+        if neuron == "lapicque" and not 0.0 < beta < 1.0:
+            # C = 1/ln(1/beta): beta = 1 gives C = inf (the input is ignored,
+            # the net never spikes), beta = 0 gives C = 0 (division by zero).
+            raise ValueError(f"lapicque needs 0 < beta < 1, got {beta}")
+        alpha = float(alpha)
+        if neuron == "synaptic" and not 0.0 <= alpha <= 1.0:
+            raise ValueError(f"alpha must be in [0, 1], got {alpha}")
+
+        self.lengths = stage_lengths(L, arch)
+        self.L = int(L)
+        self.arch = arch
+        self.n_outputs = n_outputs
+        self.neuron = neuron
+        self.beta = beta
+        self.alpha = alpha
+        self.num_steps = num_steps
+        self.slope = float(slope)
+
+        self.conv1 = nn.Conv1d(1, arch.w1, arch.wd1)
+        self.pool1 = nn.MaxPool1d(arch.h1, arch.h1)
+        self.conv2 = nn.Conv1d(arch.w1, arch.w2, arch.wd2)
+        self.pool2 = nn.MaxPool1d(arch.h2, arch.h2)
+        self.conv3 = nn.Conv1d(arch.w2, arch.w3, arch.wd3)
+        self.pool3 = nn.MaxPool1d(arch.h3, arch.h3)
+        self.flat_features = arch.w3 * self.lengths[2]
+        self.fc = nn.Linear(self.flat_features, n_outputs)
+
+        spike_grad = surrogate.fast_sigmoid(slope=self.slope)
+        for name in _LIF_NAMES:
+            lif = _make_neuron(
+                neuron, beta=beta, alpha=alpha, spike_grad=spike_grad,
+                linear_features=n_outputs if name == "lif_out" else None,
+            )
+            # snnTorch appends every neuron to a global class list (used only
+            # for init_hidden=True); drop ours so discarded models can be freed.
+            try:
+                SpikingNeuron.instances.remove(lif)
+            except ValueError:
+                pass
+            setattr(self, name, lif)
+
+        s1, s2, s3 = self.lengths
+        self.layer_neurons: dict[str, int] = {
+            "lif1": arch.w1 * s1,
+            "lif2": arch.w2 * s2,
+            "lif3": arch.w3 * s3,
+            "lif_out": n_outputs,
+        }
+        self.record_spikes: bool = False
+        self.last_spike_counts: dict[str, torch.Tensor] | None = None
+
+    def _clear_states(self) -> None:
+        """Drop the states snnTorch keeps on the neuron modules after a forward
+        (they reference the autograd graph: memory, and deepcopy would fail)."""
+        for name in _LIF_NAMES:
+            lif = getattr(self, name)
+            for attr in _STATE_ATTRS:
+                if attr in lif._buffers:
+                    t = lif._buffers[attr]
+                    lif._buffers[attr] = torch.zeros(0, device=t.device, dtype=t.dtype)
+            if "reset" in lif.__dict__:
+                lif.reset = None
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if x.dim() != 3 or x.size(1) != 1 or x.size(2) != self.L:
+            raise ValueError(f"expected input of shape (B, 1, {self.L}), got {tuple(x.shape)}")
+        T, B, kind = self.num_steps, x.size(0), self.neuron
+        try:
+            # Time-independent: computed once per batch.
+            cur1 = self.pool1(self.conv1(x))                      # (B, w1, s1)
+            spk1, _ = _run_neuron(self.lif1, kind, cur1, T, static=True)
+            cur2 = self.pool2(self.conv2(spk1.flatten(0, 1)))     # (T*B, w2, s2)
+            spk2, _ = _run_neuron(self.lif2, kind, cur2.unflatten(0, (T, B)), T, static=False)
+            cur3 = self.pool3(self.conv3(spk2.flatten(0, 1)))     # (T*B, w3, s3)
+            spk3, _ = _run_neuron(self.lif3, kind, cur3.unflatten(0, (T, B)), T, static=False)
+            cur4 = self.fc(spk3.flatten(2))                       # (T, B, n_outputs)
+            spk_out, mem_out = _run_neuron(self.lif_out, kind, cur4, T, static=False, keep_mem=True)
+        finally:
+            self._clear_states()
+
+        if self.record_spikes:
+            with torch.no_grad():
+                self.last_spike_counts = {
+                    "lif1": spk1.detach().sum(dim=(0, 2, 3)),
+                    "lif2": spk2.detach().sum(dim=(0, 2, 3)),
+                    "lif3": spk3.detach().sum(dim=(0, 2, 3)),
+                    "lif_out": spk_out.detach().sum(dim=(0, 2)),
+                }
+        else:
+            self.last_spike_counts = None
+        return spk_out, mem_out
+
+    def extra_repr(self) -> str:
+        return (
+            f"L={self.L}, stage_lengths={self.lengths}, neuron={self.neuron!r}, "
+            f"beta={self.beta}, num_steps={self.num_steps}, slope={self.slope}"
+            + (f", alpha={self.alpha}" if self.neuron == "synaptic" else "")
+        )
+
+
+def class_scores(spk_out: torch.Tensor, n_classes: int) -> torch.Tensor:
+    """Spike counts per class, ``(B, n_classes)``, from ``spk_out`` ``(T, B, n_outputs)``.
+
+    Summed over time; with population coding (``n_outputs = n_classes * pop``)
+    class ``c`` is the sum of outputs ``[c*pop, (c+1)*pop)`` — the contiguous
+    grouping of snntorch.functional's ``population_code`` (``ce_count_loss``,
+    ``mse_count_loss``, ``accuracy_rate``). Differentiable.
+    """
+    if spk_out.dim() != 3:
+        raise ValueError(f"spk_out must be (num_steps, B, n_outputs), got {tuple(spk_out.shape)}")
+    n_classes = int(n_classes)
+    n_out = spk_out.size(2)
+    if n_classes < 1 or n_out % n_classes:
+        raise ValueError(f"n_outputs={n_out} is not a multiple of n_classes={n_classes}")
+    counts = spk_out.sum(0)
+    return counts.view(counts.size(0), n_classes, n_out // n_classes).sum(-1)
+
+
+def transfer_weights(cnn: CNN1d, snn: SpikingCNN1d) -> list[str]:
+    """Copy every conv/linear weight and bias of ``cnn`` into ``snn``.
+
+    Returns the parameter names copied (all of the CNN's parameters). All
+    shapes are checked before anything is copied; a missing parameter or a
+    shape mismatch (e.g. a population-coded output layer) raises ValueError
+    naming the parameter.
+    """
+    src = dict(cnn.named_parameters())
+    dst = dict(snn.named_parameters())
+    for name, p in src.items():
+        if name not in dst:
+            raise ValueError(f"parameter {name!r} of the CNN has no counterpart in the SNN")
+        if dst[name].shape != p.shape:
+            raise ValueError(
+                f"shape mismatch for {name!r}: CNN {tuple(p.shape)} vs SNN {tuple(dst[name].shape)}"
+            )
+    with torch.no_grad():
+        for name, p in src.items():
+            dst[name].copy_(p)
+    return list(src)

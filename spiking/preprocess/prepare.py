@@ -1,0 +1,102 @@
+"""From loaded shards to model-ready arrays: top-k classes, split, scaling fitted on train."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import joblib
+import numpy as np
+from sklearn.pipeline import Pipeline
+
+from .classes import top_k_classes
+from .scaling import make_preprocessor
+from .split import stratified_split
+
+
+@dataclass
+class Prepared:
+    """Model-ready data of one run.
+
+    ``X[part]``: float32 (n_part, 1, L) in [0, 1]; ``y[part]``: int64 class indices (n_part,);
+    ``ids[part]``: sample ids; parts are ``train``, ``val``, ``test``.
+    ``class_names``: label of each class index; ``preprocessor``: the fitted pipeline.
+    """
+
+    X: dict
+    y: dict
+    ids: dict
+    class_names: list[str]
+    feature_names: list[str]
+    preprocessor: Pipeline
+    split_info: dict
+
+    @property
+    def n_features(self) -> int:
+        return self.X["train"].shape[-1]
+
+
+def prepare(dataset, *, top_k: int = 10, fractions=(0.7, 0.1, 0.2), seed: int = 42,
+            log2: bool = True, zscore: str = "feature") -> Prepared:
+    """Select classes, split by class and group, fit scaling on the training part only.
+
+    Args:
+        dataset: ``spiking.ingest.Dataset`` (X (n, L) float32, y, ids, groups).
+        top_k, fractions, seed, log2, zscore: see ``spiking.config.DataConfig``.
+
+    Raises:
+        ValueError: too few classes or samples for the split.
+    """
+    classes = top_k_classes(dataset.y, top_k)
+    keep = np.isin(dataset.y, classes)
+    X, y_str, ids = dataset.X[keep], dataset.y[keep], dataset.ids[keep]
+    groups = dataset.groups[keep] if dataset.groups is not None else None
+    index = {c: i for i, c in enumerate(classes)}
+    y = np.array([index[v] for v in y_str], dtype=np.int64)
+    split = stratified_split(y, groups, fractions=fractions, seed=seed)
+    pre = make_preprocessor(log2=log2, zscore=zscore).fit(X[split.train])
+    parts = {"train": split.train, "val": split.val, "test": split.test}
+    Xs = {p: pre.transform(X[i]).astype(np.float32)[:, None, :] for p, i in parts.items()}
+    info = {"sizes": split.sizes(), "seed": seed, "fractions": list(fractions),
+            "grouped_by": "group column" if groups is not None else None,
+            "method": "sklearn StratifiedGroupKFold (test fold, then validation fold of the rest)"}
+    return Prepared(X=Xs, y={p: y[i] for p, i in parts.items()}, ids={p: ids[i] for p, i in parts.items()},
+                    class_names=classes, feature_names=list(dataset.feature_names), preprocessor=pre,
+                    split_info=info)
+
+
+def save_prepared(prep: Prepared, run_dir: str | Path) -> None:
+    """Write ``split.json`` (sample ids per part, class names) and ``preprocessor.joblib``."""
+    run_dir = Path(run_dir)
+    split = {"class_names": prep.class_names, "feature_names": prep.feature_names, **prep.split_info,
+             "ids": {p: [str(i) for i in v] for p, v in prep.ids.items()}}
+    (run_dir / "split.json").write_text(json.dumps(split) + "\n")
+    joblib.dump(prep.preprocessor, run_dir / "preprocessor.joblib")
+
+
+def load_prepared(dataset, run_dir: str | Path) -> Prepared:
+    """Rebuild a run's arrays from the shards by sample id, with the saved split and fitted scaling.
+
+    Raises:
+        ValueError: a saved sample id is missing from the shards, or the features differ.
+    """
+    run_dir = Path(run_dir)
+    split = json.loads((run_dir / "split.json").read_text())
+    pre = joblib.load(run_dir / "preprocessor.joblib")
+    if list(dataset.feature_names) != split["feature_names"]:
+        raise ValueError(f"the shards' features differ from those the run {run_dir} was trained on")
+    pos = {str(s): i for i, s in enumerate(dataset.ids)}
+    index = {c: i for i, c in enumerate(split["class_names"])}
+    X, y, ids = {}, {}, {}
+    for part, part_ids in split["ids"].items():
+        missing = [s for s in part_ids if s not in pos]
+        if missing:
+            raise ValueError(f"{len(missing)} {part} sample ids of run {run_dir} are not in the shards, e.g. {missing[:3]}")
+        rows = np.array([pos[s] for s in part_ids], dtype=np.int64)
+        X[part] = pre.transform(dataset.X[rows]).astype(np.float32)[:, None, :]
+        y[part] = np.array([index[v] for v in dataset.y[rows]], dtype=np.int64)
+        ids[part] = np.asarray(part_ids)
+    info = {k: split[k] for k in ("sizes", "seed", "fractions", "grouped_by", "method") if k in split}
+    return Prepared(X=X, y=y, ids=ids, class_names=split["class_names"], feature_names=split["feature_names"],
+                    preprocessor=pre, split_info=info)

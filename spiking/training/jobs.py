@@ -1,0 +1,94 @@
+"""Train the CNN and the spiking CNN of a run and save them in its folder.
+
+Files written in ``run_dir``: ``cnn.pt`` / ``snn.pt`` (best-epoch weights plus
+everything needed to rebuild the network), ``history_cnn.json`` /
+``history_snn.json`` (per-epoch loss and validation balanced accuracy).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+from ..models.cnn import CNN1d, CNNArch, preset
+from ..models.snn import SpikingCNN1d, transfer_weights
+from .loop import History, train
+from .objectives import CNNObjective, SpikeCountObjective
+
+
+def _save(run_dir: Path, name: str, model: torch.nn.Module, meta: dict, hist: History) -> None:
+    torch.save({"state_dict": model.state_dict(), **meta, "train_seconds": hist.train_seconds,
+                "best_epoch": hist.best_epoch}, run_dir / f"{name}.pt")
+    (run_dir / f"history_{name}.json").write_text(json.dumps(hist.to_dict(), indent=2) + "\n")
+
+
+def train_cnn(prep, cfg, run_dir: str | Path, epoch_callback=None) -> tuple[CNN1d, History]:
+    """Train CNN_PT (preset ``cfg.cnn.preset``, dependent sizes from ``cfg.cnn.arch_seed``).
+
+    Args:
+        prep: ``spiking.preprocess.prepare.Prepared``; cfg: ``spiking.config.RunConfig``.
+    """
+    run_dir = Path(run_dir)
+    L, C = prep.n_features, len(prep.class_names)
+    arch = preset(cfg.cnn.preset, L, seed=cfg.cnn.arch_seed)
+    torch.manual_seed(cfg.cnn.train.seed)
+    model = CNN1d(L, arch, C)
+    hist = train(model, CNNObjective(), prep.X["train"], prep.y["train"], prep.X["val"], prep.y["val"],
+                 cfg.cnn.train, checkpoint_path=run_dir / "cnn.best.pt", desc="CNN", epoch_callback=epoch_callback)
+    _save(run_dir, "cnn", model, {"kind": "cnn", "arch": arch.as_dict(), "L": L, "n_classes": C}, hist)
+    (run_dir / "cnn.best.pt").unlink(missing_ok=True)
+    return model, hist
+
+
+def build_snn(L: int, arch: CNNArch, n_classes: int, scfg) -> SpikingCNN1d:
+    """A ``SpikingCNN1d`` for ``SNNConfig`` ``scfg`` (output = n_classes x population neurons)."""
+    return SpikingCNN1d(L, arch, n_classes * scfg.population, neuron=scfg.neuron, beta=scfg.beta,
+                        num_steps=scfg.num_steps)
+
+
+def train_snn(prep, cfg, run_dir: str | Path, cnn: CNN1d | None = None, epoch_callback=None):
+    """Train the spiking CNN: weight transfer from ``cnn`` (mode ``transfer``) or from scratch.
+
+    Raises:
+        ValueError: transfer mode without a CNN, or population coding with transfer.
+    """
+    run_dir = Path(run_dir)
+    s = cfg.snn
+    L, C = prep.n_features, len(prep.class_names)
+    if s.mode not in ("transfer", "scratch"):
+        raise ValueError(f"SNN mode must be 'transfer' or 'scratch', got {s.mode!r}")
+    if s.mode == "transfer":
+        if cnn is None:
+            raise ValueError("SNN mode 'transfer' needs a trained CNN (train the CNN first)")
+        if s.population != 1:
+            raise ValueError("population coding changes the output layer, so it cannot take the CNN's weights; "
+                             "use --snn-mode scratch")
+    arch = preset(cfg.cnn.preset, L, seed=cfg.cnn.arch_seed)
+    torch.manual_seed(s.train.seed)
+    model = build_snn(L, arch, C, s)
+    copied = transfer_weights(cnn, model) if s.mode == "transfer" else []
+    objective = SpikeCountObjective(C, loss=s.resolved_loss(), population=s.population)
+    hist = train(model, objective, prep.X["train"], prep.y["train"], prep.X["val"], prep.y["val"], s.train,
+                 checkpoint_path=run_dir / "snn.best.pt", desc="SNN", epoch_callback=epoch_callback)
+    meta = {"kind": "snn", "arch": arch.as_dict(), "L": L, "n_classes": C, "population": s.population,
+            "neuron": s.neuron, "beta": s.beta, "num_steps": s.num_steps, "loss": s.resolved_loss(),
+            "mode": s.mode, "transferred": copied}
+    _save(run_dir, "snn", model, meta, hist)
+    (run_dir / "snn.best.pt").unlink(missing_ok=True)
+    return model, hist
+
+
+def load_model(path: str | Path, device: str = "cpu"):
+    """Rebuild a saved network from ``cnn.pt`` or ``snn.pt``; returns ``(model, meta)``."""
+    ckpt = torch.load(path, map_location=device, weights_only=False)
+    arch = CNNArch.from_dict(ckpt["arch"])
+    if ckpt["kind"] == "cnn":
+        model = CNN1d(ckpt["L"], arch, ckpt["n_classes"])
+    else:
+        model = SpikingCNN1d(ckpt["L"], arch, ckpt["n_classes"] * ckpt["population"], neuron=ckpt["neuron"],
+                             beta=ckpt["beta"], num_steps=ckpt["num_steps"])
+    model.load_state_dict(ckpt["state_dict"])
+    model.eval()
+    return model, ckpt
