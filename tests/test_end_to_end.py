@@ -1,0 +1,76 @@
+"""End to end on a small stratified subset of the real TCGA data, through the command line."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from spiking.cli.main import main
+
+FAST = ["--top-k", "5", "--cnn-epochs", "15", "--snn-epochs", "3", "--num-steps", "5", "--batch-size", "32",
+        "--patience", "0", "--device", "cpu", "--no-progress", "--seed", "3"]
+
+
+@pytest.fixture(scope="module")
+def run(tcga_subset, tmp_path_factory):
+    root = tmp_path_factory.mktemp("e2e")
+    args = ["run", "--matrix", str(tcga_subset["matrix"]), "--labels", str(tcga_subset["labels"]),
+            "--shards", str(root / "shards"), "--runs-dir", str(root / "runs"), "--run-name", "a", *FAST]
+    assert main(args) == 0
+    return {"root": root, "args": args, "results": json.loads((root / "runs" / "a" / "results.json").read_text())}
+
+
+def test_results_schema_and_well_above_chance(run, tcga_subset):
+    r = run["results"]
+    assert r["dataset"]["classes"] == sorted(tcga_subset["classes"])
+    assert r["dataset"]["n_samples"] == 5 * tcga_subset["n_per_class"]  # other sample types filtered out
+    assert r["dataset"]["n_features"] == 1046
+    sizes = r["split"]["sizes"]
+    assert sum(sizes.values()) == 300 and sizes["test"] == pytest.approx(60, abs=5)
+    by_name = {m["name"]: m for m in r["models"]}
+    assert set(by_name) == {"cnn", "snn", "logreg"}
+    chance = 1 / 5
+    for name in ("cnn", "snn", "logreg"):
+        t = by_name[name]["test"]
+        assert t["balanced_accuracy"] > chance + 0.4, (name, t)
+        assert 0 <= t["macro_f1"] <= 1 and by_name[name]["parameters"] > 0
+        assert sum(map(sum, t["confusion_matrix"])) == sizes["test"]
+    spikes = by_name["snn"]["mean_spikes_per_sample"]
+    assert set(spikes) == {"lif1", "lif2", "lif3", "lif_out"} and all(v >= 0 for v in spikes.values())
+    assert by_name["snn"]["parameters"] == by_name["cnn"]["parameters"]  # weight transfer: same layers
+
+
+def test_same_seed_same_metrics(run):
+    args = [a if a != "a" else "b" for a in run["args"]]
+    assert main(args) == 0
+    again = json.loads((run["root"] / "runs" / "b" / "results.json").read_text())
+    for m1, m2 in zip(run["results"]["models"], again["models"]):
+        assert m1["name"] == m2["name"]
+        assert m1["test"] == m2["test"]
+
+
+def test_evaluate_reapplies_saved_split_and_scaling(run):
+    out = run["root"] / "runs" / "a" / "results.json"
+    out.unlink()
+    assert main(["evaluate", "--runs-dir", str(run["root"] / "runs"), "--run-name", "a"]) == 0
+    again = json.loads(out.read_text())
+    for m1, m2 in zip(run["results"]["models"], again["models"]):
+        assert m1["test"] == m2["test"]
+
+
+def test_train_snn_alone_needs_a_cnn(run):
+    with pytest.raises(SystemExit, match="cnn.pt"):
+        main(["train", "--model", "snn", "--shards", str(run["root"] / "shards"),
+              "--runs-dir", str(run["root"] / "runs"), "--run-name", "fresh", *FAST])
+
+
+def test_cli_reports_bad_input_without_traceback(tmp_path, capsys):
+    bad = tmp_path / "m.csv"
+    bad.write_text("row_id,f1\ns1,abc\n")
+    labels = tmp_path / "l.csv"
+    labels.write_text("row_id,cohort,sample_type,patient\ns1,A,01,p1\n")
+    code = main(["ingest", "--matrix", str(bad), "--labels", str(labels), "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err
+    assert code == 2 and "abc" in err and "s1" in err
+    assert not (tmp_path / "o").exists()
