@@ -32,7 +32,7 @@ class CNNConfig:
 
     preset: str = "cnn_pt2"
     arch_seed: int = 0
-    train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=40, batch_size=64, lr=1e-3, patience=10))
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=60, batch_size=64, lr=1e-3, patience=15))
 
 
 @dataclass
@@ -42,16 +42,20 @@ class SNNConfig:
     mode: ``transfer`` (weights from the trained CNN, cross-entropy count loss) or
     ``scratch`` (random init, MSE count loss); neuron: ``leaky|lapicque|rleaky|synaptic``;
     beta: membrane decay per step; num_steps: time steps per sample;
-    population: output neurons per class (scratch mode); loss: ``ce|mse`` (None = by mode).
+    population: output neurons per class (scratch mode); loss: ``ce|mse`` (None = by mode);
+    normalize: after weight transfer, rescale layers by the CNN's activation percentile
+    (``spiking.models.conversion``, Diehl 2015 / Rueckauer 2017); percentile: which one.
     """
 
     mode: str = "transfer"
     neuron: str = "leaky"
-    beta: float = 0.9
+    beta: float = 1.0
     num_steps: int = 10
     population: int = 1
     loss: str | None = None
-    train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=10, batch_size=64, lr=5e-4, patience=5))
+    normalize: bool = True
+    percentile: float = 99.9
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=10, batch_size=64, lr=3e-4, patience=5))
 
     def resolved_loss(self) -> str:
         """``ce`` for weight transfer, ``mse`` from scratch, unless ``loss`` says otherwise."""

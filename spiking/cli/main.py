@@ -74,6 +74,8 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--neuron", choices=["leaky", "lapicque", "rleaky", "synaptic"], default=d.snn.neuron)
     g.add_argument("--beta", type=float, default=d.snn.beta, help="membrane decay per step")
     g.add_argument("--num-steps", type=int, default=d.snn.num_steps, help="time steps per sample")
+    g.add_argument("--no-normalize", action="store_true",
+                   help="skip the data-based weight normalisation after weight transfer")
     g.add_argument("--population", type=int, default=d.snn.population, help="output neurons per class (scratch mode)")
     g.add_argument("--snn-epochs", type=int, default=d.snn.train.epochs)
     g.add_argument("--snn-lr", type=float, default=d.snn.train.lr)
@@ -93,6 +95,7 @@ def _run_config(a, shards: str):
     cfg.cnn.preset, cfg.cnn.arch_seed = a.preset, a.arch_seed
     s = cfg.snn
     s.mode, s.neuron, s.beta, s.num_steps, s.population = a.snn_mode, a.neuron, a.beta, a.num_steps, a.population
+    s.normalize = not a.no_normalize
     for t, epochs, lr in ((cfg.cnn.train, a.cnn_epochs, a.cnn_lr), (s.train, a.snn_epochs, a.snn_lr)):
         t.epochs, t.lr, t.batch_size, t.seed, t.device = epochs, lr, a.batch_size, a.seed, a.device
         t.progress = not a.no_progress

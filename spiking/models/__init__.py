@@ -14,8 +14,11 @@ from .cnn import (
     stage_lengths,
 )
 from .snn import NEURONS, SpikingCNN1d, class_scores, transfer_weights
+from .conversion import activation_scales, normalize_weights
 
 __all__ = [
+    "activation_scales",
+    "normalize_weights",
     "ArchitectureError",
     "CNNArch",
     "CNN1d",

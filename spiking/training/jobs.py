@@ -13,9 +13,12 @@ from pathlib import Path
 import torch
 
 from ..models.cnn import CNN1d, CNNArch, preset
+from ..models.conversion import activation_scales, normalize_weights
 from ..models.snn import SpikingCNN1d, transfer_weights
 from .loop import History, train
 from .objectives import CNNObjective, SpikeCountObjective
+
+NORMALIZE_ROWS = 1000  # training rows used to measure activation percentiles
 
 
 def _save(run_dir: Path, name: str, model: torch.nn.Module, meta: dict, hist: History) -> None:
@@ -68,13 +71,19 @@ def train_snn(prep, cfg, run_dir: str | Path, cnn: CNN1d | None = None, epoch_ca
     arch = preset(cfg.cnn.preset, L, seed=cfg.cnn.arch_seed)
     torch.manual_seed(s.train.seed)
     model = build_snn(L, arch, C, s)
-    copied = transfer_weights(cnn, model) if s.mode == "transfer" else []
+    copied, scales = [], None
+    if s.mode == "transfer":
+        copied = transfer_weights(cnn, model)
+        if s.normalize:
+            scales = activation_scales(cnn, prep.X["train"][:NORMALIZE_ROWS], s.percentile)
+            normalize_weights(model, scales)
     objective = SpikeCountObjective(C, loss=s.resolved_loss(), population=s.population)
     hist = train(model, objective, prep.X["train"], prep.y["train"], prep.X["val"], prep.y["val"], s.train,
                  checkpoint_path=run_dir / "snn.best.pt", desc="SNN", epoch_callback=epoch_callback)
     meta = {"kind": "snn", "arch": arch.as_dict(), "L": L, "n_classes": C, "population": s.population,
             "neuron": s.neuron, "beta": s.beta, "num_steps": s.num_steps, "loss": s.resolved_loss(),
-            "mode": s.mode, "transferred": copied}
+            "mode": s.mode, "transferred": copied,
+            "normalization": {"scales": scales, "percentile": s.percentile} if scales else None}
     _save(run_dir, "snn", model, meta, hist)
     (run_dir / "snn.best.pt").unlink(missing_ok=True)
     return model, hist

@@ -1,0 +1,79 @@
+"""Data-based weight normalisation for CNN -> SNN weight transfer.
+
+After copying the CNN's weights into the spiking network, each layer is rescaled
+so that a high percentile of the CNN's activation at that layer maps to the LIF
+threshold (1.0): ``W_l <- W_l * lam_{l-1} / lam_l``, ``b_l <- b_l / lam_l`` with
+``lam_0 = 1`` (the input is already in [0, 1]). Then a firing rate (spikes per
+step) approximates the CNN activation divided by ``lam_l``, instead of
+saturating or staying silent. Method: Diehl et al., "Fast-classifying,
+high-accuracy spiking deep networks through weight and threshold balancing",
+IJCNN 2015; the robust percentile (99.9 instead of the maximum) is from
+Rueckauer et al., "Conversion of continuous-valued deep networks to efficient
+event-driven networks for image classification", Front. Neurosci. 2017.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .cnn import CNN1d
+from .snn import SpikingCNN1d
+
+LAYERS = ("conv1", "conv2", "conv3", "fc")
+
+
+@torch.no_grad()
+def activation_scales(cnn: CNN1d, X: np.ndarray | torch.Tensor, percentile: float = 99.9,
+                      batch_size: int = 512) -> list[float]:
+    """Percentile of the positive activations of each CNN stage on ``X``.
+
+    Args:
+        cnn: a trained ``CNN1d``.
+        X: inputs (n, 1, L) float32, training rows only (a few hundred suffice).
+        percentile: in (0, 100]; 100 gives the maximum (Diehl 2015).
+
+    Returns:
+        ``[lam_conv1, lam_conv2, lam_conv3, lam_fc]``, each > 0 (1.0 where a stage is all zero).
+
+    Raises:
+        ValueError: percentile outside (0, 100] or empty ``X``.
+    """
+    if not 0 < percentile <= 100:
+        raise ValueError(f"percentile must be in (0, 100], got {percentile}")
+    if len(X) == 0:
+        raise ValueError("activation_scales needs at least one sample")
+    cnn.eval()
+    acts: list[list[torch.Tensor]] = [[], [], [], []]
+    for start in range(0, len(X), batch_size):
+        x = torch.as_tensor(X[start:start + batch_size])
+        a1 = cnn.pool1(F.relu(cnn.conv1(x)))
+        a2 = cnn.pool2(F.relu(cnn.conv2(a1)))
+        a3 = cnn.pool3(F.relu(cnn.conv3(a2)))
+        a4 = cnn.fc(a3.flatten(1))
+        for i, a in enumerate((a1, a2, a3, a4)):
+            acts[i].append(a[a > 0].flatten())
+    scales = []
+    for parts in acts:
+        pos = torch.cat(parts).double().numpy()
+        scales.append(float(np.percentile(pos, percentile)) if pos.size else 1.0)
+    return scales
+
+
+@torch.no_grad()
+def normalize_weights(snn: SpikingCNN1d, scales: list[float]) -> None:
+    """Rescale the spiking network's conv/linear layers in place by ``scales`` (see module doc).
+
+    Raises:
+        ValueError: not four positive scales.
+    """
+    if len(scales) != len(LAYERS) or min(scales) <= 0:
+        raise ValueError(f"need {len(LAYERS)} positive scales, got {scales}")
+    prev = 1.0
+    for name, lam in zip(LAYERS, scales):
+        layer = getattr(snn, name)
+        layer.weight.mul_(prev / lam)
+        if layer.bias is not None:
+            layer.bias.div_(lam)
+        prev = lam
