@@ -71,10 +71,58 @@ class RunConfig:
     snn: SNNConfig = field(default_factory=SNNConfig)
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        d = asdict(self)
+        d["snn"]["loss"] = self.snn.resolved_loss()
+        return d
 
     def save(self, path: str | Path) -> None:
         Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+
+    def validate(self) -> None:
+        """Check every setting before any work starts.
+
+        Raises:
+            ValueError: naming the first invalid setting.
+        """
+        import math
+
+        from .models.snn import NEURONS
+
+        d, s = self.data, self.snn
+        if d.top_k < 0:
+            raise ValueError(f"--top-k must be >= 0 (0 keeps all classes), got {d.top_k}")
+        if d.zscore not in ("feature", "sample", "none"):
+            raise ValueError(f"zscore must be feature, sample or none, got {d.zscore!r}")
+        for name, t in (("CNN", self.cnn.train), ("SNN", s.train)):
+            if t.epochs < 1:
+                raise ValueError(f"{name} epochs must be >= 1, got {t.epochs}")
+            if t.batch_size < 1:
+                raise ValueError(f"batch size must be >= 1, got {t.batch_size}")
+            if not (math.isfinite(t.lr) and t.lr > 0):
+                raise ValueError(f"{name} learning rate must be a positive finite number, got {t.lr}")
+            if t.patience < 0:
+                raise ValueError(f"patience must be >= 0, got {t.patience}")
+        if self.cnn.preset not in ("cnn_pt1", "cnn_pt2"):
+            raise ValueError(f"unknown CNN preset {self.cnn.preset!r} (cnn_pt1, cnn_pt2)")
+        if s.mode not in ("transfer", "scratch"):
+            raise ValueError(f"SNN mode must be transfer or scratch, got {s.mode!r}")
+        if s.neuron not in NEURONS:
+            raise ValueError(f"unknown neuron {s.neuron!r}; valid: {NEURONS}")
+        if not (0.0 <= s.beta <= 1.0):
+            raise ValueError(f"beta (membrane decay per step) must be in [0, 1], got {s.beta}")
+        if s.neuron == "lapicque" and s.beta >= 1.0:
+            raise ValueError("the Lapicque neuron needs beta < 1 (snnTorch derives C = 1/ln(1/beta)); pass --beta 0.9")
+        if s.num_steps < 1:
+            raise ValueError(f"num_steps must be >= 1, got {s.num_steps}")
+        if s.population < 1:
+            raise ValueError(f"population (output neurons per class) must be >= 1, got {s.population}")
+        if s.mode == "transfer" and s.population != 1:
+            raise ValueError("population coding changes the output layer, so it cannot take the CNN's weights; "
+                             "use --snn-mode scratch")
+        if s.loss not in (None, "ce", "mse"):
+            raise ValueError(f"SNN loss must be ce or mse, got {s.loss!r}")
+        if not 0 < s.percentile <= 100:
+            raise ValueError(f"percentile must be in (0, 100], got {s.percentile}")
 
     @classmethod
     def from_dict(cls, d: dict) -> "RunConfig":

@@ -59,10 +59,28 @@ def test_evaluate_reapplies_saved_split_and_scaling(run):
         assert m1["test"] == m2["test"]
 
 
-def test_train_snn_alone_needs_a_cnn(run):
-    with pytest.raises(SystemExit, match="cnn.pt"):
-        main(["train", "--model", "snn", "--shards", str(run["root"] / "shards"),
-              "--runs-dir", str(run["root"] / "runs"), "--run-name", "fresh", *FAST])
+def test_train_snn_alone_needs_a_cnn(run, capsys):
+    code = main(["train", "--model", "snn", "--shards", str(run["root"] / "shards"),
+                 "--runs-dir", str(run["root"] / "runs"), "--run-name", "fresh", *FAST])
+    assert code == 2 and "cnn.pt" in capsys.readouterr().err
+
+
+def test_invalid_settings_stop_before_any_work(run, capsys):
+    root = run["root"]
+    for bad, words in ((["--num-steps", "0"], "num_steps"), (["--beta", "1.5"], "beta"),
+                       (["--snn-epochs", "0"], "epochs"), (["--snn-mode", "transfer", "--population", "5"], "population"),
+                       (["--neuron", "lapicque", "--beta", "1.0"], "Lapicque")):
+        code = main(["train", "--shards", str(root / "shards"), "--runs-dir", str(root / "runs"),
+                     "--run-name", "bad", *FAST, *bad])
+        assert code == 2 and words in capsys.readouterr().err
+    assert not (root / "runs" / "bad").exists()
+
+
+def test_snn_only_training_refuses_other_data_settings(run, capsys):
+    args = ["train", "--model", "snn", "--shards", str(run["root"] / "shards"),
+            "--runs-dir", str(run["root"] / "runs"), "--run-name", "a", *FAST]
+    args[args.index("--top-k") + 1] = "3"
+    assert main(args) == 2 and "other data settings" in capsys.readouterr().err
 
 
 def test_cli_reports_bad_input_without_traceback(tmp_path, capsys):
@@ -74,3 +92,9 @@ def test_cli_reports_bad_input_without_traceback(tmp_path, capsys):
     err = capsys.readouterr().err
     assert code == 2 and "abc" in err and "s1" in err
     assert not (tmp_path / "o").exists()
+
+
+def test_run_refuses_shards_made_with_other_settings(run, capsys):
+    args = list(run["args"]) + ["--missing", "drop-features"]
+    assert main(args) == 2
+    assert "missing-value policy" in capsys.readouterr().err

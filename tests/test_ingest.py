@@ -694,3 +694,24 @@ def test_read_full_rpm_is_fast():
     elapsed = time.perf_counter() - t0
     assert X.shape == (10893, 1071)
     assert elapsed < 15.0, f"reading the RPM matrix took {elapsed:.1f} s (expected about 1 s)"
+
+
+def test_trailing_delimiters_do_not_shift_columns(tmp_path):
+    """Rows with one field more than the header (trailing commas) keep names on their columns."""
+    p = tmp_path / "labels.csv"
+    p.write_text("row_id,barcode,cohort,sample_type,patient\nS1,S1,AAA,01,P1,\nS2,S2,BBB,01,P2,\n")
+    lab = read_labels(p, id_column="row_id", label_column="cohort", group_column="patient")
+    assert lab.loc["S1", "cohort"] == "AAA" and lab.loc["S2", "patient"] == "P2"
+
+
+def test_corrupt_gzip_stream_is_an_ingest_error(tmp_path, toy):
+    good = tmp_path / "m.csv.gz"
+    with gzip.open(good, "wt") as fh:
+        fh.write(Path(toy["m"]).read_text())
+    raw = bytearray(good.read_bytes())
+    for i in range(20, len(raw) - 10, 7):
+        raw[i] ^= 0xFF  # damage the deflate stream, keep the gzip header
+    good.write_bytes(bytes(raw))
+    with pytest.raises(IngestError):
+        ingest(good, toy["lab"], toy["out"], **toy["kw"])
+    assert not toy["out"].exists() and list(toy["parent"].iterdir()) == []

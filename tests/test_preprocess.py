@@ -103,3 +103,10 @@ def test_prepare_fits_scaling_on_train_rows_and_reloads_by_id(tmp_path):
     for part in ("train", "val", "test"):
         assert np.array_equal(again.X[part], prep.X[part])
         assert np.array_equal(again.y[part], prep.y[part])
+
+
+def test_split_refuses_a_class_missing_from_a_part():
+    y = np.array([0] * 40 + [1] * 40)
+    groups = np.array(["g0"] * 40 + [f"p{i}" for i in range(40)])  # class 0 is one group
+    with pytest.raises(ValueError, match="no sample"):
+        stratified_split(y, groups)

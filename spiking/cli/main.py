@@ -1,4 +1,4 @@
-"""The ``spiking`` command line: ``ingest``, ``train``, ``evaluate`` and ``run`` (all three in a row)."""
+"""The ``spiking`` command line: ``ingest``, ``train``, ``evaluate``, and ``run`` (ingest, train and evaluate in a row)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,10 @@ from pathlib import Path
 DEFAULT_DATA_DIR = "../shared/data/tcga-mirna"
 DEFAULT_SHARDS = "data/shards/tcga-mirna-rpm"
 PRESETS = {"shared-tcga": "SHARED_TCGA", "gdc": "GDC_LABEL_SHEET", "none": None}
+
+
+class CLIError(Exception):
+    """A problem with the command's arguments or files: printed as one line, exit code 2."""
 
 
 # --------------------------------------------------------------------------- arguments
@@ -34,7 +38,7 @@ def _add_ingest_args(p: argparse.ArgumentParser, required: bool) -> None:
                    help="missing-value policy (default drop-cohorts: drop classes whose panel lacks features, "
                         "then features still missing)")
     g.add_argument("--shard-rows", type=int, default=1000, help="rows per Parquet shard")
-    g.add_argument("--units", help="units of the matrix values (recorded in the manifest; default RPM)")
+    g.add_argument("--units", help="units of the matrix values, recorded in the manifest (layout default: RPM)")
 
 
 def _ingest_kwargs(a) -> dict:
@@ -48,7 +52,7 @@ def _ingest_kwargs(a) -> dict:
         kw["filters"] = tuple(a.filters)
     for name in ("id_column", "label_column"):
         if name not in kw:
-            raise SystemExit(f"spiking: --layout none needs --{name.replace('_', '-')}")
+            raise CLIError(f"--layout none needs --{name.replace('_', '-')}")
     kw.update(features_in_rows=a.features_in_rows, missing=a.missing, shard_rows=a.shard_rows)
     return kw
 
@@ -66,23 +70,25 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("CNN")
     g.add_argument("--preset", choices=["cnn_pt1", "cnn_pt2"], default=d.cnn.preset, help="CNN_PT preset")
     g.add_argument("--arch-seed", type=int, default=d.cnn.arch_seed, help="seed of the dependent layer sizes")
-    g.add_argument("--cnn-epochs", type=int, default=d.cnn.train.epochs)
-    g.add_argument("--cnn-lr", type=float, default=d.cnn.train.lr)
+    g.add_argument("--cnn-epochs", type=int, default=d.cnn.train.epochs, help="maximum CNN epochs")
+    g.add_argument("--cnn-lr", type=float, default=d.cnn.train.lr, help="CNN Adam learning rate")
     g = p.add_argument_group("SNN")
     g.add_argument("--snn-mode", choices=["transfer", "scratch"], default=d.snn.mode,
                    help="transfer: CNN weights + cross-entropy count loss; scratch: MSE count loss")
-    g.add_argument("--neuron", choices=["leaky", "lapicque", "rleaky", "synaptic"], default=d.snn.neuron)
+    g.add_argument("--neuron", choices=["leaky", "lapicque", "rleaky", "synaptic"], default=d.snn.neuron,
+                   help="snnTorch neuron model of every LIF layer")
     g.add_argument("--beta", type=float, default=d.snn.beta, help="membrane decay per step")
     g.add_argument("--num-steps", type=int, default=d.snn.num_steps, help="time steps per sample")
     g.add_argument("--no-normalize", action="store_true",
                    help="skip the data-based weight normalisation after weight transfer")
     g.add_argument("--population", type=int, default=d.snn.population, help="output neurons per class (scratch mode)")
-    g.add_argument("--snn-epochs", type=int, default=d.snn.train.epochs)
-    g.add_argument("--snn-lr", type=float, default=d.snn.train.lr)
+    g.add_argument("--snn-epochs", type=int, default=d.snn.train.epochs, help="maximum SNN epochs")
+    g.add_argument("--snn-lr", type=float, default=d.snn.train.lr, help="SNN Adam learning rate")
     g = p.add_argument_group("training")
-    g.add_argument("--batch-size", type=int, default=d.cnn.train.batch_size)
-    g.add_argument("--patience", type=int, default=None, help="early-stopping patience in epochs (0 = off)")
-    g.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    g.add_argument("--batch-size", type=int, default=d.cnn.train.batch_size, help="samples per training step")
+    g.add_argument("--patience", type=int, default=None, help="early-stopping patience in epochs for both networks (0 = off; default 15 CNN, 5 SNN)")
+    g.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
+                   help="auto uses a CUDA GPU when torch sees one")
     g.add_argument("--no-progress", action="store_true", help="hide the progress bars")
 
 
@@ -101,6 +107,10 @@ def _run_config(a, shards: str):
         t.progress = not a.no_progress
         if a.patience is not None:
             t.patience = a.patience
+    cfg.validate()
+    from ..training.reproducibility import resolve_device
+
+    resolve_device(a.device)  # fails now, not after the CNN has trained
     return cfg
 
 
@@ -111,10 +121,10 @@ def _load_shards(path):
     return load_dataset(path)
 
 
-def _dataset_info(ds, prep) -> dict:
+def _dataset_info(ds, prep, shards: str) -> dict:
+    """The ``dataset`` block of results.json: source files (with sha256), shards, units, sizes, classes."""
     m = ds.manifest
-    return {"source": [s.get("path") for s in m.get("sources", [])] if isinstance(m.get("sources"), list) else m.get("sources"),
-            "shards": str(m.get("_path", "")) or None, "units": m.get("units"),
+    return {"source": m.get("sources"), "shards": str(shards), "units": m.get("units"),
             "n_samples": int(sum(len(v) for v in prep.ids.values())), "n_features": prep.n_features,
             "classes": prep.class_names}
 
@@ -123,8 +133,12 @@ def cmd_ingest(a) -> int:
     from ..ingest import ingest
 
     manifest = ingest(a.matrix, a.labels, a.out, overwrite=a.overwrite, **_ingest_kwargs(a))
-    print(f"wrote {manifest['n_samples']} samples x {manifest['n_features']} features "
-          f"in {len(manifest['shards'])} shard(s) to {a.out}")
+    j = manifest.get("join", {})
+    print(f"wrote {manifest['n_samples']} samples x {manifest['n_features']} features, {manifest['n_classes']} classes "
+          f"in {len(manifest['shards'])} shard(s) to {a.out}\n"
+          f"  {j.get('only_in_matrix', {}).get('count', 0)} matrix ids without a label, "
+          f"{j.get('removed_by_filters', {}).get('count', 0)} removed by filters, "
+          f"{j.get('only_in_labels', {}).get('count', 0)} label ids without a profile; details in manifest.json")
     return 0
 
 
@@ -149,7 +163,7 @@ def _train(cfg, run_dir: Path, which: str) -> None:
     if which in ("snn", "both"):
         if cfg.snn.mode == "transfer" and cnn is None:
             if not (run_dir / "cnn.pt").exists():
-                raise SystemExit(f"spiking: SNN weight transfer needs {run_dir / 'cnn.pt'}; run `spiking train --model cnn` first")
+                raise CLIError(f"SNN weight transfer needs {run_dir / 'cnn.pt'}; run `spiking train --model cnn` first")
             cnn, _ = load_model(run_dir / "cnn.pt")
         _, h = train_snn(prep, cfg, run_dir, cnn=cnn)
         print(f"SNN: best validation balanced accuracy {h.best_val_balanced_accuracy:.4f} at epoch {h.best_epoch + 1}, "
@@ -165,7 +179,7 @@ def _evaluate(run_dir: Path) -> dict:
     cfg = RunConfig.load(run_dir / "config.json")
     ds = _load_shards(cfg.data.shards)
     prep = load_prepared(ds, run_dir)
-    results = evaluate_run(run_dir, prep, _dataset_info(ds, prep), seed=cfg.data.seed)
+    results = evaluate_run(run_dir, prep, _dataset_info(ds, prep, cfg.data.shards), seed=cfg.data.seed)
     results["run"] = {"name": run_dir.name, "config": cfg.to_dict()}
     write_results(results, run_dir / "results.json")
     print(f"\nTest split ({prep.split_info['sizes']['test']} samples, touched once):")
@@ -175,15 +189,44 @@ def _evaluate(run_dir: Path) -> dict:
 
 
 def _run_dir(a) -> Path:
+    if not a.run_name or a.run_name in (".", "..") or "/" in a.run_name or "\\" in a.run_name:
+        raise CLIError(f"--run-name must be a plain folder name, got {a.run_name!r}")
     d = Path(a.runs_dir) / a.run_name
     d.mkdir(parents=True, exist_ok=True)
     return d
 
 
-def cmd_train(a) -> int:
+RUN_FILES = ("config.json", "split.json", "preprocessor.joblib", "cnn.pt", "snn.pt", "results.json",
+             "history_cnn.json", "history_snn.json")
+
+
+def _start_run(a, cfg, which: str) -> Path:
+    """Create/refresh the run folder. Training the CNN starts the run afresh (new split and
+    scaling from the current settings); training only the SNN keeps the run's split, and
+    so needs the same data settings as the run it joins."""
     run_dir = _run_dir(a)
+    cfg_path = run_dir / "config.json"
+    if which == "snn" and cfg_path.exists():
+        from ..config import RunConfig
+
+        old = RunConfig.load(cfg_path).to_dict()["data"]
+        new = cfg.to_dict()["data"]
+        diff = {k: (old.get(k), v) for k, v in new.items() if old.get(k) != v}
+        if diff:
+            raise CLIError(f"run {run_dir} was made with other data settings {diff} (old, new); "
+                           "train the CNN again (--model both) or use another --run-name")
+    elif which != "snn":
+        for f in RUN_FILES:
+            (run_dir / f).unlink(missing_ok=True)
+    cfg.save(cfg_path)
+    return run_dir
+
+
+def cmd_train(a) -> int:
     cfg = _run_config(a, a.shards)
-    cfg.save(run_dir / "config.json")
+    if not (Path(a.shards) / "manifest.json").exists() and "://" not in a.shards:
+        raise CLIError(f"no shards at {a.shards} (manifest.json missing); run `spiking ingest` first")
+    run_dir = _start_run(a, cfg, a.model)
     _train(cfg, run_dir, a.model)
     return 0
 
@@ -191,33 +234,76 @@ def cmd_train(a) -> int:
 def cmd_evaluate(a) -> int:
     run_dir = Path(a.runs_dir) / a.run_name
     if not (run_dir / "config.json").exists():
-        raise SystemExit(f"spiking: no trained run at {run_dir} (config.json missing)")
+        raise CLIError(f"no trained run at {run_dir} (config.json missing)")
     _evaluate(run_dir)
     return 0
+
+
+def _sha256(path: str | Path) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def shard_mismatches(manifest: dict, matrix: str, labels: str, kw: dict) -> list[str]:
+    """What differs between existing shards (their manifest) and the ingest a run asks for.
+
+    Compares the source files by content (sha256), the id/label/group columns, the
+    filters, the missing-value policy and the matrix orientation. Returns one line per
+    difference; empty when the shards are what this ingest would write.
+    """
+    diffs = []
+    for role, path in (("matrix", matrix), ("labels", labels)):
+        src = (manifest.get("sources") or {}).get(role, {})
+        if src.get("sha256") != _sha256(path):
+            diffs.append(f"{role} file: shards made from {src.get('path')}, asked for {path} (content differs)")
+    wanted = {"id_column": kw.get("id_column"), "label_column": kw.get("label_column"),
+              "group_column": kw.get("group_column"), "matrix_id_column": kw.get("matrix_id_column"),
+              "features_in_rows": kw.get("features_in_rows", False),
+              "filters": [str(f) for f in kw.get("filters", ())]}
+    have = {k: manifest.get(k) for k in wanted}
+    have["filters"] = [f.get("expr") for f in manifest.get("filters", [])]
+    policy = (manifest.get("missing") or {}).get("policy")
+    if policy != kw.get("missing"):
+        diffs.append(f"missing-value policy: shards {policy!r}, asked for {kw.get('missing')!r}")
+    diffs += [f"{k}: shards {have[k]!r}, asked for {v!r}" for k, v in wanted.items() if have[k] != v]
+    return diffs
 
 
 def cmd_run(a) -> int:
     from ..ingest import ingest
 
     t0 = time.perf_counter()
+    cfg = _run_config(a, str(a.shards))  # validate every setting before any work
     shards = Path(a.shards)
-    if not (shards / "manifest.json").exists():
-        data_dir = Path(a.data_dir)
-        a.matrix = a.matrix or str(data_dir / "tcga_mirnaseq_rpm.csv.gz")
-        a.labels = a.labels or str(data_dir / "tcga_mirnaseq_labels.csv")
-        for f in (a.matrix, a.labels):
-            if not Path(f).exists():
-                raise SystemExit(f"spiking: input file not found: {f} (set --data-dir, or --matrix and --labels)")
-        print(f"ingesting {a.matrix} + {a.labels} -> {shards}")
-        m = ingest(a.matrix, a.labels, shards, **_ingest_kwargs(a))
-        print(f"  {m['n_samples']} samples x {m['n_features']} features")
+    data_dir = Path(a.data_dir)
+    a.matrix = a.matrix or str(data_dir / "tcga_mirnaseq_rpm.csv.gz")
+    a.labels = a.labels or str(data_dir / "tcga_mirnaseq_labels.csv")
+    missing = [f for f in (a.matrix, a.labels) if not Path(f).is_file()]
+    kw = _ingest_kwargs(a)
+    if (shards / "manifest.json").exists() and missing:
+        print(f"using existing shards {shards} (source files {missing} not found, so not compared)")
+    elif missing:
+        raise CLIError(f"input file not found: {missing[0]} (set --data-dir, or --matrix and --labels)")
+    elif (shards / "manifest.json").exists():
+        diffs = shard_mismatches(json.loads((shards / "manifest.json").read_text()), a.matrix, a.labels, kw)
+        if diffs:
+            raise CLIError(f"the shards at {shards} were made with other inputs or settings:\n  - "
+                             + "\n  - ".join(diffs)
+                             + f"\nPass another --shards folder (or delete {shards}) to ingest anew.")
+        print(f"using existing shards {shards} (same sources and settings)")
     else:
-        print(f"using existing shards {shards}")
-    run_dir = _run_dir(a)
-    cfg = _run_config(a, str(shards))
-    cfg.save(run_dir / "config.json")
-    for stale in ("split.json", "cnn.pt", "snn.pt"):
-        (run_dir / stale).unlink(missing_ok=True)
+        print(f"ingesting {a.matrix} + {a.labels} -> {shards}")
+        m = ingest(a.matrix, a.labels, shards, **kw)
+        j = m.get("join", {})
+        print(f"  {m['n_samples']} samples x {m['n_features']} features, {m['n_classes']} classes "
+              f"({j.get('only_in_matrix', {}).get('count', 0)} matrix ids without a label, "
+              f"{j.get('removed_by_filters', {}).get('count', 0)} removed by filters; see {shards / 'manifest.json'})")
+    run_dir = _start_run(a, cfg, "both")
     _train(cfg, run_dir, "both")
     _evaluate(run_dir)
     print(f"total {time.perf_counter() - t0:.1f} s")
@@ -226,25 +312,27 @@ def cmd_run(a) -> int:
 
 # --------------------------------------------------------------------------- parser
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="spiking", description=__doc__)
+    fmt = argparse.ArgumentDefaultsHelpFormatter
+    p = argparse.ArgumentParser(prog="spiking", description=__doc__, formatter_class=fmt)
     sub = p.add_subparsers(dest="command", required=True)
 
-    q = sub.add_parser("ingest", help="matrix + labels -> Parquet shards and manifest.json",
+    q = sub.add_parser("ingest", help="matrix + labels -> Parquet shards and manifest.json", formatter_class=fmt,
                        description="Join an expression matrix to its labels by sample id, apply filters and the "
                                    "missing-value policy, and write Parquet shards with a manifest.")
     _add_ingest_args(q, required=True)
     q.add_argument("--out", required=True, help="output folder of the shards (must not exist unless --overwrite)")
-    q.add_argument("--overwrite", action="store_true")
+    q.add_argument("--overwrite", action="store_true", help="replace an existing dataset at --out")
     q.set_defaults(func=cmd_ingest)
 
     for name, func, helptext in (("train", cmd_train, "train the CNN and/or the SNN of a run"),
                                  ("run", cmd_run, "ingest (if needed), train CNN and SNN, evaluate on test")):
-        q = sub.add_parser(name, help=helptext, description=helptext)
+        q = sub.add_parser(name, help=helptext, description=helptext, formatter_class=fmt)
         q.add_argument("--run-name", default="default", help="runs/<run-name>/ holds the run's files")
-        q.add_argument("--runs-dir", default="runs")
+        q.add_argument("--runs-dir", default="runs", help="folder holding the runs")
         q.add_argument("--shards", default=DEFAULT_SHARDS, help="Parquet shards folder")
         if name == "train":
-            q.add_argument("--model", choices=["cnn", "snn", "both"], default="both")
+            q.add_argument("--model", choices=["cnn", "snn", "both"], default="both",
+                           help="which network to train (snn with weight transfer needs the run's cnn.pt)")
         else:
             q.add_argument("--data-dir", default=DEFAULT_DATA_DIR,
                            help="folder with tcga_mirnaseq_rpm.csv.gz and tcga_mirnaseq_labels.csv")
@@ -252,22 +340,30 @@ def build_parser() -> argparse.ArgumentParser:
         _add_model_args(q)
         q.set_defaults(func=func)
 
-    q = sub.add_parser("evaluate", help="test-split metrics of a trained run, with the logistic-regression baseline")
-    q.add_argument("--run-name", default="default")
-    q.add_argument("--runs-dir", default="runs")
+    q = sub.add_parser("evaluate", help="test-split metrics of a trained run, with the logistic-regression baseline",
+                       description="Score the networks of runs/<run-name>/ on their held-out test split (the saved "
+                                   "split and scaling are reapplied, rows matched by sample id), fit the logistic-"
+                                   "regression baseline on the same split, write results.json and print the table.",
+                       formatter_class=fmt)
+    q.add_argument("--run-name", default="default", help="the run to evaluate (a folder under --runs-dir)")
+    q.add_argument("--runs-dir", default="runs", help="folder holding the runs")
     q.set_defaults(func=cmd_evaluate)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``spiking`` console script; returns the exit code."""
+    import pickle
+
     from ..ingest.errors import IngestError
 
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (IngestError, ValueError, FileNotFoundError) as e:
-        print(f"spiking: error: {e}", file=sys.stderr)
+    except (CLIError, IngestError, ValueError, OSError, pickle.UnpicklingError) as e:
+        # json.JSONDecodeError is a ValueError; ArchitectureError too.
+        where = f" ({e.filename})" if isinstance(e, OSError) and e.filename else ""
+        print(f"spiking: error: {e}{where}", file=sys.stderr)
         return 2
 
 

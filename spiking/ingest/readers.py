@@ -24,6 +24,7 @@ import io
 import lzma
 import os
 import re
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -93,7 +94,7 @@ def _sniff(p: Path) -> tuple[str, str, list[str]]:
                 if line.strip():
                     first = line.rstrip("\r\n")
                     break
-    except (OSError, EOFError, UnicodeDecodeError) as exc:
+    except (OSError, EOFError, UnicodeDecodeError, zlib.error) as exc:
         raise IngestError(f"{p}: cannot read the file ({exc})") from exc
     if not first:
         raise IngestError(f"{p}: file is empty (no header line, no data rows)")
@@ -136,11 +137,15 @@ def _read_csv(p: Path, sep: str, compression: str, header: list[str], **kw) -> p
             engine="c",
             encoding="utf-8-sig",
             low_memory=False,
+            # Never let pandas turn the first column into the index when data rows carry
+            # one field more than the header (trailing delimiters): that would shift every
+            # column against its name.
+            index_col=False,
             **kw,
         )
     except pd.errors.EmptyDataError as exc:
         raise IngestError(f"{p}: file is empty (no header line, no data rows)") from exc
-    except (pd.errors.ParserError, UnicodeDecodeError, OSError, EOFError) as exc:
+    except (pd.errors.ParserError, UnicodeDecodeError, OSError, EOFError, zlib.error) as exc:
         raise IngestError(f"{p}: cannot parse the file: {exc}") from exc
 
 

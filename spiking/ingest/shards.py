@@ -108,7 +108,7 @@ def _check_out_dir(out: Path, overwrite: bool) -> None:
     if not (out.exists() or out.is_symlink()):
         return
     if not overwrite:
-        raise IngestError(f"{out}: output directory already exists (pass overwrite=True to replace it)")
+        raise IngestError(f"{out}: output directory already exists (use --overwrite, or overwrite=True in Python, to replace it)")
     if not out.is_dir() or out.is_symlink():
         raise IngestError(f"{out}: exists and is not a directory; refusing to overwrite it")
     if any(out.iterdir()) and not (out / MANIFEST).is_file():
@@ -329,6 +329,7 @@ def ingest(
     parent = out.parent
     parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=parent))
+    tmp.chmod(0o755)  # mkdtemp makes it private; the dataset is meant to be shared
     try:
         for k, start in enumerate(range(0, n, shard_rows)):
             stop = min(start + shard_rows, n)

@@ -52,6 +52,9 @@ def prepare(dataset, *, top_k: int = 10, fractions=(0.7, 0.1, 0.2), seed: int = 
     keep = np.isin(dataset.y, classes)
     X, y_str, ids = dataset.X[keep], dataset.y[keep], dataset.ids[keep]
     groups = dataset.groups[keep] if dataset.groups is not None else None
+    if groups is not None:
+        # An empty group (patient unknown) must not merge all such samples into one group.
+        groups = np.where(groups == "", np.char.add("sample:", ids.astype(str)), groups)
     index = {c: i for i, c in enumerate(classes)}
     y = np.array([index[v] for v in y_str], dtype=np.int64)
     split = stratified_split(y, groups, fractions=fractions, seed=seed)
@@ -59,7 +62,7 @@ def prepare(dataset, *, top_k: int = 10, fractions=(0.7, 0.1, 0.2), seed: int = 
     parts = {"train": split.train, "val": split.val, "test": split.test}
     Xs = {p: pre.transform(X[i]).astype(np.float32)[:, None, :] for p, i in parts.items()}
     info = {"sizes": split.sizes(), "seed": seed, "fractions": list(fractions),
-            "grouped_by": "group column" if groups is not None else None,
+            "grouped_by": (getattr(dataset, "manifest", None) or {}).get("group_column", "group") if groups is not None else None,
             "method": "sklearn StratifiedGroupKFold (test fold, then validation fold of the rest)"}
     return Prepared(X=Xs, y={p: y[i] for p, i in parts.items()}, ids={p: ids[i] for p, i in parts.items()},
                     class_names=classes, feature_names=list(dataset.feature_names), preprocessor=pre,

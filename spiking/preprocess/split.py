@@ -67,4 +67,10 @@ def stratified_split(
     all_idx = np.arange(len(y))
     rest, test = _one_fold(y, groups, all_idx, fr[2], seed)
     train, val = _one_fold(y, groups, rest, fr[1] / (fr[0] + fr[1]), seed + 1)
+    classes = np.unique(y)
+    for name, part in (("train", train), ("validation", val), ("test", test)):
+        absent = np.setdiff1d(classes, y[part])
+        if absent.size:
+            raise ValueError(f"class(es) {absent.tolist()} have no sample in the {name} part: their samples share "
+                             "too few groups (check the group column, e.g. that it names patients, not cohorts)")
     return Split(train=train, val=val, test=test, seed=seed)
