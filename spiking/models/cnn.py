@@ -284,6 +284,22 @@ def preset(name: str, L: int, seed: int = 0, *, keep_published: bool = True) -> 
     )
 
 
+def add_cnn_layers(module: nn.Module, arch: CNNArch, lengths: tuple[int, int, int], n_outputs: int) -> None:
+    """Attach CNN_PT's layers to ``module``: ``conv1, pool1, conv2, pool2, conv3, pool3, fc``
+    (Conv1d without padding, stride 1; MaxPool1d with stride = size) and ``flat_features``.
+
+    Shared by ``CNN1d`` and the spiking version so their parameters line up for weight transfer.
+    """
+    module.conv1 = nn.Conv1d(1, arch.w1, arch.wd1)
+    module.pool1 = nn.MaxPool1d(arch.h1, arch.h1)
+    module.conv2 = nn.Conv1d(arch.w1, arch.w2, arch.wd2)
+    module.pool2 = nn.MaxPool1d(arch.h2, arch.h2)
+    module.conv3 = nn.Conv1d(arch.w2, arch.w3, arch.wd3)
+    module.pool3 = nn.MaxPool1d(arch.h3, arch.h3)
+    module.flat_features = arch.w3 * lengths[2]
+    module.fc = nn.Linear(module.flat_features, n_outputs)
+
+
 class CNN1d(nn.Module):
     """CNN_PT: three [Conv1d -> ReLU -> MaxPool1d] stages and a linear classifier.
 
@@ -301,14 +317,7 @@ class CNN1d(nn.Module):
         self.L = int(L)
         self.arch = arch
         self.n_classes = n_classes
-        self.conv1 = nn.Conv1d(1, arch.w1, arch.wd1)
-        self.pool1 = nn.MaxPool1d(arch.h1, arch.h1)
-        self.conv2 = nn.Conv1d(arch.w1, arch.w2, arch.wd2)
-        self.pool2 = nn.MaxPool1d(arch.h2, arch.h2)
-        self.conv3 = nn.Conv1d(arch.w2, arch.w3, arch.wd3)
-        self.pool3 = nn.MaxPool1d(arch.h3, arch.h3)
-        self.flat_features = arch.w3 * self.lengths[2]
-        self.fc = nn.Linear(self.flat_features, n_classes)
+        add_cnn_layers(self, arch, self.lengths, n_classes)
 
     def check_input(self, x: torch.Tensor) -> None:
         if x.dim() != 3 or x.size(1) != 1 or x.size(2) != self.L:

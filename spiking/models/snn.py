@@ -40,7 +40,7 @@ from snntorch import surrogate
 from snntorch._neurons.neurons import SpikingNeuron
 from torch import nn
 
-from .cnn import CNN1d, CNNArch, _coerce_arch, stage_lengths
+from .cnn import CNN1d, CNNArch, _coerce_arch, add_cnn_layers, stage_lengths
 
 __all__ = ["NEURONS", "SpikingCNN1d", "class_scores", "transfer_weights"]
 
@@ -171,14 +171,7 @@ class SpikingCNN1d(nn.Module):
         self.num_steps = num_steps
         self.slope = float(slope)
 
-        self.conv1 = nn.Conv1d(1, arch.w1, arch.wd1)
-        self.pool1 = nn.MaxPool1d(arch.h1, arch.h1)
-        self.conv2 = nn.Conv1d(arch.w1, arch.w2, arch.wd2)
-        self.pool2 = nn.MaxPool1d(arch.h2, arch.h2)
-        self.conv3 = nn.Conv1d(arch.w2, arch.w3, arch.wd3)
-        self.pool3 = nn.MaxPool1d(arch.h3, arch.h3)
-        self.flat_features = arch.w3 * self.lengths[2]
-        self.fc = nn.Linear(self.flat_features, n_outputs)
+        add_cnn_layers(self, arch, self.lengths, n_outputs)
 
         spike_grad = surrogate.fast_sigmoid(slope=self.slope)
         for name in _LIF_NAMES:
