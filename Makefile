@@ -7,7 +7,14 @@ RUN    ?= demo
 STAMP  := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo test clean
+EXP    ?= cnn_search
+BUDGET ?= smoke
+STORAGE ?= runs/tune
+RAY_PORT ?= 6379
+# What workers need of the repository when a job is shipped to a Ray cluster.
+RUNTIME_ENV := {"working_dir": ".", "excludes": [".venv", ".venv-nengo", "data", "runs", ".git"]}
+
+.PHONY: help install demo test tune submit ray-up ray-down clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -27,6 +34,24 @@ demo: $(STAMP) ## install if needed, then run the main job on the shared TCGA mi
 
 test: $(STAMP) ## run the test suite (exit code 5, no tests collected, counts as success)
 	$(PY) -m pytest -q tests; rc=$$?; if [ $$rc -eq 5 ]; then echo "no tests collected"; exit 0; fi; exit $$rc
+
+tune: $(STAMP) ## run a Ray Tune experiment locally: make tune EXP=cnn_search BUDGET=smoke
+	$(VENV)/bin/spiking tune $(EXP) --budget $(BUDGET) --storage $(STORAGE)
+
+submit: $(STAMP) ## run EXP as a Ray job on the cluster at RAY_ADDRESS, or on an embedded local Ray without it
+ifdef RAY_ADDRESS
+	$(VENV)/bin/ray job submit --address $(RAY_ADDRESS) --runtime-env-json '$(RUNTIME_ENV)' -- \
+		python -m spiking.cli.main tune $(EXP) --budget $(BUDGET) --storage $(STORAGE)
+else
+	$(VENV)/bin/spiking tune $(EXP) --budget $(BUDGET) --storage $(STORAGE)
+endif
+
+ray-up: $(STAMP) ## start a local Ray head node (dashboard on 127.0.0.1:8265) for development
+	$(VENV)/bin/ray start --head --port=$(RAY_PORT) --dashboard-host=127.0.0.1 --dashboard-port=8265
+	@echo "export RAY_ADDRESS=http://127.0.0.1:8265   # for make submit"
+
+ray-down: ## stop the local Ray node started by ray-up
+	$(VENV)/bin/ray stop
 
 clean: ## remove runs, ingested shards and caches (keeps .venv)
 	rm -rf runs data .pytest_cache .hypothesis

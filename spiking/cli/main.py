@@ -348,6 +348,10 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--run-name", default="default", help="the run to evaluate (a folder under --runs-dir)")
     q.add_argument("--runs-dir", default="runs", help="folder holding the runs")
     q.set_defaults(func=cmd_evaluate)
+
+    from ..search.cli import add_tune_parser
+
+    add_tune_parser(sub)
     return p
 
 

@@ -77,7 +77,7 @@ def _save_atomic(obj, path: Path) -> None:
 def train(model: torch.nn.Module, objective, X_train: np.ndarray, y_train: np.ndarray,
           X_val: np.ndarray, y_val: np.ndarray, cfg: TrainConfig,
           checkpoint_path: str | Path | None = None, desc: str = "train",
-          epoch_callback=None) -> History:
+          epoch_callback=None, optimizer_state: dict | None = None) -> History:
     """Train ``model`` in place and leave it holding the best epoch's weights.
 
     Args:
@@ -87,8 +87,9 @@ def train(model: torch.nn.Module, objective, X_train: np.ndarray, y_train: np.nd
         cfg: ``TrainConfig``.
         checkpoint_path: where the best epoch's ``state_dict`` is written (atomically), or None.
         desc: label of the progress bar.
-        epoch_callback: optional ``f(epoch_record: dict, model)`` called after each epoch
-            (Ray Tune reporting hooks in here).
+        epoch_callback: optional ``f(epoch_record: dict, model, optimizer)`` called after each
+            epoch (Ray Tune reports and checkpoints from here).
+        optimizer_state: an Adam ``state_dict`` to continue from (a resumed trial).
 
     Returns:
         ``History``; ``best_epoch`` is 0-based.
@@ -97,6 +98,8 @@ def train(model: torch.nn.Module, objective, X_train: np.ndarray, y_train: np.nd
     device = resolve_device(cfg.device)
     model.to(device)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    if optimizer_state is not None:
+        opt.load_state_dict(optimizer_state)
     loader = DataLoader(TensorDataset(torch.as_tensor(X_train), torch.as_tensor(y_train)),
                         batch_size=cfg.batch_size, shuffle=True, generator=gen)
     hist = History()
@@ -132,7 +135,7 @@ def train(model: torch.nn.Module, objective, X_train: np.ndarray, y_train: np.nd
             since_best += 1
         bar.set_postfix(loss=f"{rec['loss']:.4f}", val_bacc=f"{val_bacc:.4f}", best=f"{hist.best_val_balanced_accuracy:.4f}")
         if epoch_callback is not None:
-            epoch_callback(rec, model)
+            epoch_callback(rec, model, opt)
         if cfg.patience and since_best >= cfg.patience:
             hist.stopped_early = True
             break

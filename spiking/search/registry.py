@@ -1,0 +1,486 @@
+"""Registry of named search experiments: one TOML file each in ``spiking/search/experiments/``.
+
+A file says what is trained (``kind = "cnn" | "snn"``; ``arch = "search" |
+"preset" | "transfer"``), the fixed settings (``[fixed]``, ``[train]``,
+``[snn]``, ``[data]``), the metric, the scheduler, the search algorithm, the
+trial resources, the search space (``[space]``, ``[[exclude]]``) and the budgets
+``smoke | small | paper``. :func:`load_experiment` checks all of it;
+:func:`validate_space` checks, for the actual input length ``L``, that no
+configuration the space can produce gives an invalid network (run before any
+trial starts).
+
+Search-space parameters (order of the file is the sampling order)::
+
+    name = { type = "int", low = 2, high = 256 }            # optional: log = true
+    name = { type = "float", low = 1e-4, high = 1e-2 }      # optional: log = true
+    name = { type = "choice", values = [0.7, 0.75, 1.0] }
+
+``[[exclude]]`` lists value combinations that must never be tried (e.g.
+``neuron = ["lapicque"]`` with ``beta = [1.0]``). They are avoided while sampling:
+once the other parameters of a rule are drawn, the excluded values are removed
+from the choices of the remaining one (that parameter is then suggested to the
+search algorithm under a separate name, ``beta__neuron-lapicque``, because Optuna
+refuses a choice list that changes between trials; the trial config always holds
+the plain name ``beta``).
+
+A budget may override ``trials``, ``epochs``, ``grace_period``,
+``reduction_factor``, ``max_concurrent``, ``n_startup_trials``, ``max_train_rows``,
+``batch_size`` and narrow the space (``space = { w1 = { high = 16 } }``: int/float bounds inside
+the file's, choice values a subset of the file's).
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import math
+import random
+import tomllib
+from dataclasses import dataclass, field
+from importlib import resources
+from typing import Any
+
+from ..models.cnn import PRESETS, SEARCH_SPACE, ArchitectureError, CNNArch, derive_architecture, preset, stage_lengths
+from ..models.snn import SpikingCNN1d
+
+BUDGETS = ("smoke", "small", "paper")
+KINDS = ("cnn", "snn")
+ARCHS = ("search", "preset", "transfer")
+SCHEDULERS = ("asha", "fifo")
+ALGORITHMS = ("optuna-tpe", "none")
+METRIC = "val_balanced_accuracy"
+CNN_SEARCH_PARAMS = ("w1", "wd1", "h1", "w2", "w3")
+#: Keys a trial config may hold, by kind (searched or fixed).
+CONFIG_KEYS = {
+    "cnn": {"w1", "wd1", "h1", "w2", "w3", "preset", "arch_seed", "lr", "batch_size"},
+    "snn": {"neuron", "beta", "lr", "num_steps", "population", "preset", "arch_seed", "batch_size"},
+}
+_TOP_KEYS = {"description", "kind", "arch", "train", "metric", "scheduler", "search", "resources", "space",
+             "exclude", "fixed", "budgets", "snn", "data"}
+_BUDGET_KEYS = {"trials", "epochs", "grace_period", "reduction_factor", "max_concurrent", "n_startup_trials",
+                "max_train_rows", "batch_size", "space"}
+_SNN_DEFAULTS = {"mode": "transfer", "loss": None, "weights": None, "normalize": True, "percentile": 99.9}
+_TRAIN_DEFAULTS = {"lr": 0.001, "batch_size": 64, "patience": 0}
+_DATA_DEFAULTS = {"top_k": 10, "fractions": [0.7, 0.1, 0.2], "seed": 42, "log2": True, "zscore": "feature"}
+
+
+class ExperimentError(ValueError):
+    """An experiment file that is malformed, or a space that can produce an invalid network."""
+
+
+@dataclass(frozen=True)
+class Budget:
+    """How much of an experiment to run: number of trials, maximum epochs per trial, and overrides."""
+
+    name: str
+    trials: int
+    epochs: int
+    grace_period: int
+    reduction_factor: float
+    max_concurrent: int
+    n_startup_trials: int
+    max_train_rows: int | None
+    batch_size: int  # mini-batch size (the file's [train] batch_size unless the budget overrides it)
+    space: dict  # the effective space (file space with this budget's narrowing applied)
+
+    def as_dict(self) -> dict:
+        return {"name": self.name, "trials": self.trials, "epochs": self.epochs, "grace_period": self.grace_period,
+                "reduction_factor": self.reduction_factor, "max_concurrent": self.max_concurrent,
+                "n_startup_trials": self.n_startup_trials, "max_train_rows": self.max_train_rows,
+                "batch_size": self.batch_size, "space": copy.deepcopy(self.space)}
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """A parsed, checked experiment file. ``raw`` keeps the file's content as read."""
+
+    name: str
+    description: str
+    kind: str
+    arch: str
+    train: dict
+    data: dict
+    snn: dict
+    fixed: dict
+    metric: str
+    mode: str
+    scheduler: dict
+    search: dict
+    resources: dict
+    space: dict
+    exclude: list
+    budgets: dict = field(repr=False)
+    source: str = ""
+    raw: dict = field(default_factory=dict, repr=False)
+
+    def budget(self, name: str) -> Budget:
+        """The named budget (``smoke|small|paper``); unknown name -> ExperimentError listing the valid ones."""
+        if name not in self.budgets:
+            raise ExperimentError(f"experiment {self.name!r} has no budget {name!r}; valid: {sorted(self.budgets)}")
+        return self.budgets[name]
+
+    @property
+    def weight_transfer(self) -> bool:
+        return self.kind == "snn" and self.snn["mode"] == "transfer"
+
+    def loss(self) -> str:
+        """The SNN loss (``ce`` for transfer, ``mse`` from scratch unless the file says otherwise)."""
+        return self.snn["loss"] or ("ce" if self.snn["mode"] == "transfer" else "mse")
+
+    def as_dict(self) -> dict:
+        return {"name": self.name, "description": self.description, "kind": self.kind, "arch": self.arch,
+                "train": self.train, "data": self.data, "snn": self.snn if self.kind == "snn" else None,
+                "fixed": self.fixed, "metric": self.metric, "mode": self.mode, "scheduler": self.scheduler,
+                "search": self.search, "resources": self.resources, "space": self.space,
+                "exclude": self.exclude, "source": self.source}
+
+
+# --------------------------------------------------------------------------- files
+def _experiment_dir():
+    return resources.files("spiking.search") / "experiments"
+
+
+def list_experiments() -> list[str]:
+    """Names of the registered experiments (the ``*.toml`` files), sorted."""
+    return sorted(p.name[:-5] for p in _experiment_dir().iterdir() if p.name.endswith(".toml"))
+
+
+def load_experiment(name: str) -> Experiment:
+    """Read and check the experiment file ``experiments/<name>.toml``.
+
+    Raises:
+        ValueError: unknown name (the message lists the valid names).
+        ExperimentError: the file is malformed (a ValueError).
+    """
+    names = list_experiments()
+    if name not in names:
+        raise ValueError(f"unknown experiment {name!r}; valid experiments: {', '.join(names)}")
+    res = _experiment_dir() / f"{name}.toml"
+    try:
+        raw = tomllib.loads(res.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as e:
+        raise ExperimentError(f"{res}: not valid TOML: {e}") from None
+    return parse_experiment(name, raw, source=str(res))
+
+
+def parse_experiment(name: str, raw: dict, source: str = "") -> Experiment:
+    """Check the content of one experiment file and fill in the defaults."""
+    where = source or name
+
+    def fail(msg: str):
+        raise ExperimentError(f"{where}: {msg}")
+
+    unknown = set(raw) - _TOP_KEYS
+    if unknown:
+        fail(f"unknown keys {sorted(unknown)}; allowed: {sorted(_TOP_KEYS)}")
+    kind, arch = raw.get("kind"), raw.get("arch")
+    if kind not in KINDS:
+        fail(f"kind must be one of {KINDS}, got {kind!r}")
+    if arch not in ARCHS:
+        fail(f"arch must be one of {ARCHS}, got {arch!r}")
+    train = {**_TRAIN_DEFAULTS, **raw.get("train", {})}
+    if set(train) - set(_TRAIN_DEFAULTS):
+        fail(f"[train] unknown keys {sorted(set(train) - set(_TRAIN_DEFAULTS))}")
+    data = {**_DATA_DEFAULTS, **raw.get("data", {})}
+    if set(data) - set(_DATA_DEFAULTS):
+        fail(f"[data] unknown keys {sorted(set(data) - set(_DATA_DEFAULTS))}")
+    snn = {**_SNN_DEFAULTS, **raw.get("snn", {})}
+    if set(snn) - set(_SNN_DEFAULTS):
+        fail(f"[snn] unknown keys {sorted(set(snn) - set(_SNN_DEFAULTS))}")
+    fixed = dict(raw.get("fixed", {}))
+    metric = raw.get("metric", {})
+    if metric.get("name", METRIC) != METRIC or metric.get("mode", "max") != "max":
+        fail(f"[metric] must be name = {METRIC!r}, mode = 'max' (the only metric the trainable reports)")
+    sched = {"type": "asha", "grace_period": 1, "reduction_factor": 3, **raw.get("scheduler", {})}
+    if sched["type"] not in SCHEDULERS:
+        fail(f"[scheduler] type must be one of {SCHEDULERS}, got {sched['type']!r}")
+    search = {"algorithm": "optuna-tpe", "n_startup_trials": 10, **raw.get("search", {})}
+    if search["algorithm"] not in ALGORITHMS:
+        fail(f"[search] algorithm must be one of {ALGORITHMS}, got {search['algorithm']!r}")
+    res = {"cpus_per_trial": 1, "gpus_per_trial": 0.0, "max_concurrent": 1, **raw.get("resources", {})}
+    if not (res["cpus_per_trial"] > 0 and 0 <= res["gpus_per_trial"] <= 8 and res["max_concurrent"] >= 1):
+        fail(f"[resources] need cpus_per_trial > 0, 0 <= gpus_per_trial, max_concurrent >= 1; got {res}")
+    space = {k: _check_param(k, v, fail) for k, v in raw.get("space", {}).items()}
+    exclude = [dict(r) for r in raw.get("exclude", [])]
+
+    # What is trained, and from what.
+    allowed = CONFIG_KEYS[kind]
+    for k in list(space) + list(fixed):
+        if k not in allowed:
+            fail(f"parameter {k!r} is not understood by a {kind} trial; allowed: {sorted(allowed)}")
+    both = set(space) & set(fixed)
+    if both:
+        fail(f"parameters {sorted(both)} are both searched and fixed")
+    if arch == "search":
+        if kind != "cnn":
+            fail("arch = 'search' is for kind = 'cnn'")
+        missing = [p for p in CNN_SEARCH_PARAMS if p not in space]
+        if missing:
+            fail(f"arch = 'search' needs {list(CNN_SEARCH_PARAMS)} in [space], missing {missing}")
+    if arch == "preset" and fixed.get("preset") not in PRESETS:
+        fail(f"arch = 'preset' needs [fixed] preset in {sorted(PRESETS)}, got {fixed.get('preset')!r}")
+    if kind == "snn":
+        if snn["mode"] not in ("transfer", "scratch"):
+            fail(f"[snn] mode must be 'transfer' or 'scratch', got {snn['mode']!r}")
+        if (arch == "transfer") != (snn["mode"] == "transfer"):
+            fail("arch = 'transfer' goes with [snn] mode = 'transfer' (and only with it)")
+        if snn["loss"] not in (None, "ce", "mse"):
+            fail(f"[snn] loss must be 'ce' or 'mse', got {snn['loss']!r}")
+        if snn["mode"] == "transfer" and not snn["weights"]:
+            fail("[snn] mode = 'transfer' needs a default weight source: weights = '<cnn experiment>'")
+        if not 0 < float(snn["percentile"]) <= 100:
+            fail(f"[snn] percentile must be in (0, 100], got {snn['percentile']}")
+    elif arch == "transfer":
+        fail("arch = 'transfer' is for kind = 'snn'")
+    if search["algorithm"] == "none" and space:
+        fail("[search] algorithm = 'none' cannot explore a [space]; use 'optuna-tpe'")
+    if search["algorithm"] != "none" and not space:
+        fail(f"[search] algorithm = {search['algorithm']!r} needs a [space]")
+    for i, rule in enumerate(exclude):
+        if len(rule) < 2:
+            fail(f"[[exclude]] #{i + 1} must name at least two parameters, got {rule}")
+        for k, vals in rule.items():
+            if k not in space or space[k]["type"] != "choice":
+                fail(f"[[exclude]] #{i + 1}: {k!r} is not a choice parameter of [space]")
+            if not isinstance(vals, list) or any(v not in space[k]["values"] for v in vals):
+                fail(f"[[exclude]] #{i + 1}: {k} = {vals!r} must be a list of values of [space].{k}")
+
+    budgets = {}
+    raw_b = raw.get("budgets", {})
+    if set(raw_b) != set(BUDGETS):
+        fail(f"[budgets] must define exactly {list(BUDGETS)}, got {sorted(raw_b)}")
+    for bname in BUDGETS:
+        b = raw_b[bname]
+        if set(b) - _BUDGET_KEYS:
+            fail(f"[budgets.{bname}] unknown keys {sorted(set(b) - _BUDGET_KEYS)}")
+        trials, epochs = b.get("trials"), b.get("epochs")
+        if not (isinstance(trials, int) and trials >= 1 and isinstance(epochs, int) and epochs >= 1):
+            fail(f"[budgets.{bname}] needs integers trials >= 1 and epochs >= 1")
+        if not space and trials != 1:
+            fail(f"[budgets.{bname}] an experiment without a [space] runs exactly one trial, got trials = {trials}")
+        grace = int(b.get("grace_period", sched.get("grace_period", 1)))
+        grace = min(grace, epochs)
+        rf = float(b.get("reduction_factor", sched.get("reduction_factor", 3)))
+        if grace < 1 or rf <= 1:
+            fail(f"[budgets.{bname}] needs grace_period >= 1 and reduction_factor > 1")
+        maxc = int(b.get("max_concurrent", res["max_concurrent"]))
+        mtr = b.get("max_train_rows")
+        if mtr is not None and (not isinstance(mtr, int) or mtr < 2):
+            fail(f"[budgets.{bname}] max_train_rows must be an integer >= 2")
+        bs = b.get("batch_size", train["batch_size"])
+        if not isinstance(bs, int) or bs < 1:
+            fail(f"[budgets.{bname}] batch_size must be an integer >= 1")
+        eff = copy.deepcopy(space)
+        for k, over in b.get("space", {}).items():
+            if k not in space:
+                fail(f"[budgets.{bname}] space narrows {k!r}, which is not in [space]")
+            eff[k] = _narrow(k, space[k], over, lambda m, bn=bname: fail(f"[budgets.{bn}] {m}"))
+        budgets[bname] = Budget(bname, trials, epochs, grace, rf, maxc,
+                                int(b.get("n_startup_trials", search["n_startup_trials"])), mtr, bs, eff)
+
+    return Experiment(name=name, description=str(raw.get("description", "")), kind=kind, arch=arch, train=train,
+                      data=data, snn=snn, fixed=fixed, metric=METRIC, mode="max", scheduler=sched, search=search,
+                      resources=res, space=space, exclude=exclude, budgets=budgets, source=source, raw=raw)
+
+
+def _check_param(name: str, spec: Any, fail) -> dict:
+    if not isinstance(spec, dict) or spec.get("type") not in ("int", "float", "choice"):
+        fail(f"[space].{name} must be a table with type = 'int' | 'float' | 'choice', got {spec!r}")
+    t = spec["type"]
+    if t == "choice":
+        vals = spec.get("values")
+        if not isinstance(vals, list) or not vals or len(set(map(repr, vals))) != len(vals):
+            fail(f"[space].{name} needs a non-empty list of distinct values")
+        if set(spec) - {"type", "values"}:
+            fail(f"[space].{name}: unknown keys {sorted(set(spec) - {'type', 'values'})}")
+        return {"type": t, "values": list(vals)}
+    if set(spec) - {"type", "low", "high", "log"}:
+        fail(f"[space].{name}: unknown keys {sorted(set(spec) - {'type', 'low', 'high', 'log'})}")
+    lo, hi = spec.get("low"), spec.get("high")
+    num = int if t == "int" else (int, float)
+    if not (isinstance(lo, num) and isinstance(hi, num)) or isinstance(lo, bool) or lo > hi:
+        fail(f"[space].{name} needs numbers low <= high of type {t}, got low={lo!r}, high={hi!r}")
+    log = bool(spec.get("log", False))
+    if log and lo <= 0:
+        fail(f"[space].{name}: log = true needs low > 0")
+    if name in SEARCH_SPACE:
+        slo, shi = SEARCH_SPACE[name]
+        if lo < slo or hi > shi:
+            fail(f"[space].{name} = [{lo}, {hi}] leaves the CNN_PT search space [{slo}, {shi}]")
+    return {"type": t, "low": lo, "high": hi, "log": log}
+
+
+def _narrow(name: str, base: dict, over: dict, fail) -> dict:
+    new = {**base, **over}
+    if new.get("type") != base["type"]:
+        fail(f"space.{name} cannot change the type of the parameter")
+    if base["type"] == "choice":
+        if not new["values"] or any(v not in base["values"] for v in new["values"]):
+            fail(f"space.{name} values {new['values']} must be a non-empty subset of {base['values']}")
+    elif not base["low"] <= new["low"] <= new["high"] <= base["high"]:
+        fail(f"space.{name} = [{new['low']}, {new['high']}] must lie inside [{base['low']}, {base['high']}]")
+    return new
+
+
+# --------------------------------------------------------------------------- sampling
+def arch_seed_for(seed: int, number: int) -> int:
+    """The per-trial seed of the dependent layer sizes: run seed and trial number."""
+    return (int(seed) * 1_000_003 + int(number)) % (2**31 - 1)
+
+
+def suggest_config(trial, *, space: dict, exclude: list, fixed: dict, seed: int, searched_arch: bool) -> dict:
+    """Define-by-run sampling of one trial config (Optuna's ``trial.suggest_*`` interface).
+
+    ``trial`` is an ``optuna.Trial`` (through Ray's ``OptunaSearch``) or a
+    :class:`RandomTrial`. Returns the full trial config: fixed values, sampled
+    values under their plain names, and ``arch_seed`` for a searched CNN.
+    Excluded combinations are never produced (see the module doc).
+    """
+    config: dict = {}
+    for name, spec in space.items():
+        if spec["type"] == "choice":
+            banned, fired = [], []
+            for rule in exclude:
+                if name in rule and all(k in config and config[k] in v for k, v in rule.items() if k != name):
+                    banned.extend(rule[name])
+                    fired.append(rule)
+            values = [v for v in spec["values"] if v not in banned]
+            if not values:
+                raise ExperimentError(f"[[exclude]] removes every value of {name!r} given {config}")
+            if len(values) == len(spec["values"]):
+                config[name] = trial.suggest_categorical(name, values)
+            else:
+                given = "_".join(sorted({f"{k}-{config[k]}" for rule in fired for k in rule if k != name}))
+                config[name] = trial.suggest_categorical(f"{name}__{given}", values)
+        elif spec["type"] == "int":
+            config[name] = trial.suggest_int(name, spec["low"], spec["high"], log=spec["log"])
+        else:
+            config[name] = trial.suggest_float(name, spec["low"], spec["high"], log=spec["log"])
+    out = {**fixed, **config}
+    if searched_arch:
+        out["arch_seed"] = arch_seed_for(seed, trial.number)
+    return out
+
+
+def clean_config(config: dict) -> dict:
+    """A trial config without the search algorithm's internal names (``beta__neuron-lapicque``)."""
+    return {k: v for k, v in config.items() if "__" not in k}
+
+
+class RandomTrial:
+    """A stand-in for ``optuna.Trial`` drawing uniformly at random (used to check a space)."""
+
+    def __init__(self, rng: random.Random, number: int = 0, pick: str | None = None):
+        self.rng, self.number, self.pick = rng, number, pick
+
+    def suggest_categorical(self, name, choices):
+        return self.rng.choice(list(choices))
+
+    def suggest_int(self, name, low, high, log=False):
+        if self.pick == "low":
+            return low
+        if self.pick == "high":
+            return high
+        if log:
+            return min(high, max(low, int(round(math.exp(self.rng.uniform(math.log(low), math.log(high)))))))
+        return self.rng.randint(low, high)
+
+    def suggest_float(self, name, low, high, log=False):
+        if log:
+            return math.exp(self.rng.uniform(math.log(low), math.log(high)))
+        return self.rng.uniform(low, high)
+
+
+class _FixedTrial:
+    """Replays one point of an enumerated all-choice space."""
+
+    def __init__(self, point: dict, number: int = 0):
+        self.point, self.number = point, number
+
+    def suggest_categorical(self, name, choices):
+        v = self.point[name.split("__")[0]]
+        if v not in choices:
+            raise _Excluded
+        return v
+
+
+class _Excluded(Exception):
+    pass
+
+
+# --------------------------------------------------------------------------- checks
+def trial_architecture(exp: Experiment, config: dict, L: int, transfer_arch: CNNArch | None = None) -> CNNArch:
+    """The network architecture of one trial config for input length ``L``."""
+    if exp.arch == "search":
+        return derive_architecture(L, **{k: config[k] for k in CNN_SEARCH_PARAMS}, rng=config["arch_seed"])
+    if exp.arch == "preset":
+        return preset(config["preset"], L, seed=int(config.get("arch_seed", 0)))
+    if transfer_arch is None:
+        raise ExperimentError("weight transfer needs the architecture of the source CNN")
+    return transfer_arch
+
+
+def check_config(exp: Experiment, config: dict, L: int, n_classes: int,
+                 transfer_arch: CNNArch | None = None) -> CNNArch:
+    """Raise if ``config`` gives a network the models refuse; return its architecture.
+
+    The CNN architecture is derived and its stage lengths checked; for an SNN the
+    neuron settings are checked by building a tiny ``SpikingCNN1d`` (the model's own
+    checks, e.g. Lapicque with beta = 1).
+    """
+    arch = trial_architecture(exp, config, L, transfer_arch)
+    stage_lengths(L, arch)
+    if exp.kind == "snn":
+        pop = int(config.get("population", 1))
+        if exp.weight_transfer and pop != 1:
+            raise ExperimentError("population coding changes the output layer: it cannot take the CNN's weights")
+        tiny = CNNArch(w1=1, wd1=2, h1=1, w2=1, wd2=2, h2=1, w3=1, wd3=2, h3=1)
+        SpikingCNN1d(8, tiny, n_classes * pop, neuron=config["neuron"], beta=config["beta"],
+                     num_steps=int(config["num_steps"]))
+        if float(config["lr"]) <= 0:
+            raise ExperimentError(f"lr must be > 0, got {config['lr']}")
+    return arch
+
+
+def sample_configs(exp: Experiment, budget: str | Budget, n: int = 300, seed: int = 0) -> list[dict]:
+    """Configs the space can produce: all of them when the space is all-choice and small
+    (<= 5,000 points), else the corners of the int ranges plus ``n`` random draws."""
+    b = exp.budget(budget) if isinstance(budget, str) else budget
+    kw = dict(space=b.space, exclude=exp.exclude, fixed=exp.fixed, seed=seed, searched_arch=exp.arch == "search")
+    if not b.space:
+        return [dict(exp.fixed)]
+    if all(s["type"] == "choice" for s in b.space.values()):
+        total = math.prod(len(s["values"]) for s in b.space.values())
+        if total <= 5000:
+            out = []
+            for i, combo in enumerate(itertools.product(*(s["values"] for s in b.space.values()))):
+                try:
+                    out.append(suggest_config(_FixedTrial(dict(zip(b.space, combo)), i), **kw))
+                except _Excluded:
+                    pass
+            return out
+    rng = random.Random(seed)
+    out = [suggest_config(RandomTrial(rng, i, pick), **kw) for i, pick in enumerate(("low", "high"))]
+    out += [suggest_config(RandomTrial(rng, i + 2), **kw) for i in range(n)]
+    return out
+
+
+def validate_space(exp: Experiment, budget: str | Budget, L: int, n_classes: int, *, n: int = 300, seed: int = 0,
+                   transfer_arch: CNNArch | None = None) -> int:
+    """Check that no config of the space gives an invalid network for input length ``L``.
+
+    Returns the number of configs checked. Raises ExperimentError naming the first
+    few offending configs and why.
+    """
+    configs = sample_configs(exp, budget, n=n, seed=seed)
+    bad = []
+    for c in configs:
+        try:
+            check_config(exp, c, L, n_classes, transfer_arch)
+        except (ArchitectureError, ValueError) as e:
+            bad.append(f"{c}: {e}")
+    if bad:
+        raise ExperimentError(f"experiment {exp.name!r}: {len(bad)} of {len(configs)} configs checked give an invalid "
+                              f"network for L={L}, e.g.\n  " + "\n  ".join(bad[:3]))
+    return len(configs)
+

@@ -1,0 +1,505 @@
+"""Run a registered search experiment with Ray Tune and export its results.
+
+``run_experiment(name, shards=..., budget=..., storage=...)``:
+
+1. checks everything that can be checked before a trial starts: the experiment
+   file and budget, the storage (writable probe), that the experiment folder is
+   new (or ``resume``/``overwrite``), the weight source of a weight-transfer SNN,
+   the data, and that no configuration of the space gives an invalid network for
+   the data's input length;
+2. runs the trials: Optuna TPE (seeded) through Ray Tune's searcher interface,
+   behind a ``ConcurrencyLimiter``, with ``ASHAScheduler`` on
+   ``val_balanced_accuracy`` (time attribute: epochs) — or a single fixed trial;
+   every epoch of every trial is checkpointed in storage;
+3. exports, in the experiment folder ``<storage>/<name>/``: ``experiment.json``
+   (what was run), ``trials.json`` (one line per trial), ``best_config.json`` and
+   ``best_model.pt``, for SNNs ``tradeoff_config.json`` and ``tradeoff_model.pt``
+   (fewest ``num_steps`` whose validation balanced accuracy is within 1 percentage
+   point of the best), then scores those networks ONCE on the held-out test split,
+   beside the logistic-regression baseline, in ``results.json`` (the main job's
+   schema plus a ``search`` block) and ``results.txt`` (the table).
+
+Only the train and validation parts reach the trials; the test part is used in
+step 3 only.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import hashlib
+import io
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import storage as st
+from .registry import (
+    METRIC,
+    Budget,
+    Experiment,
+    clean_config,
+    ExperimentError,
+    list_experiments,
+    load_experiment,
+    suggest_config,
+    validate_space,
+)
+from .trainable import CHECKPOINT_FILE, FAIL_AT_EPOCH_VAR, train_trial
+
+BEST_MODEL = "best_model.pt"
+TRADEOFF_MODEL = "tradeoff_model.pt"
+TRADEOFF_TOLERANCE = 0.01  # 1 percentage point of balanced accuracy
+NORMALIZE_ROWS = 1000
+EXPERIMENT_FILE = "experiment.json"
+
+
+class SearchError(ValueError):
+    """A search that cannot start (or finish): a clear message, no traceback needed."""
+
+
+# --------------------------------------------------------------------------- data
+def _fingerprint(classes, features, ids: dict) -> str:
+    h = hashlib.sha256()
+    h.update(json.dumps({"classes": list(classes), "features": list(features)}).encode())
+    for part in ("train", "val", "test"):
+        h.update(part.encode())
+        h.update("\n".join(map(str, ids[part])).encode())
+    return h.hexdigest()
+
+
+def split_fingerprint(prep) -> str:
+    """sha256 of the split (sample ids per part, class names, features): equal only for the same split."""
+    return _fingerprint(prep.class_names, prep.feature_names, prep.ids)
+
+
+def _sibling_split_fingerprint(fs, path: str) -> str | None:
+    """Fingerprint of the ``split.json`` next to a main-job ``cnn.pt`` (``spiking run``/``train``), if any."""
+    parent = os.path.dirname(path) if st.is_local(fs) else path.rsplit("/", 1)[0]
+    sp = st.join(fs, parent, "split.json")
+    if not st.is_file(fs, sp):
+        return None
+    d = json.loads(st.read_text(fs, sp))
+    return _fingerprint(d["class_names"], d["feature_names"], d["ids"])
+
+
+def subset_train(prep, max_rows: int | None, seed: int):
+    """``prep`` with its train part cut to ``max_rows`` rows (stratified, seeded); val and test untouched."""
+    n = len(prep.y["train"])
+    if not max_rows or max_rows >= n:
+        return prep
+    from sklearn.model_selection import train_test_split
+
+    idx = np.arange(n)
+    try:
+        keep, _ = train_test_split(idx, train_size=max_rows, stratify=prep.y["train"], random_state=seed)
+    except ValueError:  # a class too small to stratify
+        keep = np.random.default_rng(seed).choice(n, size=max_rows, replace=False)
+    keep = np.sort(keep)
+    X, y, ids = dict(prep.X), dict(prep.y), dict(prep.ids)
+    X["train"], y["train"], ids["train"] = prep.X["train"][keep], prep.y["train"][keep], prep.ids["train"][keep]
+    info = {**prep.split_info, "train_rows_used": int(max_rows)}
+    return dataclasses.replace(prep, X=X, y=y, ids=ids, split_info=info)
+
+
+def load_data(exp: Experiment, shards: str, budget: Budget, seed: int):
+    """``(prep_full, prep_used, dataset_info)``; prep_used has the budget's train-row limit applied."""
+    from ..ingest import load_dataset
+    from ..preprocess.prepare import prepare
+
+    ds = load_dataset(shards)
+    d = exp.data
+    prep = prepare(ds, top_k=int(d["top_k"]), fractions=tuple(d["fractions"]), seed=int(d["seed"]),
+                   log2=bool(d["log2"]), zscore=str(d["zscore"]))
+    used = subset_train(prep, budget.max_train_rows, seed)
+    m = ds.manifest
+    info = {"source": m.get("sources"), "shards": str(shards), "units": m.get("units"),
+            "n_samples": int(sum(len(v) for v in prep.ids.values())), "n_features": prep.n_features,
+            "classes": prep.class_names}
+    return prep, used, info
+
+
+# --------------------------------------------------------------------------- weights
+def locate_weights(source: str, fs, root: str) -> tuple:
+    """``(filesystem, path, label)`` of the CNN weights named by ``source``.
+
+    ``source`` is the name of a registered CNN experiment (its ``best_model.pt`` in
+    the same storage) or a URI/path of a ``.pt`` file (``best_model.pt``, a main-job
+    ``cnn.pt``) or of a folder holding ``best_model.pt`` or ``checkpoint.pt`` (a Tune
+    checkpoint directory).
+
+    Raises:
+        SearchError: nothing usable there, with what was looked for.
+    """
+    if source in list_experiments():
+        path = st.join(fs, root, source, BEST_MODEL)
+        if not st.is_file(fs, path):
+            raise SearchError(
+                f"weight source {source!r}: no finished {source} experiment in storage {st.to_uri(fs, root)} "
+                f"({st.to_uri(fs, path)} not found). Run `spiking tune {source}` with the same --storage first, "
+                f"or pass --weights with the URI of a CNN checkpoint")
+        return fs, path, f"experiment {source} ({st.to_uri(fs, path)})"
+    try:
+        sfs, path = st.resolve_storage(source)
+    except st.StorageError as e:
+        raise SearchError(f"weight source {source!r}: {e}") from None
+    try:
+        info = sfs.get_file_info(path)
+    except Exception as e:
+        raise SearchError(f"weight source {source!r} is not reachable: {e}") from None
+    import pyarrow.fs as pafs
+
+    if info.type == pafs.FileType.File:
+        return sfs, path, st.to_uri(sfs, path)
+    if info.type == pafs.FileType.Directory:
+        for name in (BEST_MODEL, CHECKPOINT_FILE):
+            p = st.join(sfs, path, name)
+            if st.is_file(sfs, p):
+                return sfs, p, st.to_uri(sfs, p)
+        raise SearchError(f"weight source {source!r} is a folder without {BEST_MODEL} or {CHECKPOINT_FILE}")
+    raise SearchError(f"weight source {source!r} not found (neither a registered experiment, "
+                      f"valid names: {', '.join(list_experiments())}, nor an existing file or folder)")
+
+
+def load_transfer(exp: Experiment, located: tuple, prep, split_sha: str) -> dict:
+    """Read the source CNN, check it fits the data, and compute the normalisation scales (driver side)."""
+    from ..models.cnn import CNN1d, CNNArch
+    from ..models.conversion import activation_scales
+
+    sfs, path, label = located
+    try:
+        ckpt = torch.load(io.BytesIO(st.read_bytes(sfs, path)), map_location="cpu", weights_only=False)
+    except Exception as e:
+        raise SearchError(f"weight source {label}: cannot read it as a saved network: {e}") from None
+    if not isinstance(ckpt, dict) or ckpt.get("kind") != "cnn" or "state_dict" not in ckpt or "arch" not in ckpt:
+        raise SearchError(f"weight source {label} is not a saved CNN (kind={ckpt.get('kind') if isinstance(ckpt, dict) else None!r})")
+    L, C = prep.n_features, len(prep.class_names)
+    if ckpt.get("L") != L or ckpt.get("n_classes") != C:
+        raise SearchError(f"weight source {label} was trained for L={ckpt.get('L')}, {ckpt.get('n_classes')} classes; "
+                          f"this data has L={L}, {C} classes")
+    src_sha = ckpt.get("split_sha256") or _sibling_split_fingerprint(sfs, path)
+    if src_sha is not None and src_sha != split_sha:
+        raise SearchError(f"weight source {label} was trained on a different split than this experiment's "
+                          "(its test samples may have been training samples of the CNN); use the same [data] "
+                          "settings and shards")
+    arch = CNNArch.from_dict(ckpt["arch"])
+    cnn = CNN1d(L, arch, C)
+    cnn.load_state_dict(ckpt["state_dict"])
+    scales = None
+    if exp.snn["normalize"]:
+        scales = activation_scales(cnn, prep.X["train"][:NORMALIZE_ROWS], float(exp.snn["percentile"]))
+    return {"state_dict": {k: v.detach().cpu() for k, v in cnn.state_dict().items()}, "arch": arch.as_dict(),
+            "scales": scales, "percentile": float(exp.snn["percentile"]), "source": label,
+            "split_verified": src_sha is not None,
+            "source_val_balanced_accuracy": ckpt.get("val_balanced_accuracy")}
+
+
+# --------------------------------------------------------------------------- ray
+def _trial_dirname(trial) -> str:
+    return f"trial_{trial.trial_id}"
+
+
+def _ray_init(ray_num_cpus: int | None) -> bool:
+    """Start Ray unless it runs already; True if this call started it."""
+    import ray
+
+    if ray.is_initialized():
+        return False
+    address = os.environ.get("RAY_ADDRESS")
+    if address:
+        ray.init(address=address, log_to_driver=False)
+    else:
+        ray.init(num_cpus=ray_num_cpus, include_dashboard=False, log_to_driver=False)
+    return True
+
+
+def build_tuner(exp: Experiment, b: Budget, trainable, *, fs, root: str, seed: int, max_concurrent: int,
+                resume: bool, verbose: int, max_failures: int):
+    from ray import tune
+    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+    from ray.tune.search import ConcurrencyLimiter
+
+    exp_path = st.join(fs, root, exp.name)
+    custom_fs = None if st.is_local(fs) else fs
+    if resume:
+        return tune.Tuner.restore(exp_path, trainable=trainable, resume_errored=True, storage_filesystem=custom_fs)
+    search_alg = None
+    param_space = None
+    if exp.search["algorithm"] == "optuna-tpe":
+        import optuna
+        from ray.tune.search.optuna import OptunaSearch
+
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        space = functools.partial(suggest_config, space=b.space, exclude=exp.exclude, fixed=exp.fixed, seed=seed,
+                                  searched_arch=exp.arch == "search")
+        sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=b.n_startup_trials)
+        search_alg = ConcurrencyLimiter(OptunaSearch(space=space, metric=METRIC, mode="max", sampler=sampler), max_concurrent=max_concurrent)
+    else:
+        param_space = dict(exp.fixed)
+    if exp.scheduler["type"] == "asha":
+        scheduler = ASHAScheduler(time_attr="epoch", max_t=b.epochs, grace_period=b.grace_period,
+                                  reduction_factor=b.reduction_factor)
+    else:
+        scheduler = FIFOScheduler()
+    tune_config = tune.TuneConfig(metric=METRIC, mode="max", search_alg=search_alg, scheduler=scheduler,
+                                  num_samples=b.trials, max_concurrent_trials=None if search_alg else max_concurrent,
+                                  reuse_actors=True,
+                                  trial_dirname_creator=_trial_dirname, trial_name_creator=_trial_dirname)
+    run_config = tune.RunConfig(
+        name=exp.name, storage_path=root, storage_filesystem=custom_fs, verbose=verbose,
+        checkpoint_config=tune.CheckpointConfig(num_to_keep=2, checkpoint_score_attribute=METRIC,
+                                                checkpoint_score_order="max"),
+        failure_config=tune.FailureConfig(max_failures=max_failures))
+    return tune.Tuner(trainable, param_space=param_space, tune_config=tune_config, run_config=run_config)
+
+
+# --------------------------------------------------------------------------- results
+def summarize_trials(grid, max_epochs: int) -> list[dict]:
+    """One record per trial: config, best validation balanced accuracy and its epoch, epochs run, status."""
+    out = []
+    for r in grid:
+        rec = {"trial_id": (r.metrics or {}).get("trial_id") or os.path.basename(r.path).removeprefix("trial_"),
+               "config": clean_config(r.config), "path": r.path, "error": str(r.error) if r.error else None}
+        df = r.metrics_dataframe
+        if df is not None and len(df) and METRIC in df:
+            i = int(np.argmax(df[METRIC].to_numpy()))
+            rec.update(best_val_balanced_accuracy=float(df[METRIC].iloc[i]), best_epoch=int(df["epoch"].iloc[i]),
+                       epochs=int(df["epoch"].max()), last_val_balanced_accuracy=float(df[METRIC].iloc[-1]))
+            arch = {k.split("/", 1)[1]: int(df[k].iloc[-1]) for k in df.columns if k.startswith("arch/")}
+            rec["arch"] = arch or (r.metrics or {}).get("arch")
+        else:
+            rec.update(best_val_balanced_accuracy=None, best_epoch=None, epochs=0, last_val_balanced_accuracy=None)
+        rec["stopped_early"] = rec["error"] is None and rec["epochs"] < max_epochs
+        rec["_result"] = r
+        out.append(rec)
+    return out
+
+
+def pick_best(trials: list[dict]) -> dict:
+    ok = [t for t in trials if t["best_val_balanced_accuracy"] is not None]
+    if not ok:
+        errors = [t["error"] for t in trials if t["error"]]
+        raise SearchError("no trial reported a result" + (f"; first error:\n{errors[0]}" if errors else ""))
+    return max(ok, key=lambda t: (t["best_val_balanced_accuracy"], -t["best_epoch"]))
+
+
+def pick_tradeoff(trials: list[dict], best: dict, tolerance: float = TRADEOFF_TOLERANCE) -> dict:
+    """Fewest ``num_steps`` whose best validation balanced accuracy is within ``tolerance`` of the best."""
+    ok = [t for t in trials if t["best_val_balanced_accuracy"] is not None and "num_steps" in t["config"]]
+    near = [t for t in ok if t["best_val_balanced_accuracy"] >= best["best_val_balanced_accuracy"] - tolerance - 1e-12]
+    return min(near, key=lambda t: (int(t["config"]["num_steps"]), -t["best_val_balanced_accuracy"]))
+
+
+def _load_best_checkpoint(trial: dict) -> tuple[dict, str]:
+    r = trial["_result"]
+    ckpt = r.get_best_checkpoint(METRIC, "max") or r.checkpoint
+    if ckpt is None:
+        raise SearchError(f"trial {trial['trial_id']} kept no checkpoint")
+    with ckpt.as_directory() as d:
+        state = torch.load(os.path.join(d, CHECKPOINT_FILE), map_location="cpu", weights_only=False)
+    return state, st.to_uri(ckpt.filesystem, ckpt.path)
+
+
+def _public(trial: dict) -> dict:
+    return {k: v for k, v in trial.items() if not k.startswith("_")}
+
+
+def export_and_evaluate(exp: Experiment, b: Budget, trials: list[dict], *, fs, root: str, prep, dataset_info: dict,
+                        seed: int, meta: dict) -> dict:
+    """Write best/trade-off configs and networks, score them once on test, write results.json and results.txt."""
+    from ..evaluation.evaluate import evaluate_logreg, evaluate_network
+    from ..evaluation.results import format_table, write_results
+
+    exp_dir = st.join(fs, root, exp.name)
+    best = pick_best(trials)
+    picks = [("best", best)]
+    tradeoff = None
+    if exp.kind == "snn":
+        tradeoff = pick_tradeoff(trials, best)
+        picks.append(("tradeoff", tradeoff))
+    models, exported = [], {}
+    with tempfile.TemporaryDirectory(prefix="spiking-search-") as tmp:
+        for role, trial in picks:
+            state, ckpt_uri = _load_best_checkpoint(trial)
+            state.pop("optimizer", None)
+            fname = BEST_MODEL if role == "best" else TRADEOFF_MODEL
+            local = Path(tmp) / fname
+            torch.save(state, local)
+            st.write_bytes(fs, st.join(fs, exp_dir, fname), local.read_bytes())
+            cfg_doc = {"experiment": exp.name, "role": role, "budget": b.name, "trial_id": trial["trial_id"],
+                       "config": trial["config"], "arch": state["arch"],
+                       "val_balanced_accuracy": float(state["val_balanced_accuracy"]), "epoch": int(state["epoch"]),
+                       "checkpoint": ckpt_uri, "model": st.to_uri(fs, st.join(fs, exp_dir, fname))}
+            if exp.kind == "snn":
+                cfg_doc["snn"] = {k: state[k] for k in ("neuron", "beta", "num_steps", "population", "loss", "mode")}
+            if role == "tradeoff":
+                cfg_doc["rule"] = (f"fewest num_steps with validation balanced accuracy >= best - "
+                                   f"{100 * TRADEOFF_TOLERANCE:g} pp")
+            st.write_text(fs, st.join(fs, exp_dir, f"{role}_config.json"), json.dumps(cfg_doc, indent=2) + "\n")
+            exported[role] = cfg_doc
+            entry = evaluate_network(local, prep)
+            entry["name"] = f"{exp.name}:{role}"
+            entry["search"] = {k: cfg_doc[k] for k in ("trial_id", "config", "val_balanced_accuracy", "epoch")}
+            models.append(entry)
+        models.append(evaluate_logreg(prep, seed=seed))
+        counts = {c: int(np.sum(prep.y["test"] == i)) for i, c in enumerate(prep.class_names)}
+        public = [_public(t) for t in trials]
+        results = {
+            "dataset": dataset_info,
+            "split": {**prep.split_info, "test_class_counts": counts},
+            "models": models,
+            "search": {**meta, "n_trials": len(trials), "n_errors": sum(t["error"] is not None for t in trials),
+                       "n_stopped_early": sum(t["stopped_early"] for t in trials),
+                       "best": exported["best"], "tradeoff": exported.get("tradeoff")},
+            "run": {"name": exp.name, "config": {"experiment": exp.name, "budget": b.name, "seed": seed}},
+        }
+        local = write_results(results, Path(tmp) / "results.json")
+        st.write_bytes(fs, st.join(fs, exp_dir, "results.json"), local.read_bytes())
+    table = format_table(models)
+    st.write_text(fs, st.join(fs, exp_dir, "results.txt"), table + "\n")
+    st.write_text(fs, st.join(fs, exp_dir, "trials.json"), json.dumps(public, indent=2, default=str) + "\n")
+    return {"results": results, "table": table, "best": exported["best"], "tradeoff": exported.get("tradeoff"),
+            "trials": public}
+
+
+# --------------------------------------------------------------------------- entry point
+def _has_experiment_state(fs, exp_dir: str) -> bool:
+    if not st.exists(fs, exp_dir):
+        return False
+    import pyarrow.fs as pafs
+
+    infos = fs.get_file_info(pafs.FileSelector(exp_dir, recursive=False))
+    return any(i.base_name == EXPERIMENT_FILE or i.base_name.startswith(("experiment_state", "tuner.pkl"))
+               for i in infos)
+
+
+def run_experiment(name: str, *, shards: str, budget: str = "smoke", storage: str | None = None, resume: bool = False,
+                   cpus_per_trial: float | None = None, max_concurrent: int | None = None, seed: int = 42,
+                   gpus_per_trial: float | None = None,
+                   weights: str | None = None, overwrite: bool = False, ray_num_cpus: int | None = None,
+                   verbose: int = 1, max_failures: int = 1) -> dict:
+    """Run experiment ``name`` (see :func:`spiking.search.list_experiments`) and export its results.
+
+    Args:
+        shards: Parquet shards written by ``spiking ingest`` (local path or URI).
+        budget: ``smoke`` (minutes on 2 CPU cores), ``small`` or ``paper`` (the study's epochs).
+        storage: local folder or ``s3://bucket/prefix`` (default ``runs/tune``); the
+            experiment folder is ``<storage>/<name>``.
+        resume: continue an interrupted experiment in that folder (``Tuner.restore``,
+            errored trials resumed from their last checkpoint).
+        cpus_per_trial, max_concurrent, gpus_per_trial: override the experiment file's resources
+            (a GPU fraction is used only where Ray sees a GPU; else trials run on CPU).
+        seed: seeds the search algorithm, the per-trial architecture seeds, training and the train-row subset.
+        weights: weight source of a weight-transfer SNN: a CNN experiment name (its best
+            checkpoint in the same storage) or a URI; default: the one in the file.
+        overwrite: delete an existing experiment folder and start over.
+        ray_num_cpus: CPUs of an embedded Ray started here (when Ray is not running and
+            ``RAY_ADDRESS`` is unset); None = all.
+        verbose: Ray Tune verbosity (0 = silent).
+        max_failures: retries of a failing trial (each resumes from its last checkpoint).
+
+    Returns:
+        ``{"experiment", "budget", "storage", "path", "best", "tradeoff", "results", "table", "trials", "seconds"}``.
+
+    Raises:
+        ValueError (``SearchError``, ``StorageError``, ``ExperimentError``): anything that
+        stops the experiment before a trial starts, with a message saying why.
+    """
+    t0 = time.perf_counter()
+    exp = load_experiment(name)
+    b = exp.budget(budget)
+    if weights is not None and not exp.weight_transfer:
+        raise SearchError(f"experiment {name!r} does not transfer weights; --weights is only for "
+                          f"{[n for n in list_experiments() if load_experiment(n).weight_transfer]}")
+    fs, root = st.open_storage(storage)
+    exp_dir = st.join(fs, root, exp.name)
+    exp_uri = st.to_uri(fs, exp_dir)
+    if resume:
+        from ray import tune
+
+        if not tune.Tuner.can_restore(exp_dir, storage_filesystem=None if st.is_local(fs) else fs):
+            raise SearchError(f"nothing to resume at {exp_uri} (no Tune experiment state there)")
+        saved_path = st.join(fs, exp_dir, EXPERIMENT_FILE)
+        if not st.is_file(fs, saved_path):
+            raise SearchError(f"{exp_uri} was not started by spiking tune ({EXPERIMENT_FILE} missing); cannot resume it")
+        saved = json.loads(st.read_text(fs, saved_path))
+        if saved.get("budget", {}).get("name") != b.name or saved.get("seed") != seed:
+            raise SearchError(f"{exp_uri} was started with budget {saved.get('budget', {}).get('name')!r} and seed "
+                              f"{saved.get('seed')}; resume it with the same budget and seed")
+    elif _has_experiment_state(fs, exp_dir):
+        if not overwrite:
+            raise SearchError(f"experiment folder {exp_uri} already holds a search; pass resume=True (--resume) to "
+                              "continue it, overwrite=True (--overwrite) to start over, or another storage")
+        fs.delete_dir(exp_dir)
+
+    source = weights or (exp.snn["weights"] if exp.weight_transfer else None)
+    located = locate_weights(source, fs, root) if source else None
+
+    cpus = float(cpus_per_trial if cpus_per_trial is not None else exp.resources["cpus_per_trial"])
+    maxc = int(max_concurrent if max_concurrent is not None else b.max_concurrent)
+    if cpus <= 0 or maxc < 1:
+        raise SearchError(f"cpus_per_trial must be > 0 and max_concurrent >= 1, got {cpus}, {maxc}")
+
+    prep_full, prep, dataset_info = load_data(exp, shards, b, seed)
+    split_sha = split_fingerprint(prep_full)
+    L, C = prep.n_features, len(prep.class_names)
+    transfer = load_transfer(exp, located, prep, split_sha) if located else None
+    from ..models.cnn import CNNArch
+
+    n_checked = validate_space(exp, b, L, C, seed=seed,
+                               transfer_arch=CNNArch.from_dict(transfer["arch"]) if transfer else None)
+
+    meta = {"experiment": exp.name, "description": exp.description, "budget": b.as_dict(), "seed": seed,
+            "storage": st.to_uri(fs, root), "path": exp_uri, "shards": str(shards),
+            "cpus_per_trial": cpus, "max_concurrent": maxc, "configs_checked": n_checked,
+            "split_sha256": split_sha, "train_rows": int(len(prep.y["train"])),
+            "weights": None if transfer is None else {k: transfer[k] for k in
+                                                      ("source", "arch", "scales", "split_verified",
+                                                       "source_val_balanced_accuracy")},
+            "spec": exp.as_dict()}
+    if not resume:
+        st.write_text(fs, st.join(fs, exp_dir, EXPERIMENT_FILE), json.dumps(meta, indent=2, default=str) + "\n")
+
+    # Tune warns at every forced experiment snapshot (one per num_to_keep checkpoints); short epochs make that noise.
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    started = _ray_init(ray_num_cpus)
+    try:
+        import ray
+        from ray import tune
+
+        gpus = float(gpus_per_trial if gpus_per_trial is not None else exp.resources["gpus_per_trial"])
+        if gpus and not ray.cluster_resources().get("GPU"):
+            gpus = 0.0  # no GPU in this Ray cluster: run on CPU instead of waiting forever
+        meta["gpus_per_trial"] = gpus
+        payload = {"X_train": prep.X["train"], "y_train": prep.y["train"], "X_val": prep.X["val"],
+                   "y_val": prep.y["val"], "L": L, "n_classes": C, "kind": exp.kind, "arch": exp.arch,
+                   "loss": exp.loss() if exp.kind == "snn" else None,
+                   "mode": exp.snn["mode"] if exp.kind == "snn" else None, "transfer": transfer,
+                   "epochs": b.epochs, "seed": seed, "lr": exp.train["lr"], "batch_size": b.batch_size,
+                   "patience": exp.train["patience"], "cpus_per_trial": cpus, "gpus_per_trial": gpus,
+                   "split_sha256": split_sha, "fail_at_epoch": int(os.environ.get(FAIL_AT_EPOCH_VAR) or 0)}
+        trainable = tune.with_resources(tune.with_parameters(train_trial, payload=payload),
+                                        {"cpu": cpus, "gpu": gpus})
+        tuner = build_tuner(exp, b, trainable, fs=fs, root=root, seed=seed, max_concurrent=maxc, resume=resume,
+                            verbose=verbose, max_failures=max_failures)
+        grid = tuner.fit()
+    finally:
+        if started:
+            import ray
+
+            ray.shutdown()
+
+    trials = summarize_trials(grid, b.epochs)
+    out = export_and_evaluate(exp, b, trials, fs=fs, root=root, prep=prep, dataset_info=dataset_info, seed=seed,
+                              meta=meta)
+    return {"experiment": exp.name, "budget": b.name, "storage": st.to_uri(fs, root), "path": exp_uri,
+            **out, "seconds": time.perf_counter() - t0}
+
+
+__all__ = ["run_experiment", "SearchError", "ExperimentError", "locate_weights", "pick_best", "pick_tradeoff",
+           "split_fingerprint", "subset_train"]

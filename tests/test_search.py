@@ -1,0 +1,373 @@
+"""Searches with Ray Tune (spiking.search): registry, spaces, storage, and smoke runs on a real-data subset.
+
+The Ray tests share one local Ray (2 CPUs, no dashboard) and one storage folder:
+``cnn_search`` and ``cnn_pt2`` at smoke budget, then ``snn_pt2`` transferring
+from the finished ``cnn_pt2`` in the same storage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import optuna
+import pytest
+import torch
+
+from spiking.ingest import SHARED_TCGA, ingest
+from spiking.models import CNN1d, derive_architecture, preset, stage_lengths
+from spiking.search import (
+    ExperimentError,
+    SearchError,
+    StorageError,
+    add_tune_parser,
+    list_experiments,
+    load_experiment,
+    open_storage,
+    run_experiment,
+    validate_space,
+)
+from spiking.search.registry import (
+    CNN_SEARCH_PARAMS,
+    clean_config,
+    parse_experiment,
+    sample_configs,
+    suggest_config,
+)
+from spiking.search.trainable import CHECKPOINT_FILE
+from spiking.training.jobs import load_model
+
+EXPECTED = {"cnn_search", "cnn_pt1", "cnn_pt2", "snn_pt1", "snn_pt2", "snn_mse_pt1", "snn_mse_pt2"}
+
+
+# --------------------------------------------------------------------------- registry and spaces
+def test_unknown_experiment_lists_the_valid_names():
+    with pytest.raises(ValueError) as e:
+        load_experiment("cnn_pt3")
+    msg = str(e.value)
+    assert "cnn_pt3" in msg and all(name in msg for name in EXPECTED)
+
+
+def test_every_registry_file_loads_with_its_budgets():
+    assert set(list_experiments()) == EXPECTED
+    for name in list_experiments():
+        exp = load_experiment(name)
+        assert exp.metric == "val_balanced_accuracy" and exp.mode == "max"
+        smoke, paper = exp.budget("smoke"), exp.budget("paper")
+        assert paper.epochs == (50 if exp.kind == "cnn" else 30)
+        assert 2 <= smoke.epochs <= 4 and smoke.trials <= 6 and smoke.max_train_rows
+        arch = preset(exp.snn["weights"], 1046) if exp.weight_transfer else None
+        for b in ("smoke", "small", "paper"):
+            assert validate_space(exp, b, 1046, 10, n=50, transfer_arch=arch) >= 1
+        with pytest.raises(ExperimentError, match="no budget 'huge'"):
+            exp.budget("huge")
+
+
+@pytest.mark.parametrize("L", [1046, 40])
+def test_cnn_search_space_never_yields_an_invalid_architecture(L):
+    exp = load_experiment("cnn_search")
+    for budget in ("smoke", "paper"):
+        configs = sample_configs(exp, budget, n=1500, seed=L)
+        seeds = set()
+        for c in configs:
+            arch = derive_architecture(L, **{k: c[k] for k in CNN_SEARCH_PARAMS}, rng=c["arch_seed"])
+            assert min(stage_lengths(L, arch)) >= 1
+            seeds.add(c["arch_seed"])
+        assert len(seeds) == len(configs)  # a different dependent-size seed per trial
+    # The corners of the space (all low, all high) are among the checked configs.
+    lows = {k: v["low"] for k, v in exp.space.items()}
+    assert any(all(c[k] == v for k, v in lows.items()) for c in sample_configs(exp, "paper", n=0))
+    assert validate_space(exp, "paper", L, 10, n=500) == 502
+    # The same sampling code through real Optuna (what the search uses) stays inside the space.
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0), direction="maximize")
+    for _ in range(100):
+        t = study.ask()
+        c = suggest_config(t, space=exp.space, exclude=exp.exclude, fixed=exp.fixed, seed=1, searched_arch=True)
+        stage_lengths(L, derive_architecture(L, **{k: c[k] for k in CNN_SEARCH_PARAMS}, rng=c["arch_seed"]))
+        study.tell(t, 0.5)
+
+
+def test_snn_space_avoids_lapicque_with_beta_one():
+    exp = load_experiment("snn_pt2")
+    configs = sample_configs(exp, "paper")
+    assert len(configs) == 7 * 4 * 5 * 3 - 4 * 5  # all combinations but Lapicque x beta 1.0
+    assert not [c for c in configs if c["neuron"] == "lapicque" and c["beta"] == 1.0]
+    assert {c["beta"] for c in configs if c["neuron"] == "leaky"} >= {1.0}
+    # Through Optuna: the excluded value is never drawn; the plain name `beta` is always in the config.
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0), direction="maximize")
+    seen = set()
+    for _ in range(300):
+        t = study.ask()
+        c = suggest_config(t, space=exp.space, exclude=exp.exclude, fixed=exp.fixed, seed=0, searched_arch=False)
+        assert not (c["neuron"] == "lapicque" and c["beta"] == 1.0)
+        seen.add((c["neuron"], c["beta"]))
+        assert set(clean_config(c)) == {"neuron", "beta", "lr", "num_steps", "population"}
+        study.tell(t, 0.5)
+    assert ("lapicque", 0.95) in seen and ("leaky", 1.0) in seen
+
+
+def test_malformed_experiment_files_are_refused():
+    raw = load_experiment("cnn_search").raw
+    bad = json.loads(json.dumps(raw))
+    bad["budgets"]["smoke"]["space"] = {"w1": {"high": 512}}  # wider than the file's space
+    with pytest.raises(ExperimentError, match="must lie inside"):
+        parse_experiment("x", bad)
+    bad = json.loads(json.dumps(raw))
+    bad["space"]["wd1"]["high"] = 100  # outside the study's CNN_PT space
+    with pytest.raises(ExperimentError, match="search space"):
+        parse_experiment("x", bad)
+    bad = json.loads(json.dumps(load_experiment("snn_pt2").raw))
+    bad["fixed"]["population"] = 25  # weight transfer cannot take a population-coded output
+    with pytest.raises(ExperimentError, match="population"):
+        validate_space(parse_experiment("x", bad), "smoke", 1046, 5, transfer_arch=preset("cnn_pt2", 1046))
+    bad = json.loads(json.dumps(load_experiment("snn_pt2").raw))
+    del bad["exclude"]  # then Lapicque with beta = 1.0 can be drawn, which the model refuses
+    with pytest.raises(ExperimentError, match="lapicque"):
+        validate_space(parse_experiment("x", bad), "smoke", 1046, 5, transfer_arch=preset("cnn_pt2", 1046))
+
+
+# --------------------------------------------------------------------------- storage
+def test_storage_refuses_a_file_where_a_folder_should_be(tmp_path):
+    f = tmp_path / "taken"
+    f.write_text("x")
+    with pytest.raises(StorageError, match="is a file"):
+        open_storage(str(f))
+    with pytest.raises(StorageError, match="not writable"):
+        open_storage(str(f / "tune"))
+    fs, path = open_storage(str(tmp_path / "new" / "tune"))
+    assert Path(path).is_dir() and list(Path(path).iterdir()) == []  # probe written and removed
+
+
+@pytest.fixture
+def moto_s3(monkeypatch):
+    """A local S3 (moto server) with bucket ``spiking-test``; S3 settings in the environment as a user would set them."""
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    try:
+        _, port = server.get_host_and_port()
+        endpoint = f"http://127.0.0.1:{port}"
+        for k, v in {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test", "AWS_REGION": "us-east-1",
+                     "SPIKING_S3_ENDPOINT": endpoint}.items():
+            monkeypatch.setenv(k, v)
+        monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+        s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
+        s3.create_bucket(Bucket="spiking-test")
+        yield s3
+    finally:
+        server.stop()
+
+
+def test_storage_on_s3_through_environment_settings(moto_s3):
+    fs, path = open_storage("s3://spiking-test/runs/tune")
+    assert path == "spiking-test/runs/tune" and fs.type_name == "s3"
+    assert moto_s3.list_objects_v2(Bucket="spiking-test", Prefix="runs/tune/.spiking-probe")["KeyCount"] == 0
+    with pytest.raises(StorageError, match="not writable"):
+        open_storage("s3://no-such-bucket/x")
+
+
+# --------------------------------------------------------------------------- trainable pieces
+def test_optimizer_state_is_captured_and_restored():
+    from spiking.training import CNNObjective, TrainConfig, train
+
+    g = torch.Generator().manual_seed(0)
+    X = torch.rand(24, 1, 64, generator=g).numpy()
+    y = (torch.arange(24) % 3).numpy()
+    arch = preset("cnn_pt2", 64, seed=0)
+    cfg = TrainConfig(epochs=2, batch_size=8, lr=1e-3, patience=0, seed=0, device="cpu", progress=False)
+    torch.manual_seed(0)
+    model = CNN1d(64, arch, 3)
+    states = []
+    train(model, CNNObjective(), X, y, X, y, cfg, epoch_callback=lambda rec, m, opt: states.append(opt.state_dict()))
+    state = states[-1]
+    assert all(int(s["step"]) == 6 for s in state["state"].values())
+    cfg.epochs = 1
+    after = []
+    train(model, CNNObjective(), X, y, X, y, cfg, optimizer_state=state,
+          epoch_callback=lambda rec, m, opt: after.append(opt.state_dict()))
+    assert all(int(s["step"]) == 9 for s in after[-1]["state"].values())  # Adam continued, not restarted
+
+
+# --------------------------------------------------------------------------- smoke runs with Ray
+@pytest.fixture(scope="module")
+def shards(tcga_subset, tmp_path_factory):
+    out = tmp_path_factory.mktemp("search") / "shards"
+    ingest(tcga_subset["matrix"], tcga_subset["labels"], out, **SHARED_TCGA)
+    return str(out)
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def searched(local_ray, shards, tmp_path_factory):
+    store = tmp_path_factory.mktemp("tune")
+    kw = dict(shards=shards, budget="smoke", storage=str(store), verbose=0, seed=42)
+    # One trial at a time: the seeded TPE then sees every finished trial before the next suggestion and the
+    # ASHA rungs fill in a fixed order, so the outcome does not depend on timing (and it is faster on 2 cores).
+    out = {"cnn_search": run_experiment("cnn_search", **kw, max_concurrent=1)}
+    out.update({name: run_experiment(name, **kw) for name in ("cnn_pt2", "snn_pt2")})  # snn_pt2: 2 at a time
+    return {"storage": store, "kw": kw, **out}
+
+
+def _trial_dirs(exp_dir: Path) -> list[Path]:
+    return sorted(p for p in exp_dir.iterdir() if p.is_dir() and p.name.startswith("trial_"))
+
+
+def test_cnn_search_smoke_asha_and_checkpoints(searched):
+    out = searched["cnn_search"]
+    exp = load_experiment("cnn_search")
+    b = exp.budget("smoke")
+    trials = out["trials"]
+    assert len(trials) == b.trials and not [t for t in trials if t["error"]]
+    assert any(t["epochs"] < b.epochs for t in trials), "ASHA stopped no trial early"
+    assert any(t["epochs"] == b.epochs for t in trials)
+    exp_dir = searched["storage"] / "cnn_search"
+    dirs = _trial_dirs(exp_dir)
+    assert len(dirs) == b.trials
+    for d in dirs:
+        ckpts = sorted(d.glob("checkpoint_*/" + CHECKPOINT_FILE))
+        assert ckpts, f"no checkpoint in {d}"
+        state = torch.load(ckpts[-1], map_location="cpu", weights_only=False)
+        assert {"state_dict", "optimizer", "epoch", "arch"} <= set(state) and state["optimizer"]["state"]
+    # Each trial's derived architecture is recorded and can be rebuilt from its config.
+    L = out["results"]["dataset"]["n_features"]
+    for t in trials:
+        c = t["config"]
+        rebuilt = derive_architecture(L, **{k: c[k] for k in CNN_SEARCH_PARAMS}, rng=c["arch_seed"])
+        assert t["arch"] == rebuilt.as_dict()
+    best = json.loads((exp_dir / "best_config.json").read_text())
+    assert best["val_balanced_accuracy"] == max(t["best_val_balanced_accuracy"] for t in trials)
+    model, meta = load_model(exp_dir / "best_model.pt")
+    assert meta["arch"] == best["arch"] and isinstance(model, CNN1d)
+    names = [m["name"] for m in out["results"]["models"]]
+    assert names == ["cnn_search:best", "logreg"]
+
+
+def test_snn_transfer_smoke_from_finished_cnn_experiment(searched):
+    out = searched["snn_pt2"]
+    exp_dir = searched["storage"] / "snn_pt2"
+    r = json.loads((exp_dir / "results.json").read_text())
+    names = [m["name"] for m in r["models"]]
+    assert names == ["snn_pt2:best", "snn_pt2:tradeoff", "logreg"]
+    s = r["search"]
+    assert "cnn_pt2" in s["weights"]["source"] and s["weights"]["split_verified"]
+    assert s["n_trials"] == load_experiment("snn_pt2").budget("smoke").trials and s["n_errors"] == 0
+    cnn_best = json.loads((searched["storage"] / "cnn_pt2" / "best_config.json").read_text())
+    assert s["weights"]["arch"] == cnn_best["arch"]  # the SNN took the CNN's architecture
+    best, trade = s["best"], s["tradeoff"]
+    assert trade["config"]["num_steps"] <= best["config"]["num_steps"]
+    assert trade["val_balanced_accuracy"] >= best["val_balanced_accuracy"] - 0.01
+    assert (exp_dir / "tradeoff_config.json").exists() and (exp_dir / "results.txt").exists()
+    n_test = r["split"]["sizes"]["test"]
+    for m in r["models"][:2]:
+        assert sum(map(sum, m["test"]["confusion_matrix"])) == n_test
+        assert m["snn"]["mode"] == "transfer" and m["snn"]["loss"] == "ce"
+        assert not (m["snn"]["neuron"] == "lapicque" and m["snn"]["beta"] == 1.0)
+    for d in _trial_dirs(exp_dir):
+        assert list(d.glob("checkpoint_*/" + CHECKPOINT_FILE))
+    assert out["table"].splitlines()[2].startswith("snn_pt2:best")
+
+
+def test_resume_restores_a_finished_search_without_new_trials(searched):
+    exp_dir = searched["storage"] / "cnn_search"
+    before = json.loads((exp_dir / "best_config.json").read_text())
+    out = run_experiment("cnn_search", **searched["kw"], resume=True)  # Tuner.restore, searcher state included
+    assert len(out["trials"]) == load_experiment("cnn_search").budget("smoke").trials
+    assert len(_trial_dirs(exp_dir)) == len(out["trials"])
+    after = json.loads((exp_dir / "best_config.json").read_text())
+    assert (after["trial_id"], after["config"], after["val_balanced_accuracy"]) == \
+        (before["trial_id"], before["config"], before["val_balanced_accuracy"])
+
+
+def test_failed_trial_resumes_from_its_checkpoint(searched, monkeypatch, tmp_path):
+    from spiking.search.trainable import FAIL_AT_EPOCH_VAR
+
+    monkeypatch.setenv(FAIL_AT_EPOCH_VAR, "2")
+    kw = {**searched["kw"], "storage": str(tmp_path)}
+    out = run_experiment("cnn_pt2", **kw, max_failures=1)
+    b = load_experiment("cnn_pt2").budget("smoke")
+    (trial,) = out["trials"]
+    assert trial["error"] is None and trial["epochs"] == b.epochs
+    (d,) = _trial_dirs(tmp_path / "cnn_pt2")
+    rows = [line.split(",") for line in (d / "progress.csv").read_text().splitlines()]
+    col = {name: i for i, name in enumerate(rows[0])}
+    assert [int(r[col["epoch"]]) for r in rows[1:]] == list(range(1, b.epochs + 1))  # no epoch repeated
+    assert [int(r[col["resumed_from_epoch"]]) for r in rows[1:]] == [0, 0] + [2] * (b.epochs - 2)
+    last = torch.load(sorted(d.glob("checkpoint_*/" + CHECKPOINT_FILE))[-1], map_location="cpu", weights_only=False)
+    steps_per_epoch = -(-out["results"]["search"]["train_rows"] // b.batch_size)
+    assert last["epoch"] == b.epochs
+    # Adam's step count continued across the restart: the optimiser state was restored, not restarted.
+    assert {int(s["step"]) for s in last["optimizer"]["state"].values()} == {steps_per_epoch * b.epochs}
+
+
+def test_experiment_on_s3_storage(searched, moto_s3):
+    out = run_experiment("cnn_pt2", **{**searched["kw"], "storage": "s3://spiking-test/tune"})
+    assert out["path"] == "s3://spiking-test/tune/cnn_pt2"
+    keys = {o["Key"] for o in moto_s3.list_objects_v2(Bucket="spiking-test", Prefix="tune/cnn_pt2/")["Contents"]}
+    for name in ("experiment.json", "results.json", "results.txt", "best_config.json", "best_model.pt", "tuner.pkl"):
+        assert f"tune/cnn_pt2/{name}" in keys
+    assert any(k.endswith("/" + CHECKPOINT_FILE) and "/trial_" in k for k in keys)  # trial checkpoints in S3
+    best = json.loads(moto_s3.get_object(Bucket="spiking-test", Key="tune/cnn_pt2/best_config.json")["Body"].read())
+    assert best["checkpoint"].startswith("s3://spiking-test/tune/cnn_pt2/trial_")
+
+
+def test_weight_source_from_another_split_is_refused(searched, shards):
+    from spiking.search.runner import load_data, load_transfer, locate_weights, split_fingerprint
+
+    exp = load_experiment("snn_pt2")
+    prep, used, _ = load_data(exp, shards, exp.budget("smoke"), 42)
+    fs, root = open_storage(str(searched["storage"]))
+    located = locate_weights("cnn_pt2", fs, root)
+    assert load_transfer(exp, located, used, split_fingerprint(prep))["split_verified"]
+    with pytest.raises(SearchError, match="different split"):
+        load_transfer(exp, located, used, "0" * 64)
+
+
+def test_existing_experiment_needs_resume_or_overwrite(searched):
+    with pytest.raises(SearchError, match="already holds a search"):
+        run_experiment("cnn_pt2", **searched["kw"])
+    with pytest.raises(SearchError, match="same budget"):
+        run_experiment("cnn_pt2", **{**searched["kw"], "budget": "small"}, resume=True)
+
+
+# --------------------------------------------------------------------------- stops before any trial
+def test_missing_weight_source_stops_before_any_trial(shards, tmp_path):
+    store = tmp_path / "empty"
+    with pytest.raises(SearchError) as e:
+        run_experiment("snn_pt2", shards=shards, storage=str(store), ray_num_cpus=2, verbose=0)
+    assert "cnn_pt2" in str(e.value) and "spiking tune cnn_pt2" in str(e.value)
+    assert not (store / "snn_pt2").exists()
+    with pytest.raises(SearchError, match="not found"):
+        run_experiment("snn_pt2", shards=shards, storage=str(store), weights=str(tmp_path / "nope.pt"),
+                       ray_num_cpus=2, verbose=0)
+    with pytest.raises(SearchError, match="does not transfer weights"):
+        run_experiment("cnn_pt2", shards=shards, storage=str(store), weights="cnn_pt1", ray_num_cpus=2)
+
+
+def test_unwritable_storage_stops_before_any_trial(shards, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    with pytest.raises(StorageError, match="not writable"):
+        run_experiment("cnn_pt2", shards=shards, storage=str(blocker / "tune"), ray_num_cpus=2, verbose=0)
+
+
+def test_tune_subcommand_parses_and_reports_errors(shards, tmp_path):
+    parser = argparse.ArgumentParser(prog="spiking")
+    add_tune_parser(parser.add_subparsers(dest="command", required=True))
+    a = parser.parse_args(["tune", "snn_pt2", "--budget", "smoke", "--storage", str(tmp_path), "--shards", shards,
+                           "--cpus-per-trial", "1", "--max-concurrent", "2", "--ray-cpus", "2"])
+    assert (a.experiment, a.budget, a.cpus_per_trial, a.max_concurrent, a.resume) == ("snn_pt2", "smoke", 1.0, 2, False)
+    with pytest.raises(SearchError, match="cnn_pt2"):
+        a.func(a)
+    with pytest.raises(SystemExit):
+        parser.parse_args(["tune", "no_such_experiment"])
