@@ -10,6 +10,10 @@ STAMP  := $(VENV)/.installed
 EXP    ?= cnn_search
 BUDGET ?= smoke
 STORAGE ?= runs/tune
+SHARDS ?= data/shards/tcga-mirna-rpm
+# Local paths are made absolute: a Ray job runs in a copy of the repository.
+uri = $(if $(findstring ://,$(1)),$(1),$(abspath $(1)))
+TUNE_ARGS = $(EXP) --budget $(BUDGET) --storage $(call uri,$(STORAGE)) --shards $(call uri,$(SHARDS))
 RAY_PORT ?= 6379
 # What workers need of the repository when a job is shipped to a Ray cluster.
 RUNTIME_ENV := {"working_dir": ".", "excludes": [".venv", ".venv-nengo", "data", "runs", ".git"]}
@@ -36,14 +40,14 @@ test: $(STAMP) ## run the test suite (exit code 5, no tests collected, counts as
 	$(PY) -m pytest -q tests; rc=$$?; if [ $$rc -eq 5 ]; then echo "no tests collected"; exit 0; fi; exit $$rc
 
 tune: $(STAMP) ## run a Ray Tune experiment locally: make tune EXP=cnn_search BUDGET=smoke
-	$(VENV)/bin/spiking tune $(EXP) --budget $(BUDGET) --storage $(STORAGE)
+	$(VENV)/bin/spiking tune $(TUNE_ARGS)
 
 submit: $(STAMP) ## run EXP as a Ray job on the cluster at RAY_ADDRESS, or on an embedded local Ray without it
 ifdef RAY_ADDRESS
 	$(VENV)/bin/ray job submit --address $(RAY_ADDRESS) --runtime-env-json '$(RUNTIME_ENV)' -- \
-		python -m spiking.cli.main tune $(EXP) --budget $(BUDGET) --storage $(STORAGE)
+		python -m spiking.cli.main tune $(TUNE_ARGS)
 else
-	$(VENV)/bin/spiking tune $(EXP) --budget $(BUDGET) --storage $(STORAGE)
+	$(VENV)/bin/spiking tune $(TUNE_ARGS)
 endif
 
 ray-up: $(STAMP) ## start a local Ray head node (dashboard on 127.0.0.1:8265) for development
