@@ -2,13 +2,23 @@
 
 The Ray tests share one local Ray (2 CPUs, no dashboard) and one storage folder:
 ``cnn_search`` and ``cnn_pt2`` at smoke budget, then ``snn_pt2`` transferring
-from the finished ``cnn_pt2`` in the same storage.
+from the finished ``cnn_pt2`` in the same storage. The kill-and-resume test runs
+``spiking tune`` as separate driver processes, each with its own embedded Ray
+(own ``RAY_TMPDIR``), so killing one never touches the test's Ray.
 """
 
 from __future__ import annotations
 
 import argparse
+import io
 import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
 from pathlib import Path
 
 import optuna
@@ -320,6 +330,45 @@ def test_experiment_on_s3_storage(searched, moto_s3):
     best = json.loads(moto_s3.get_object(Bucket="spiking-test", Key="tune/cnn_pt2/best_config.json")["Body"].read())
     assert best["checkpoint"].startswith("s3://spiking-test/tune/cnn_pt2/trial_")
 
+    # snn_pt2 on the same S3 storage, its weights taken (by name) from the cnn_pt2 experiment stored there.
+    snn = run_experiment("snn_pt2", **{**searched["kw"], "storage": "s3://spiking-test/tune"})
+    assert snn["path"] == "s3://spiking-test/tune/snn_pt2"
+    keys = _s3_keys(moto_s3, "spiking-test", "tune/")
+    source_key = "tune/cnn_pt2/best_model.pt"
+    source_uri = f"s3://spiking-test/{source_key}"
+    assert source_key in keys  # the transferred-weights source is in the bucket
+    for name in ("experiment.json", "results.json", "results.txt", "trials.json", "best_config.json",
+                 "best_model.pt", "tradeoff_config.json", "tradeoff_model.pt", "tuner.pkl"):
+        assert f"tune/snn_pt2/{name}" in keys, name
+    # Every SNN trial checkpointed into S3 (not into a local folder).
+    ckpt_keys = sorted(k for k in keys if k.startswith("tune/snn_pt2/trial_") and k.endswith("/" + CHECKPOINT_FILE))
+    assert {k.split("/")[2] for k in ckpt_keys} == {f"trial_{t['trial_id']}" for t in snn["trials"]}
+    assert len(snn["trials"]) == load_experiment("snn_pt2").budget("smoke").trials
+    assert not Path("spiking-test").exists() and not Path("s3:").exists()  # nothing went to a local folder
+
+    def s3_json(key: str) -> dict:
+        return json.loads(moto_s3.get_object(Bucket="spiking-test", Key=key)["Body"].read())
+
+    # The SNN experiment's records name the S3 source, and it is the CNN that was exported there.
+    meta = s3_json("tune/snn_pt2/experiment.json")
+    w = meta["weights"]
+    assert source_uri in w["source"] and w["split_verified"]
+    assert w["arch"] == best["arch"] and w["source_val_balanced_accuracy"] == best["val_balanced_accuracy"]
+    assert s3_json("tune/snn_pt2/results.json")["search"]["weights"]["source"] == w["source"]
+    snn_best = s3_json("tune/snn_pt2/best_config.json")
+    assert snn_best["checkpoint"].startswith("s3://spiking-test/tune/snn_pt2/trial_")
+    assert snn_best["arch"] == best["arch"]
+    # A trial checkpoint read back from S3 holds the transferred network and where its weights came from.
+    state = torch.load(io.BytesIO(moto_s3.get_object(Bucket="spiking-test", Key=ckpt_keys[0])["Body"].read()),
+                       map_location="cpu", weights_only=False)
+    assert state["kind"] == "snn" and state["mode"] == "transfer" and state["transferred"]
+    assert state["weights_source"] == w["source"] and state["arch"] == best["arch"]
+
+
+def _s3_keys(s3, bucket: str, prefix: str) -> set[str]:
+    pages = s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+    return {o["Key"] for page in pages for o in page.get("Contents", [])}
+
 
 def test_weight_source_from_another_split_is_refused(searched, shards):
     from spiking.search.runner import load_data, load_transfer, locate_weights, split_fingerprint
@@ -338,6 +387,135 @@ def test_existing_experiment_needs_resume_or_overwrite(searched):
         run_experiment("cnn_pt2", **searched["kw"])
     with pytest.raises(SearchError, match="same budget"):
         run_experiment("cnn_pt2", **{**searched["kw"], "budget": "small"}, resume=True)
+
+
+# --------------------------------------------------------------------------- a killed driver, resumed
+_MARK = "SPIKING_TEST_KILLED_DRIVER"  # set in the environment of the driver and so of every process of its Ray
+
+
+def _spiking_cli() -> list[str]:
+    exe = Path(sys.executable).with_name("spiking")
+    return [str(exe)] if exe.exists() else [sys.executable, "-m", "spiking.cli.main"]
+
+
+def _trial_statuses(exp_dir: Path) -> dict | None:
+    """Trial id -> status in the newest Tune experiment snapshot (what a resume reads); None if none (yet)."""
+    files = sorted(exp_dir.glob("experiment_state-*.json"))  # timestamped names: the last is the newest
+    if not files:
+        return None
+    try:
+        data = json.loads(files[-1].read_text())
+        return {t["trial_id"]: t["status"] for t in (json.loads(s) for s, _ in data["trial_data"])}
+    except (OSError, ValueError, KeyError, TypeError):  # caught while Tune was writing it
+        return None
+
+
+def _marked_processes(value: str) -> list[int]:
+    """Processes whose environment holds ``_MARK=value``: a driver of this test and its Ray (workers included)."""
+    token = f"{_MARK}={value}".encode()
+    pids = []
+    for p in Path("/proc").iterdir():
+        if p.name.isdigit():
+            try:
+                if token in (p / "environ").read_bytes().split(b"\0"):
+                    pids.append(int(p.name))
+            except OSError:  # gone, or not ours
+                pass
+    return pids
+
+
+def _end_marked_processes(value: str, grace: float) -> list[int]:
+    """Wait up to ``grace`` s for the marked processes to exit, SIGKILL the rest; returns those still alive then."""
+    deadline = time.monotonic() + grace
+    while (left := _marked_processes(value)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    for pid in left:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    deadline = time.monotonic() + 5
+    while _marked_processes(value) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return left
+
+
+def _trial_files(d: Path) -> dict:
+    return {str(f.relative_to(d)): (f.stat().st_size, f.stat().st_mtime_ns) for f in sorted(d.rglob("*")) if f.is_file()}
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="finds the killed driver's Ray processes in /proc")
+def test_killed_driver_resumes_without_rerunning_finished_trials(shards, tmp_path):
+    """``spiking tune`` SIGKILLed (driver and its Ray) after a trial finished, then ``--resume``d to completion."""
+    store, exp_dir = tmp_path / "store", tmp_path / "store" / "cnn_search"
+    b = load_experiment("cnn_search").budget("smoke")
+    # A short RAY_TMPDIR of its own: the driver starts its own Ray (never the test's: no RAY_ADDRESS, and no
+    # ray_current_cluster file there) and Ray's socket paths stay short.
+    ray_tmp = tempfile.mkdtemp(prefix="spk-ray-")
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    env.update(RAY_TMPDIR=ray_tmp, **{_MARK: ray_tmp})
+    base = [*_spiking_cli(), "tune", "cnn_search", "--budget", "smoke", "--storage", str(store), "--shards", shards,
+            "--ray-cpus", "2", "--quiet"]
+    log = tmp_path / "driver.log"
+    driver = None
+    try:
+        # One trial at a time: when the first trial has finished, the other five have still to run.
+        with open(log, "w") as fh:
+            driver = subprocess.Popen([*base, "--max-concurrent", "1"], env=env, stdout=fh, stderr=subprocess.STDOUT,
+                                      start_new_session=True)
+        deadline = time.monotonic() + 300
+        while True:
+            statuses = _trial_statuses(exp_dir) or {}
+            if "TERMINATED" in statuses.values():
+                break
+            assert driver.poll() is None, f"the driver exited ({driver.returncode}) before a trial finished:\n" \
+                                          f"{log.read_text()[-3000:]}"
+            assert time.monotonic() < deadline, f"no trial finished in 300 s:\n{log.read_text()[-3000:]}"
+            time.sleep(0.05)
+        os.killpg(driver.pid, signal.SIGKILL)  # the driver and the Ray processes it started (its process group)
+        driver.wait(timeout=30)
+        assert driver.returncode == -signal.SIGKILL
+        # Ray's workers run in sessions of their own: they notice their raylet is gone and exit; end any that don't.
+        _end_marked_processes(ray_tmp, grace=10)
+        assert not _marked_processes(ray_tmp), "processes of the killed driver's Ray are still running"
+
+        killed = _trial_statuses(exp_dir) or {}  # what the resume starts from
+        finished = {t for t, s in killed.items() if s == "TERMINATED"}
+        assert finished and len(finished) < b.trials, f"kill came too late to test a resume: {killed}"
+        assert not (exp_dir / "results.json").exists()
+        before = {t: _trial_files(exp_dir / f"trial_{t}") for t in finished}
+        rows = {t: [json.loads(line) for line in (exp_dir / f"trial_{t}" / "result.json").read_text().splitlines()]
+                for t in finished}
+        assert all(rows.values())
+
+        with open(log, "w") as fh:
+            resumed = subprocess.run([*base, "--resume"], env=env, stdout=fh, stderr=subprocess.STDOUT, timeout=400,
+                                     start_new_session=True)
+        out = log.read_text()
+        assert resumed.returncode == 0, out[-3000:]
+        assert f"cnn_search (smoke): {b.trials} trials" in out and " 0 errors" in out
+
+        final = _trial_statuses(exp_dir)
+        assert len(final) == b.trials and set(final.values()) == {"TERMINATED"}, final
+        assert finished <= set(final)  # the finished trials were kept, not replaced by new ones
+        trials = {t["trial_id"]: t for t in json.loads((exp_dir / "trials.json").read_text())}
+        assert set(trials) == set(final) and not [t for t in trials.values() if t["error"] or not t["epochs"]]
+        for t in finished:
+            # Not run again: no new result row, no new or rewritten checkpoint, no file of the trial touched.
+            assert _trial_files(exp_dir / f"trial_{t}") == before[t], f"trial {t} was run again"
+            assert trials[t]["epochs"] == rows[t][-1]["epoch"]
+            assert trials[t]["best_val_balanced_accuracy"] == max(r["val_balanced_accuracy"] for r in rows[t])
+        for name in ("results.json", "best_config.json", "best_model.pt", "results.txt"):
+            assert (exp_dir / name).is_file(), name
+        r = json.loads((exp_dir / "results.json").read_text())
+        assert r["search"]["n_trials"] == b.trials and r["search"]["best"]["trial_id"] in final
+        assert json.loads((exp_dir / "best_config.json").read_text())["trial_id"] == r["search"]["best"]["trial_id"]
+    finally:
+        if driver is not None and driver.poll() is None:
+            os.killpg(driver.pid, signal.SIGKILL)
+            driver.wait(timeout=30)
+        _end_marked_processes(ray_tmp, grace=10)
+        shutil.rmtree(ray_tmp, ignore_errors=True)
 
 
 # --------------------------------------------------------------------------- stops before any trial
