@@ -51,8 +51,11 @@ else
 endif
 
 ray-up: $(STAMP) ## start a local Ray head node (dashboard on 127.0.0.1:8265) for development
-	$(VENV)/bin/ray start --head --port=$(RAY_PORT) --dashboard-host=127.0.0.1 --dashboard-port=8265
-	@echo "export RAY_ADDRESS=http://127.0.0.1:8265   # for make submit"
+	# The venv first on PATH: a submitted job's entrypoint `python` is then this environment's.
+	# Ray >= 2.59 protects local clusters with a token (~/.ray/auth_token); clients need RAY_AUTH_MODE=token.
+	PATH=$(abspath $(VENV))/bin:$$PATH RAY_AUTH_MODE=token $(VENV)/bin/ray start --head --port=$(RAY_PORT) \
+		--dashboard-host=127.0.0.1 --dashboard-port=8265
+	@echo "export RAY_ADDRESS=http://127.0.0.1:8265 RAY_AUTH_MODE=token   # then: make submit EXP=..."
 
 ray-down: ## stop the local Ray node started by ray-up
 	$(VENV)/bin/ray stop
