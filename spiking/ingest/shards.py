@@ -445,7 +445,8 @@ def load_dataset(path: str | os.PathLike) -> Dataset:
     fs, base = _resolve(path)
     info = fs.get_file_info(base)
     if info.type == pafs.FileType.NotFound:
-        raise IngestError(f"{path}: dataset folder not found")
+        raise IngestError(f"{path}: dataset folder not found (write shards with `spiking ingest ... --out {path}`, "
+                          "or run `make demo` for the shared TCGA data)")
     mpath = posixpath.join(base, MANIFEST) if "://" in os.fspath(path) else os.path.join(base, MANIFEST)
     try:
         with fs.open_input_stream(mpath) as fh:

@@ -433,8 +433,9 @@ def run_experiment(name: str, *, shards: str, budget: str = "smoke", storage: st
                               f"{saved.get('seed')}; resume it with the same budget and seed")
     elif _has_experiment_state(fs, exp_dir):
         if not overwrite:
-            raise SearchError(f"experiment folder {exp_uri} already holds a search; pass resume=True (--resume) to "
-                              "continue it, overwrite=True (--overwrite) to start over, or another storage")
+            raise SearchError(f"experiment folder {exp_uri} already holds a search; use --resume "
+                              "(resume=True) to continue it, --overwrite (overwrite=True) to start over, "
+                              "or another --storage")
         fs.delete_dir(exp_dir)
 
     source = weights or (exp.snn["weights"] if exp.weight_transfer else None)
