@@ -387,6 +387,14 @@ def test_existing_experiment_needs_resume_or_overwrite(searched):
         run_experiment("cnn_pt2", **searched["kw"])
     with pytest.raises(SearchError, match="same budget"):
         run_experiment("cnn_pt2", **{**searched["kw"], "budget": "small"}, resume=True)
+    # --overwrite deletes the old search only after every other check passed
+    with pytest.raises(SearchError, match="cpus_per_trial"):
+        run_experiment("cnn_pt2", **searched["kw"], overwrite=True, cpus_per_trial=0)
+    assert (searched["storage"] / "cnn_pt2" / "best_model.pt").exists()
+    # a resumed SNN search keeps its weight source
+    other = str(searched["storage"] / "cnn_search" / "best_model.pt")
+    with pytest.raises(SearchError, match="was started with weights"):
+        run_experiment("snn_pt2", **searched["kw"], resume=True, weights=other)
 
 
 # --------------------------------------------------------------------------- a killed driver, resumed

@@ -431,12 +431,13 @@ def run_experiment(name: str, *, shards: str, budget: str = "smoke", storage: st
         if saved.get("budget", {}).get("name") != b.name or saved.get("seed") != seed:
             raise SearchError(f"{exp_uri} was started with budget {saved.get('budget', {}).get('name')!r} and seed "
                               f"{saved.get('seed')}; resume it with the same budget and seed")
-    elif _has_experiment_state(fs, exp_dir):
+    replace_existing = False
+    if not resume and _has_experiment_state(fs, exp_dir):
         if not overwrite:
             raise SearchError(f"experiment folder {exp_uri} already holds a search; use --resume "
                               "(resume=True) to continue it, --overwrite (overwrite=True) to start over, "
                               "or another --storage")
-        fs.delete_dir(exp_dir)
+        replace_existing = True  # deleted only once every other check has passed
 
     source = weights or (exp.snn["weights"] if exp.weight_transfer else None)
     located = locate_weights(source, fs, root) if source else None
@@ -463,7 +464,15 @@ def run_experiment(name: str, *, shards: str, budget: str = "smoke", storage: st
                                                       ("source", "arch", "scales", "split_verified",
                                                        "source_val_balanced_accuracy")},
             "spec": exp.as_dict()}
-    if not resume:
+    if resume:
+        before = (saved.get("weights") or {}).get("source")
+        now = (meta["weights"] or {}).get("source")
+        if before != now:
+            raise SearchError(f"{exp_uri} was started with weights from {before}, not {now}; resume it with "
+                              f"--weights {before}")
+    else:
+        if replace_existing:
+            fs.delete_dir(exp_dir)
         st.write_text(fs, st.join(fs, exp_dir, EXPERIMENT_FILE), json.dumps(meta, indent=2, default=str) + "\n")
 
     # Tune warns at every forced experiment snapshot (one per num_to_keep checkpoints); short epochs make that noise.
