@@ -121,14 +121,6 @@ def _load_shards(path):
     return load_dataset(path)
 
 
-def _dataset_info(ds, prep, shards: str) -> dict:
-    """The ``dataset`` block of results.json: source files (with sha256), shards, units, sizes, classes."""
-    m = ds.manifest
-    return {"source": m.get("sources"), "shards": str(shards), "units": m.get("units"),
-            "n_samples": int(sum(len(v) for v in prep.ids.values())), "n_features": prep.n_features,
-            "classes": prep.class_names}
-
-
 def cmd_ingest(a) -> int:
     from ..ingest import ingest
 
@@ -173,13 +165,13 @@ def _train(cfg, run_dir: Path, which: str) -> None:
 def _evaluate(run_dir: Path) -> dict:
     from ..config import RunConfig
     from ..evaluation.evaluate import evaluate_run
-    from ..evaluation.results import format_table, write_results
+    from ..evaluation.results import dataset_block, format_table, write_results
     from ..preprocess.prepare import load_prepared
 
     cfg = RunConfig.load(run_dir / "config.json")
     ds = _load_shards(cfg.data.shards)
     prep = load_prepared(ds, run_dir)
-    results = evaluate_run(run_dir, prep, _dataset_info(ds, prep, cfg.data.shards), seed=cfg.data.seed)
+    results = evaluate_run(run_dir, prep, dataset_block(ds.manifest, prep, cfg.data.shards), seed=cfg.data.seed)
     results["run"] = {"name": run_dir.name, "config": cfg.to_dict()}
     write_results(results, run_dir / "results.json")
     print(f"\nTest split ({prep.split_info['sizes']['test']} samples, touched once):")

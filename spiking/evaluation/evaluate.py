@@ -15,26 +15,29 @@ from .baseline import fit_logistic_regression
 from .metrics import classification_metrics
 
 
-def _timed_predict(model, objective, X, repeats: int = 1):
-    torch.set_grad_enabled(False)
-    t0 = time.perf_counter()
-    pred = predict(model, objective, X, batch_size=256)
-    ms = 1000 * (time.perf_counter() - t0) / max(len(X), 1)
-    torch.set_grad_enabled(True)
-    return pred, ms
-
-
-def _spikes_per_layer(model, X, batch_size: int = 256) -> dict:
-    """Mean spikes per test sample per LIF layer (summed over steps and neurons)."""
-    model.record_spikes = True
+def _timed_predict(model, objective, X) -> tuple[np.ndarray, float, dict | None]:
+    """Predictions (n,), milliseconds per sample, and for a spiking network the mean spikes
+    per sample per LIF layer (summed over steps and neurons), all from one pass over ``X``."""
     totals: dict[str, float] = {}
-    with torch.no_grad():
-        for start in range(0, len(X), batch_size):
-            model(torch.as_tensor(X[start:start + batch_size]))
-            for name, counts in model.last_spike_counts.items():
+    handle = None
+    if hasattr(model, "record_spikes"):
+        model.record_spikes = True
+
+        def add_counts(module, inputs, output):
+            for name, counts in module.last_spike_counts.items():
                 totals[name] = totals.get(name, 0.0) + float(counts.sum())
-    model.record_spikes = False
-    return {name: v / len(X) for name, v in totals.items()}
+
+        handle = model.register_forward_hook(add_counts)
+    try:
+        t0 = time.perf_counter()
+        pred = predict(model, objective, X, batch_size=256)
+        ms = 1000 * (time.perf_counter() - t0) / max(len(X), 1)
+    finally:
+        if handle is not None:
+            handle.remove()
+            model.record_spikes = False
+    spikes = {name: v / len(X) for name, v in totals.items()} if handle is not None else None
+    return pred, ms, spikes
 
 
 def evaluate_network(path: str | Path, prep) -> dict:
@@ -44,7 +47,7 @@ def evaluate_network(path: str | Path, prep) -> dict:
         objective = CNNObjective()
     else:
         objective = SpikeCountObjective(meta["n_classes"], loss=meta["loss"], population=meta["population"])
-    pred, ms = _timed_predict(model, objective, prep.X["test"])
+    pred, ms, spikes = _timed_predict(model, objective, prep.X["test"])
     entry = {
         "name": meta["kind"],
         "test": classification_metrics(prep.y["test"], pred, prep.class_names),
@@ -56,7 +59,7 @@ def evaluate_network(path: str | Path, prep) -> dict:
     }
     if meta["kind"] == "snn":
         entry["snn"] = {k: meta[k] for k in ("neuron", "beta", "num_steps", "population", "loss", "mode")}
-        entry["mean_spikes_per_sample"] = _spikes_per_layer(model, prep.X["test"])
+        entry["mean_spikes_per_sample"] = spikes
     return entry
 
 

@@ -17,6 +17,17 @@ from pathlib import Path
 REQUIRED_MODEL_KEYS = ("name", "test", "parameters", "train_seconds")
 
 
+def dataset_block(manifest: dict, prep, shards: str) -> dict:
+    """The ``dataset`` block of results.json: source files (with sha256), shards, units, sizes, classes.
+
+    Args:
+        manifest: the shards' ``manifest.json`` (``Dataset.manifest``); prep: the run's ``Prepared`` data.
+    """
+    return {"source": manifest.get("sources"), "shards": str(shards), "units": manifest.get("units"),
+            "n_samples": int(sum(len(v) for v in prep.ids.values())), "n_features": prep.n_features,
+            "classes": prep.class_names}
+
+
 def write_results(results: dict, path: str | Path) -> Path:
     """Validate the schema and write ``results`` as indented JSON, atomically.
 

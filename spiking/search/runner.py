@@ -117,11 +117,9 @@ def load_data(exp: Experiment, shards: str, budget: Budget, seed: int):
     prep = prepare(ds, top_k=int(d["top_k"]), fractions=tuple(d["fractions"]), seed=int(d["seed"]),
                    log2=bool(d["log2"]), zscore=str(d["zscore"]))
     used = subset_train(prep, budget.max_train_rows, seed)
-    m = ds.manifest
-    info = {"source": m.get("sources"), "shards": str(shards), "units": m.get("units"),
-            "n_samples": int(sum(len(v) for v in prep.ids.values())), "n_features": prep.n_features,
-            "classes": prep.class_names}
-    return prep, used, info
+    from ..evaluation.results import dataset_block
+
+    return prep, used, dataset_block(ds.manifest, prep, shards)
 
 
 # --------------------------------------------------------------------------- weights
