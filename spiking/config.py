@@ -44,7 +44,9 @@ class SNNConfig:
     beta: membrane decay per step; num_steps: time steps per sample;
     population: output neurons per class (scratch mode); loss: ``ce|mse`` (None = by mode);
     normalize: after weight transfer, rescale layers by the CNN's activation percentile
-    (``spiking.models.conversion``, Diehl 2015 / Rueckauer 2017); percentile: which one.
+    (``spiking.models.conversion``, Diehl 2015 / Rueckauer 2017); percentile: which one;
+    encodings: input encodings, one SNN trained per encoding (``direct|rate|latency|delta``,
+    ``spiking.models.encoding``); delta_threshold: input change that makes a delta event.
     """
 
     mode: str = "transfer"
@@ -55,6 +57,8 @@ class SNNConfig:
     loss: str | None = None
     normalize: bool = True
     percentile: float = 99.9
+    encodings: tuple[str, ...] = ("direct", "rate", "latency", "delta")
+    delta_threshold: float = 0.1
     train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=10, batch_size=64, lr=3e-4, patience=5))
 
     def resolved_loss(self) -> str:
@@ -121,6 +125,14 @@ class RunConfig:
                              "use --snn-mode scratch")
         if s.loss not in (None, "ce", "mse"):
             raise ValueError(f"SNN loss must be ce or mse, got {s.loss!r}")
+        from .models.encoding import check_encoding
+
+        if not s.encodings:
+            raise ValueError("give at least one SNN input encoding")
+        if len(set(s.encodings)) != len(s.encodings):
+            raise ValueError(f"SNN encodings repeat: {list(s.encodings)}")
+        for enc in s.encodings:
+            check_encoding(enc, s.delta_threshold)
         if not 0 < s.percentile <= 100:
             raise ValueError(f"percentile must be in (0, 100], got {s.percentile}")
 
@@ -134,7 +146,7 @@ class RunConfig:
                 v = values[f.name]
                 if f.name == "train":
                     v = TrainConfig(**v)
-                elif f.name == "fractions":
+                elif f.name in ("fractions", "encodings"):
                     v = tuple(v)
                 kw[f.name] = v
             return kind(**kw)

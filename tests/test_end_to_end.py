@@ -9,7 +9,7 @@ import pytest
 from spiking.cli.main import main
 
 FAST = ["--top-k", "5", "--cnn-epochs", "15", "--snn-epochs", "3", "--num-steps", "5", "--batch-size", "32",
-        "--patience", "0", "--device", "cpu", "--no-progress", "--seed", "3"]
+        "--patience", "0", "--device", "cpu", "--no-progress", "--seed", "3", "--encodings", "direct,rate"]
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +29,7 @@ def test_results_schema_and_well_above_chance(run, tcga_subset):
     sizes = r["split"]["sizes"]
     assert sum(sizes.values()) == 300 and sizes["test"] == pytest.approx(60, abs=5)
     by_name = {m["name"]: m for m in r["models"]}
-    assert set(by_name) == {"cnn", "snn", "logreg"}
+    assert set(by_name) == {"cnn", "snn", "snn_rate", "logreg"}
     chance = 1 / 5
     for name in ("cnn", "snn", "logreg"):
         t = by_name[name]["test"]
@@ -39,6 +39,27 @@ def test_results_schema_and_well_above_chance(run, tcga_subset):
     spikes = by_name["snn"]["mean_spikes_per_sample"]
     assert set(spikes) == {"lif1", "lif2", "lif3", "lif_out"} and all(v >= 0 for v in spikes.values())
     assert by_name["snn"]["parameters"] == by_name["cnn"]["parameters"]  # weight transfer: same layers
+
+
+def test_results_carry_operations_and_energy(run):
+    by_name = {m["name"]: m for m in run["results"]["models"]}
+    cnn, snn, rate = (by_name[k]["efficiency"] for k in ("cnn", "snn", "snn_rate"))
+    assert "efficiency" not in by_name["logreg"]
+    assert cnn["synops"] == 0 and cnn["macs"] == sum(r["ops"] for r in cnn["layers"]) > 0
+    assert snn["encoding"] == "direct" and rate["encoding"] == "rate"
+    assert snn["macs"] == cnn["layers"][0]["ops"]  # direct current: only conv1 multiplies, once
+    assert rate["macs"] == 0 and rate["input_spikes"] > 0
+    for eff in (snn, rate):
+        assert eff["num_steps"] == 5 and 0 < eff["synops"] <= eff["dense_ops"]
+        assert eff["energy_pj"] == pytest.approx(4.6 * eff["macs"] + 0.9 * eff["synops"])
+        assert eff["energy_ratio_vs_cnn"] == pytest.approx(eff["energy_pj"] / cnn["energy_pj"])
+        assert {n["layer"] for n in eff["neurons"]} == {"lif1", "lif2", "lif3", "lif_out"}
+        assert all(0 <= n["firing_rate"] <= 1 for n in eff["neurons"])
+    # the spike counts of the scoring pass and of the counting pass agree (same seeded input spikes)
+    spikes = by_name["snn_rate"]["mean_spikes_per_sample"]
+    assert {n["layer"]: n["spikes"] for n in rate["neurons"]} == pytest.approx(
+        {k: v for k, v in spikes.items() if k != "input"})
+    assert spikes["input"] == pytest.approx(rate["input_spikes"])
 
 
 def test_same_seed_same_metrics(run):

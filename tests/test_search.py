@@ -286,6 +286,30 @@ def test_snn_transfer_smoke_from_finished_cnn_experiment(searched):
     for d in _trial_dirs(exp_dir):
         assert list(d.glob("checkpoint_*/" + CHECKPOINT_FILE))
     assert out["table"].splitlines()[2].startswith("snn_pt2:best")
+    # energy per inference of every trial (validation rows) and of the exported networks (test, vs the source CNN)
+    trials = json.loads((exp_dir / "trials.json").read_text())
+    for t in trials:
+        eff = t["efficiency"]
+        assert eff["split"] == "val" and eff["num_steps"] == t["config"]["num_steps"]
+        assert eff["energy_pj"] == pytest.approx(4.6 * eff["macs"] + 0.9 * eff["synops"]) and eff["energy_pj"] > 0
+    cnn_macs = 4.6 * json.loads((searched["storage"] / "cnn_pt2" / "results.json").read_text()
+                                )["models"][0]["efficiency"]["macs"]
+    for m in r["models"][:2]:
+        assert m["efficiency"]["energy_ratio_vs_cnn"] == pytest.approx(m["efficiency"]["energy_pj"] / cnn_macs)
+
+
+def test_report_of_a_real_snn_experiment(searched, tmp_path):
+    from spiking.report import build_report
+
+    exp_dir = searched["storage"] / "snn_pt2"
+    html = Path(build_report(exp_dir, tmp_path / "rep"))
+    md = (tmp_path / "rep" / "report.md").read_text()
+    pngs = sorted((tmp_path / "rep").glob("*.png"))
+    assert html.exists() and pngs
+    for png in pngs:
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.name in md
+    assert "Pareto" in md and "num_steps" in md and "4.6 pJ" in md
+    assert md.count("snn_pt2:") >= 2  # best and trade-off rows of the summary table
 
 
 def test_resume_restores_a_finished_search_without_new_trials(searched):

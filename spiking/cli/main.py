@@ -82,6 +82,13 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--no-normalize", action="store_true",
                    help="skip the data-based weight normalisation after weight transfer")
     g.add_argument("--population", type=int, default=d.snn.population, help="output neurons per class (scratch mode)")
+    g.add_argument("--encodings", type=_encodings_arg, default=",".join(d.snn.encodings),
+                   help="SNN input encodings, comma-separated; one SNN is trained per encoding: direct (the "
+                        "profile as current at every step), rate (Bernoulli spikes), latency (one spike per "
+                        "feature, earlier when larger), delta (ON/OFF events where the value changes along "
+                        "the feature order)")
+    g.add_argument("--delta-threshold", type=float, default=d.snn.delta_threshold,
+                   help="change of the [0,1]-scaled input that makes a delta event")
     g.add_argument("--snn-epochs", type=int, default=d.snn.train.epochs, help="maximum SNN epochs")
     g.add_argument("--snn-lr", type=float, default=d.snn.train.lr, help="SNN Adam learning rate")
     g = p.add_argument_group("training")
@@ -90,6 +97,16 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
                    help="auto uses a CUDA GPU when torch sees one")
     g.add_argument("--no-progress", action="store_true", help="hide the progress bars")
+
+
+def _encodings_arg(text: str) -> tuple[str, ...]:
+    from ..models.encoding import ENCODINGS
+
+    encs = tuple(e.strip() for e in str(text).split(",") if e.strip())
+    bad = [e for e in encs if e not in ENCODINGS]
+    if bad or not encs:
+        raise argparse.ArgumentTypeError(f"unknown encoding(s) {bad or [text]}; choose from {', '.join(ENCODINGS)}")
+    return encs
 
 
 def _run_config(a, shards: str):
@@ -102,6 +119,8 @@ def _run_config(a, shards: str):
     s = cfg.snn
     s.mode, s.neuron, s.beta, s.num_steps, s.population = a.snn_mode, a.neuron, a.beta, a.num_steps, a.population
     s.normalize = not a.no_normalize
+    s.encodings = a.encodings if isinstance(a.encodings, tuple) else _encodings_arg(a.encodings)
+    s.delta_threshold = a.delta_threshold
     for t, epochs, lr in ((cfg.cnn.train, a.cnn_epochs, a.cnn_lr), (s.train, a.snn_epochs, a.snn_lr)):
         t.epochs, t.lr, t.batch_size, t.seed, t.device = epochs, lr, a.batch_size, a.seed, a.device
         t.progress = not a.no_progress
@@ -136,7 +155,7 @@ def cmd_ingest(a) -> int:
 
 def _train(cfg, run_dir: Path, which: str) -> None:
     from ..preprocess.prepare import load_prepared, prepare, save_prepared
-    from ..training.jobs import load_model, train_cnn, train_snn
+    from ..training.jobs import load_model, snn_name, train_cnn, train_snn
 
     ds = _load_shards(cfg.data.shards)
     if (run_dir / "split.json").exists():
@@ -157,9 +176,10 @@ def _train(cfg, run_dir: Path, which: str) -> None:
             if not (run_dir / "cnn.pt").exists():
                 raise CLIError(f"SNN weight transfer needs {run_dir / 'cnn.pt'}; run `spiking train --model cnn` first")
             cnn, _ = load_model(run_dir / "cnn.pt")
-        _, h = train_snn(prep, cfg, run_dir, cnn=cnn)
-        print(f"SNN: best validation balanced accuracy {h.best_val_balanced_accuracy:.4f} at epoch {h.best_epoch + 1}, "
-              f"{h.train_seconds:.1f} s")
+        for enc in cfg.snn.encodings:
+            _, h = train_snn(prep, cfg, run_dir, cnn=cnn, encoding=enc)
+            print(f"SNN ({enc} input, {snn_name(enc)}.pt): best validation balanced accuracy "
+                  f"{h.best_val_balanced_accuracy:.4f} at epoch {h.best_epoch + 1}, {h.train_seconds:.1f} s")
 
 
 def _evaluate(run_dir: Path) -> dict:
@@ -188,8 +208,8 @@ def _run_dir(a) -> Path:
     return d
 
 
-RUN_FILES = ("config.json", "split.json", "preprocessor.joblib", "cnn.pt", "snn.pt", "results.json",
-             "history_cnn.json", "history_snn.json")
+RUN_FILES = ("config.json", "split.json", "preprocessor.joblib", "cnn.pt", "results.json", "history_cnn.json",
+             "snn*.pt", "history_snn*.json", "report")
 
 
 def _start_run(a, cfg, which: str) -> Path:
@@ -208,8 +228,11 @@ def _start_run(a, cfg, which: str) -> Path:
             raise CLIError(f"run {run_dir} was made with other data settings {diff} (old, new); "
                            "train the CNN again (--model both) or use another --run-name")
     elif which != "snn":
-        for f in RUN_FILES:
-            (run_dir / f).unlink(missing_ok=True)
+        import shutil
+
+        for pattern in RUN_FILES:
+            for f in run_dir.glob(pattern):
+                shutil.rmtree(f) if f.is_dir() else f.unlink(missing_ok=True)
     cfg.save(cfg_path)
     return run_dir
 
@@ -298,7 +321,18 @@ def cmd_run(a) -> int:
     run_dir = _start_run(a, cfg, "both")
     _train(cfg, run_dir, "both")
     _evaluate(run_dir)
+    from ..report import build_report
+
+    print(f"report: {build_report(run_dir)}")
     print(f"total {time.perf_counter() - t0:.1f} s")
+    return 0
+
+
+def cmd_report(a) -> int:
+    from ..report import build_report
+
+    page = build_report(a.target, a.out)
+    print(f"report: {page} (report.md and the figures beside it)")
     return 0
 
 
@@ -340,6 +374,15 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--run-name", default="default", help="the run to evaluate (a folder under --runs-dir)")
     q.add_argument("--runs-dir", default="runs", help="folder holding the runs")
     q.set_defaults(func=cmd_evaluate)
+
+    q = sub.add_parser("report", help="report.md + report.html with figures of a run or an experiment",
+                       description="Figures and tables of a run folder (config.json + results.json) or an experiment "
+                                   "folder (experiment.json + results.json + trials.json), from the saved files "
+                                   "(nothing is retrained): report.md, a self-contained report.html and the PNGs.",
+                       formatter_class=fmt)
+    q.add_argument("target", help="run folder (e.g. runs/demo) or experiment folder (local, or s3://...)")
+    q.add_argument("--out", default=None, help="output folder (default: TARGET/report/)")
+    q.set_defaults(func=cmd_report)
 
     from ..search.cli import add_tune_parser
 

@@ -1,4 +1,5 @@
-"""Evaluate a run once on its held-out test split: CNN, SNN and the logistic-regression baseline."""
+"""Evaluate a run once on its held-out test split: CNN, SNNs (one per input encoding) and the
+logistic-regression baseline, with operations and energy per inference (:mod:`.operations`)."""
 
 from __future__ import annotations
 
@@ -13,11 +14,19 @@ from ..training.loop import predict
 from ..training.objectives import CNNObjective, SpikeCountObjective
 from .baseline import fit_logistic_regression
 from .metrics import classification_metrics
+from .operations import count_operations
+
+#: Samples per forward pass when scoring; the operation count uses the same, so a rate-coded
+#: network sees the same input spikes in both passes.
+EVAL_BATCH = 256
+#: Seed of the input spikes of stochastic encodings at evaluation.
+EVAL_SEED = 0
 
 
 def _timed_predict(model, objective, X) -> tuple[np.ndarray, float, dict | None]:
     """Predictions (n,), milliseconds per sample, and for a spiking network the mean spikes
-    per sample per LIF layer (summed over steps and neurons), all from one pass over ``X``."""
+    per sample per LIF layer (summed over steps and neurons), all from one pass over ``X``
+    (input spikes of stochastic encodings drawn with ``EVAL_SEED``)."""
     totals: dict[str, float] = {}
     handle = None
     if hasattr(model, "record_spikes"):
@@ -29,9 +38,11 @@ def _timed_predict(model, objective, X) -> tuple[np.ndarray, float, dict | None]
 
         handle = model.register_forward_hook(add_counts)
     try:
-        t0 = time.perf_counter()
-        pred = predict(model, objective, X, batch_size=256)
-        ms = 1000 * (time.perf_counter() - t0) / max(len(X), 1)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(EVAL_SEED)
+            t0 = time.perf_counter()
+            pred = predict(model, objective, X, batch_size=EVAL_BATCH)
+            ms = 1000 * (time.perf_counter() - t0) / max(len(X), 1)
     finally:
         if handle is not None:
             handle.remove()
@@ -41,7 +52,11 @@ def _timed_predict(model, objective, X) -> tuple[np.ndarray, float, dict | None]
 
 
 def evaluate_network(path: str | Path, prep) -> dict:
-    """Test metrics of a saved network (``cnn.pt`` or ``snn.pt``) in the results.json model-entry form."""
+    """Test metrics, operations and energy of a saved network (``cnn.pt``, ``snn*.pt``, a search's
+    ``best_model.pt``) in the results.json model-entry form; ``name`` is the file stem.
+
+    The ``efficiency`` block is :func:`spiking.evaluation.operations.count_operations` on the test
+    split (``energy_ratio_vs_cnn`` is filled in by :func:`evaluate_run`)."""
     model, meta = load_model(path)
     if meta["kind"] == "cnn":
         objective = CNNObjective()
@@ -49,7 +64,7 @@ def evaluate_network(path: str | Path, prep) -> dict:
         objective = SpikeCountObjective(meta["n_classes"], loss=meta["loss"], population=meta["population"])
     pred, ms, spikes = _timed_predict(model, objective, prep.X["test"])
     entry = {
-        "name": meta["kind"],
+        "name": Path(path).stem,
         "test": classification_metrics(prep.y["test"], pred, prep.class_names),
         "parameters": int(sum(p.numel() for p in model.parameters())),
         "train_seconds": float(meta["train_seconds"]),
@@ -59,8 +74,36 @@ def evaluate_network(path: str | Path, prep) -> dict:
     }
     if meta["kind"] == "snn":
         entry["snn"] = {k: meta[k] for k in ("neuron", "beta", "num_steps", "population", "loss", "mode")}
+        entry["snn"]["encoding"] = meta.get("encoding", "direct")
         entry["mean_spikes_per_sample"] = spikes
+    entry["efficiency"] = count_operations(model, prep.X["test"], batch_size=EVAL_BATCH, seed=EVAL_SEED)
     return entry
+
+
+def add_energy_ratios(models: list[dict], reference: dict | None = None) -> None:
+    """Set ``efficiency.energy_ratio_vs_cnn`` (SNN energy / CNN energy per inference) of every spiking
+    entry in ``models``, against ``reference`` (a CNN's efficiency block) or else the first CNN entry
+    (one without ``snn``); no CNN, no ratio."""
+    if reference is None:
+        cnn = next((m for m in models if "snn" not in m and m.get("efficiency")), None)
+        reference = cnn["efficiency"] if cnn else None
+    for m in models:
+        eff = m.get("efficiency")
+        if eff is None:
+            continue
+        if reference is not None and "snn" in m and reference["energy_pj"] > 0:
+            eff["energy_ratio_vs_cnn"] = eff["energy_pj"] / reference["energy_pj"]
+
+
+def network_files(run_dir: str | Path) -> list[Path]:
+    """The saved networks of a run, in table order: ``cnn.pt``, ``snn.pt``, then ``snn_<encoding>.pt``
+    in the order of :data:`spiking.models.encoding.ENCODINGS`."""
+    from ..models.encoding import ENCODINGS
+    from ..training.jobs import snn_name
+
+    run_dir = Path(run_dir)
+    names = ["cnn"] + [snn_name(e) for e in ENCODINGS]
+    return [run_dir / f"{n}.pt" for n in names if (run_dir / f"{n}.pt").exists()]
 
 
 def evaluate_logreg(prep, seed: int = 42) -> dict:
@@ -80,7 +123,8 @@ def evaluate_logreg(prep, seed: int = 42) -> dict:
 def evaluate_run(run_dir: str | Path, prep, dataset_info: dict, seed: int = 42) -> dict:
     """Results of every network saved in ``run_dir`` plus the baseline, in the results.json schema."""
     run_dir = Path(run_dir)
-    models = [evaluate_network(run_dir / f"{k}.pt", prep) for k in ("cnn", "snn") if (run_dir / f"{k}.pt").exists()]
+    models = [evaluate_network(f, prep) for f in network_files(run_dir)]
+    add_energy_ratios(models)
     models.append(evaluate_logreg(prep, seed=seed))
     counts = {c: int(np.sum(prep.y["test"] == i)) for i, c in enumerate(prep.class_names)}
     return {"dataset": dataset_info, "split": {**prep.split_info, "test_class_counts": counts}, "models": models}

@@ -48,17 +48,42 @@ def write_results(results: dict, path: str | Path) -> Path:
     return path
 
 
+def _ops_text(eff: dict | None) -> str:
+    if not eff:
+        return "-"
+    if eff.get("encoding") is None:
+        return f"{eff['macs'] / 1e6:.2f}M MAC"
+    text = f"{eff['synops'] / 1e6:.2f}M SynOp"
+    return text + (f"+{eff['macs'] / 1e6:.2f}M MAC" if eff["macs"] else "")
+
+
+def _energy_text(eff: dict | None) -> str:
+    return f"{eff['energy_pj'] / 1e6:.3f}" if eff else "-"
+
+
 def format_table(models: list[dict]) -> str:
-    """A plain-text table: one row per model with test accuracy, balanced accuracy,
-    macro-F1 (percent), parameters, training seconds and inference ms/sample."""
-    head = f"{'model':<10} {'accuracy':>9} {'bal.acc':>9} {'macro-F1':>9} {'params':>10} {'train s':>9} {'ms/sample':>10}"
+    """A plain-text table: one row per model with test accuracy, balanced accuracy, macro-F1
+    (percent), parameters, training seconds, inference ms/sample, operations per inference
+    (MACs for a CNN; synaptic operations plus first-layer MACs for an SNN), energy per inference
+    (microjoules) and the SNN/CNN energy ratio; the energy convention is printed below."""
+    head = (f"{'model':<12} {'accuracy':>9} {'bal.acc':>9} {'macro-F1':>9} {'params':>10} {'train s':>9} "
+            f"{'ms/sample':>10} {'ops/inference':>24} {'energy uJ':>10} {'x CNN':>6}")
     lines = [head, "-" * len(head)]
+    convention = None
     for m in models:
         t = m["test"]
         ms = m.get("inference_ms_per_sample")
+        eff = m.get("efficiency")
+        if eff:
+            convention = eff.get("convention")
+        ratio = eff.get("energy_ratio_vs_cnn") if eff else None
         lines.append(
-            f"{m['name']:<10} {100 * t['accuracy']:>8.2f}% {100 * t['balanced_accuracy']:>8.2f}% "
+            f"{m['name']:<12} {100 * t['accuracy']:>8.2f}% {100 * t['balanced_accuracy']:>8.2f}% "
             f"{100 * t['macro_f1']:>8.2f}% {m['parameters']:>10,} {m['train_seconds']:>9.1f} "
-            f"{(f'{ms:.3f}' if ms is not None else '-'):>10}"
+            f"{(f'{ms:.3f}' if ms is not None else '-'):>10} {_ops_text(eff):>24} "
+            f"{_energy_text(eff):>10} "
+            f"{(f'{ratio:.2f}' if ratio is not None else '-'):>6}"
         )
+    if convention:
+        lines.append(f"energy: {convention}")
     return "\n".join(lines)

@@ -8,8 +8,12 @@ lif3``) and at the output (``lif_out``) instead of the ReLUs::
     x -> conv1 -> pool1 -> lif1 -> conv2 -> pool2 -> lif2
       -> conv3 -> pool3 -> lif3 -> flatten -> fc -> lif_out
 
-The static input is presented at every time step (direct current), so
-``pool1(conv1(x))`` does not depend on time and is computed once per batch.
+With the default ``encoding="direct"`` the static input is presented at every
+time step (direct current), so ``pool1(conv1(x))`` does not depend on time and
+is computed once per batch. With a spike encoding (``rate``, ``latency``,
+``delta``; :mod:`spiking.models.encoding`) the profile is turned into input
+spikes ``(num_steps, B, 1, L)`` inside ``forward`` and conv1 is applied to the
+spikes of every step.
 
 Execution order: the network is feed-forward between layers (the only
 recurrences — membrane, synaptic current, RLeaky's recurrent spikes — are
@@ -41,6 +45,7 @@ from snntorch._neurons.neurons import SpikingNeuron
 from torch import nn
 
 from .cnn import CNN1d, CNNArch, _coerce_arch, add_cnn_layers, stage_lengths
+from .encoding import DELTA_THRESHOLD, check_encoding, encode
 
 __all__ = ["NEURONS", "SpikingCNN1d", "class_scores", "transfer_weights"]
 
@@ -115,17 +120,25 @@ def _run_neuron(
 
 
 class SpikingCNN1d(nn.Module):
-    """Spiking CNN_PT (snnTorch), static input as direct current at every step.
+    """Spiking CNN_PT (snnTorch): input as direct current at every step, or as input spikes.
 
-    ``forward(x)`` with ``x`` of shape ``(B, 1, L)`` returns ``(spk_out,
-    mem_out)``, each ``(num_steps, B, n_outputs)``. ``n_outputs`` is
-    ``n_classes`` or, with population coding, ``n_classes * pop`` (see
-    :func:`class_scores`).
+    ``forward(x)`` with ``x`` of shape ``(B, 1, L)`` (values in [0, 1])
+    returns ``(spk_out, mem_out)``, each ``(num_steps, B, n_outputs)``.
+    ``n_outputs`` is ``n_classes`` or, with population coding,
+    ``n_classes * pop`` (see :func:`class_scores`). ``encoding`` is one of
+    :data:`spiking.models.encoding.ENCODINGS`; ``delta_threshold`` is used by
+    the delta encoding.
 
     Set ``record_spikes = True`` to get, after each forward,
     ``last_spike_counts = {"lif1": (B,), "lif2": ..., "lif3": ..., "lif_out": ...}``
-    (total spikes per sample, summed over steps and neurons; detached).
+    (total spikes per sample, summed over steps and neurons; detached), plus
+    ``"input"`` (input spikes per sample; absent for direct current).
     ``layer_neurons`` gives the number of neurons per LIF layer.
+    :meth:`trace` returns the spikes and membrane potentials of every layer.
+
+    Raises:
+        ValueError: unknown neuron or encoding, ``num_steps < 1``, beta outside
+            [0, 1] (Lapicque: (0, 1)), alpha outside [0, 1], ``n_outputs < 1``.
     """
 
     def __init__(
@@ -139,10 +152,13 @@ class SpikingCNN1d(nn.Module):
         num_steps: int = 10,
         alpha: float = 0.8,
         slope: float = 25.0,
+        encoding: str = "direct",
+        delta_threshold: float = DELTA_THRESHOLD,
     ):
         super().__init__()
         if neuron not in NEURONS:
             raise ValueError(f"unknown neuron {neuron!r}; valid: {NEURONS}")
+        check_encoding(encoding, delta_threshold)
         arch = _coerce_arch(arch)
         n_outputs = int(n_outputs)
         if n_outputs < 1:
@@ -170,6 +186,8 @@ class SpikingCNN1d(nn.Module):
         self.alpha = alpha
         self.num_steps = num_steps
         self.slope = float(slope)
+        self.encoding = encoding
+        self.delta_threshold = float(delta_threshold)
 
         add_cnn_layers(self, arch, self.lengths, n_outputs)
 
@@ -209,39 +227,69 @@ class SpikingCNN1d(nn.Module):
             if "reset" in lif.__dict__:
                 lif.reset = None
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _layers(self, x: torch.Tensor, keep: bool) -> dict[str, tuple[torch.Tensor, torch.Tensor | None]]:
+        """Spikes (and membranes when ``keep``) of every layer: ``{name: (spk, mem)}``,
+        LIF layers ``(T, B, C, len)`` / ``(T, B, n_outputs)``, ``"input"`` ``(T, B, 1, L)``
+        for spike encodings."""
         if x.dim() != 3 or x.size(1) != 1 or x.size(2) != self.L:
             raise ValueError(f"expected input of shape (B, 1, {self.L}), got {tuple(x.shape)}")
         T, B, kind = self.num_steps, x.size(0), self.neuron
+        out: dict[str, tuple[torch.Tensor, torch.Tensor | None]] = {}
         try:
-            # Time-independent: computed once per batch.
-            cur1 = self.pool1(self.conv1(x))                      # (B, w1, s1)
-            spk1, _ = _run_neuron(self.lif1, kind, cur1, T, static=True)
-            cur2 = self.pool2(self.conv2(spk1.flatten(0, 1)))     # (T*B, w2, s2)
-            spk2, _ = _run_neuron(self.lif2, kind, cur2.unflatten(0, (T, B)), T, static=False)
-            cur3 = self.pool3(self.conv3(spk2.flatten(0, 1)))     # (T*B, w3, s3)
-            spk3, _ = _run_neuron(self.lif3, kind, cur3.unflatten(0, (T, B)), T, static=False)
-            cur4 = self.fc(spk3.flatten(2))                       # (T, B, n_outputs)
-            spk_out, mem_out = _run_neuron(self.lif_out, kind, cur4, T, static=False, keep_mem=True)
+            if self.encoding == "direct":
+                # Time-independent: computed once per batch.
+                cur1 = self.pool1(self.conv1(x))                  # (B, w1, s1)
+                out["lif1"] = _run_neuron(self.lif1, kind, cur1, T, static=True, keep_mem=keep)
+            else:
+                spk_in = encode(x, self.encoding, T, delta_threshold=self.delta_threshold)  # (T, B, 1, L)
+                out["input"] = (spk_in, None)
+                cur1 = self.pool1(self.conv1(spk_in.flatten(0, 1)))                    # (T*B, w1, s1)
+                out["lif1"] = _run_neuron(self.lif1, kind, cur1.unflatten(0, (T, B)), T, static=False,
+                                          keep_mem=keep)
+            cur2 = self.pool2(self.conv2(out["lif1"][0].flatten(0, 1)))      # (T*B, w2, s2)
+            out["lif2"] = _run_neuron(self.lif2, kind, cur2.unflatten(0, (T, B)), T, static=False, keep_mem=keep)
+            cur3 = self.pool3(self.conv3(out["lif2"][0].flatten(0, 1)))      # (T*B, w3, s3)
+            out["lif3"] = _run_neuron(self.lif3, kind, cur3.unflatten(0, (T, B)), T, static=False, keep_mem=keep)
+            cur4 = self.fc(out["lif3"][0].flatten(2))                       # (T, B, n_outputs)
+            out["lif_out"] = _run_neuron(self.lif_out, kind, cur4, T, static=False, keep_mem=True)
         finally:
             self._clear_states()
+        return out
 
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        out = self._layers(x, keep=False)
+        spk_out, mem_out = out["lif_out"]
         if self.record_spikes:
             with torch.no_grad():
-                self.last_spike_counts = {
-                    "lif1": spk1.detach().sum(dim=(0, 2, 3)),
-                    "lif2": spk2.detach().sum(dim=(0, 2, 3)),
-                    "lif3": spk3.detach().sum(dim=(0, 2, 3)),
-                    "lif_out": spk_out.detach().sum(dim=(0, 2)),
-                }
+                counts = {name: spk.detach().abs().flatten(2).sum(dim=(0, 2)) for name, (spk, _) in out.items()}
+                self.last_spike_counts = {k: counts[k] for k in ("lif1", "lif2", "lif3", "lif_out")}
+                if "input" in counts:
+                    self.last_spike_counts["input"] = counts["input"]
         else:
             self.last_spike_counts = None
         return spk_out, mem_out
 
+    @torch.no_grad()
+    def trace(self, x: torch.Tensor) -> dict[str, dict[str, torch.Tensor]]:
+        """Spikes and membrane potentials of every layer for inputs ``x`` ``(B, 1, L)``.
+
+        Returns ``{"lif1" | "lif2" | "lif3" | "lif_out": {"spikes": (T, B, n), "mem": (T, B, n)}}``
+        with ``n`` the layer's neurons (channels x positions, channel-major), and for spike
+        encodings ``"input": {"spikes": (T, B, L)}`` (delta events are -1/+1). Detached tensors.
+        """
+        out = self._layers(x, keep=True)
+        res: dict[str, dict[str, torch.Tensor]] = {}
+        for name, (spk, mem) in out.items():
+            entry = {"spikes": spk.detach().flatten(2)}
+            if mem is not None:
+                entry["mem"] = mem.detach().flatten(2)
+            res[name] = entry
+        return res
+
     def extra_repr(self) -> str:
         return (
             f"L={self.L}, stage_lengths={self.lengths}, neuron={self.neuron!r}, "
-            f"beta={self.beta}, num_steps={self.num_steps}, slope={self.slope}"
+            f"beta={self.beta}, num_steps={self.num_steps}, slope={self.slope}, encoding={self.encoding!r}"
             + (f", alpha={self.alpha}" if self.neuron == "synaptic" else "")
         )
 

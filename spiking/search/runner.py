@@ -54,6 +54,8 @@ from .trainable import CHECKPOINT_FILE, FAIL_AT_EPOCH_VAR, train_trial
 
 BEST_MODEL = "best_model.pt"
 TRADEOFF_MODEL = "tradeoff_model.pt"
+#: Validation rows on which each trial's energy per inference is estimated.
+EFFICIENCY_ROWS = 256
 TRADEOFF_TOLERANCE = 0.01  # 1 percentage point of balanced accuracy
 NORMALIZE_ROWS = 1000
 EXPERIMENT_FILE = "experiment.json"
@@ -307,13 +309,39 @@ def _public(trial: dict) -> dict:
     return {k: v for k, v in trial.items() if not k.startswith("_")}
 
 
+def trial_efficiency(trials: list[dict], prep, max_rows: int = EFFICIENCY_ROWS) -> None:
+    """Add ``efficiency`` (energy per inference in pJ, MACs, SynOps, num_steps, encoding) to every
+    trial with a checkpoint, counted on the first ``max_rows`` validation rows
+    (:func:`spiking.evaluation.operations.count_operations`; the test split is not touched)."""
+    from ..evaluation.operations import count_operations
+    from ..training.jobs import model_from_checkpoint
+
+    X = prep.X["val"][:max_rows]
+    for t in trials:
+        if t["best_val_balanced_accuracy"] is None:
+            continue
+        try:
+            state, _ = _load_best_checkpoint(t)
+        except SearchError:
+            continue
+        eff = count_operations(model_from_checkpoint(state), X, seed=0)
+        t["efficiency"] = {k: eff[k] for k in ("energy_pj", "macs", "synops", "dense_ops", "num_steps", "encoding")}
+        t["efficiency"].update(rows=int(len(X)), split="val", convention=eff["convention"])
+
+
 def export_and_evaluate(exp: Experiment, b: Budget, trials: list[dict], *, fs, root: str, prep, dataset_info: dict,
-                        seed: int, meta: dict) -> dict:
-    """Write best/trade-off configs and networks, score them once on test, write results.json and results.txt."""
-    from ..evaluation.evaluate import evaluate_logreg, evaluate_network
+                        seed: int, meta: dict, transfer: dict | None = None) -> dict:
+    """Write best/trade-off configs and networks, score them once on test, write results.json and results.txt.
+
+    Every trial's energy per inference is estimated on validation rows (:func:`trial_efficiency`,
+    written to trials.json); the exported networks' ``efficiency`` is counted on test, and for a
+    weight-transfer SNN search the energy ratio is taken against the source CNN."""
+    from ..evaluation.evaluate import add_energy_ratios, evaluate_logreg, evaluate_network
+    from ..evaluation.operations import count_operations
     from ..evaluation.results import format_table, write_results
 
     exp_dir = st.join(fs, root, exp.name)
+    trial_efficiency(trials, prep)
     best = pick_best(trials)
     picks = [("best", best)]
     tradeoff = None
@@ -344,6 +372,14 @@ def export_and_evaluate(exp: Experiment, b: Budget, trials: list[dict], *, fs, r
             entry["name"] = f"{exp.name}:{role}"
             entry["search"] = {k: cfg_doc[k] for k in ("trial_id", "config", "val_balanced_accuracy", "epoch")}
             models.append(entry)
+        reference = None
+        if transfer is not None:
+            from ..models.cnn import CNN1d, CNNArch
+
+            cnn = CNN1d(prep.n_features, CNNArch.from_dict(transfer["arch"]), len(prep.class_names))
+            cnn.load_state_dict(transfer["state_dict"])
+            reference = count_operations(cnn, prep.X["test"])
+        add_energy_ratios(models, reference=reference)
         models.append(evaluate_logreg(prep, seed=seed))
         counts = {c: int(np.sum(prep.y["test"] == i)) for i, c in enumerate(prep.class_names)}
         public = [_public(t) for t in trials]
@@ -504,7 +540,7 @@ def run_experiment(name: str, *, shards: str, budget: str = "smoke", storage: st
 
     trials = summarize_trials(grid, b.epochs)
     out = export_and_evaluate(exp, b, trials, fs=fs, root=root, prep=prep, dataset_info=dataset_info, seed=seed,
-                              meta=meta)
+                              meta=meta, transfer=transfer)
     return {"experiment": exp.name, "budget": b.name, "storage": st.to_uri(fs, root), "path": exp_uri,
             **out, "seconds": time.perf_counter() - t0}
 

@@ -66,10 +66,12 @@ def build_trial_model(config: dict, payload: dict):
     if payload["kind"] == "cnn":
         return CNN1d(L, arch, C), CNNObjective(), meta
     pop = int(config.get("population", 1))
+    encoding = config.get("encoding", "direct")
     model = SpikingCNN1d(L, arch, C * pop, neuron=config["neuron"], beta=float(config["beta"]),
-                         num_steps=int(config["num_steps"]))
+                         num_steps=int(config["num_steps"]), encoding=encoding)
     meta.update(population=pop, neuron=config["neuron"], beta=float(config["beta"]),
-                num_steps=int(config["num_steps"]), loss=payload["loss"], mode=payload["mode"], transferred=[])
+                num_steps=int(config["num_steps"]), loss=payload["loss"], mode=payload["mode"], encoding=encoding,
+                transferred=[])
     t = payload.get("transfer")
     if payload["mode"] == "transfer":
         cnn = CNN1d(L, arch, C)

@@ -1,8 +1,10 @@
 """Train the CNN and the spiking CNN of a run and save them in its folder.
 
-Files written in ``run_dir``: ``cnn.pt`` / ``snn.pt`` (best-epoch weights plus
-everything needed to rebuild the network), ``history_cnn.json`` /
-``history_snn.json`` (per-epoch loss and validation balanced accuracy).
+Files written in ``run_dir``: ``cnn.pt`` and one spiking network per input
+encoding, ``snn.pt`` (direct current) / ``snn_rate.pt`` / ``snn_latency.pt`` /
+``snn_delta.pt`` (best-epoch weights plus everything needed to rebuild the
+network), and ``history_<name>.json`` beside each (per-epoch loss and
+validation balanced accuracy).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import torch
 
 from ..models.cnn import CNN1d, CNNArch, preset
 from ..models.conversion import activation_scales, normalize_weights
+from ..models.encoding import DELTA_THRESHOLD
 from ..models.snn import SpikingCNN1d, transfer_weights
 from .loop import History, train
 from .objectives import CNNObjective, SpikeCountObjective
@@ -45,20 +48,28 @@ def train_cnn(prep, cfg, run_dir: str | Path, epoch_callback=None) -> tuple[CNN1
     return model, hist
 
 
-def build_snn(L: int, arch: CNNArch, n_classes: int, scfg) -> SpikingCNN1d:
-    """A ``SpikingCNN1d`` for ``SNNConfig`` ``scfg`` (output = n_classes x population neurons)."""
+def snn_name(encoding: str) -> str:
+    """File stem of the run's spiking network for ``encoding``: ``snn`` (direct current) or ``snn_<encoding>``."""
+    return "snn" if encoding == "direct" else f"snn_{encoding}"
+
+
+def build_snn(L: int, arch: CNNArch, n_classes: int, scfg, encoding: str = "direct") -> SpikingCNN1d:
+    """A ``SpikingCNN1d`` for ``SNNConfig`` ``scfg`` (output = n_classes x population neurons) with input ``encoding``."""
     return SpikingCNN1d(L, arch, n_classes * scfg.population, neuron=scfg.neuron, beta=scfg.beta,
-                        num_steps=scfg.num_steps)
+                        num_steps=scfg.num_steps, encoding=encoding, delta_threshold=scfg.delta_threshold)
 
 
-def train_snn(prep, cfg, run_dir: str | Path, cnn: CNN1d | None = None, epoch_callback=None):
-    """Train the spiking CNN: weight transfer from ``cnn`` (mode ``transfer``) or from scratch.
+def train_snn(prep, cfg, run_dir: str | Path, cnn: CNN1d | None = None, epoch_callback=None,
+              encoding: str = "direct"):
+    """Train the spiking CNN with input ``encoding``: weight transfer from ``cnn`` (mode ``transfer``)
+    or from scratch. Saves ``<snn_name(encoding)>.pt`` and its history in ``run_dir``.
 
     Raises:
-        ValueError: transfer mode without a CNN, or population coding with transfer.
+        ValueError: transfer mode without a CNN, population coding with transfer, unknown encoding.
     """
     run_dir = Path(run_dir)
     s = cfg.snn
+    name = snn_name(encoding)
     L, C = prep.n_features, len(prep.class_names)
     if s.mode not in ("transfer", "scratch"):
         raise ValueError(f"SNN mode must be 'transfer' or 'scratch', got {s.mode!r}")
@@ -70,7 +81,7 @@ def train_snn(prep, cfg, run_dir: str | Path, cnn: CNN1d | None = None, epoch_ca
                              "use --snn-mode scratch")
     arch = preset(cfg.cnn.preset, L, seed=cfg.cnn.arch_seed)
     torch.manual_seed(s.train.seed)
-    model = build_snn(L, arch, C, s)
+    model = build_snn(L, arch, C, s, encoding)
     copied, scales = [], None
     if s.mode == "transfer":
         copied = transfer_weights(cnn, model)
@@ -79,25 +90,38 @@ def train_snn(prep, cfg, run_dir: str | Path, cnn: CNN1d | None = None, epoch_ca
             normalize_weights(model, scales)
     objective = SpikeCountObjective(C, loss=s.resolved_loss(), population=s.population)
     hist = train(model, objective, prep.X["train"], prep.y["train"], prep.X["val"], prep.y["val"], s.train,
-                 checkpoint_path=run_dir / "snn.best.pt", desc="SNN", epoch_callback=epoch_callback)
+                 checkpoint_path=run_dir / f"{name}.best.pt", desc=f"SNN {encoding}",
+                 epoch_callback=epoch_callback)
     meta = {"kind": "snn", "arch": arch.as_dict(), "L": L, "n_classes": C, "population": s.population,
             "neuron": s.neuron, "beta": s.beta, "num_steps": s.num_steps, "loss": s.resolved_loss(),
-            "mode": s.mode, "transferred": copied,
+            "mode": s.mode, "encoding": encoding, "delta_threshold": s.delta_threshold, "transferred": copied,
             "normalization": {"scales": scales, "percentile": s.percentile} if scales else None}
-    _save(run_dir, "snn", model, meta, hist)
-    (run_dir / "snn.best.pt").unlink(missing_ok=True)
+    _save(run_dir, name, model, meta, hist)
+    (run_dir / f"{name}.best.pt").unlink(missing_ok=True)
     return model, hist
 
 
-def load_model(path: str | Path, device: str = "cpu"):
-    """Rebuild a saved network from ``cnn.pt`` or ``snn.pt``; returns ``(model, meta)``."""
-    ckpt = torch.load(path, map_location=device, weights_only=False)
+def model_from_checkpoint(ckpt: dict):
+    """Rebuild the network described by a saved checkpoint dict (``cnn.pt``/``snn*.pt`` contents or a
+    search trial's ``checkpoint.pt``), weights loaded, in eval mode.
+
+    Raises:
+        KeyError: the dict lacks ``kind``, ``arch``, ``L``, ``n_classes`` or ``state_dict``.
+    """
     arch = CNNArch.from_dict(ckpt["arch"])
     if ckpt["kind"] == "cnn":
         model = CNN1d(ckpt["L"], arch, ckpt["n_classes"])
     else:
         model = SpikingCNN1d(ckpt["L"], arch, ckpt["n_classes"] * ckpt["population"], neuron=ckpt["neuron"],
-                             beta=ckpt["beta"], num_steps=ckpt["num_steps"])
+                             beta=ckpt["beta"], num_steps=ckpt["num_steps"],
+                             encoding=ckpt.get("encoding", "direct"),
+                             delta_threshold=ckpt.get("delta_threshold", DELTA_THRESHOLD))
     model.load_state_dict(ckpt["state_dict"])
     model.eval()
-    return model, ckpt
+    return model
+
+
+def load_model(path: str | Path, device: str = "cpu"):
+    """Rebuild a saved network from ``cnn.pt`` or ``snn*.pt``; returns ``(model, meta)``."""
+    ckpt = torch.load(path, map_location=device, weights_only=False)
+    return model_from_checkpoint(ckpt), ckpt

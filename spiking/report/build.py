@@ -1,0 +1,631 @@
+"""Collect what a run or an experiment folder holds and write its report.
+
+A **run folder** (``spiking run`` / ``train`` + ``evaluate``) holds ``config.json`` and
+``results.json``, plus ``history_*.json``, the saved networks ``<name>.pt`` and the
+split (``split.json``, ``preprocessor.joblib``). An **experiment folder** (``spiking
+tune``) holds ``experiment.json``, ``results.json`` and ``trials.json``, plus
+``best_model.pt`` (and ``tradeoff_model.pt`` for SNNs), whose checkpoints carry the
+training history.
+
+Nothing is trained: the figures come from the saved files. Only the spiking
+activity figures need the data again (one test sample, re-prepared from the shards
+with the run's saved split and scaling, or for an experiment with its recorded
+data settings, checked against the split fingerprint). Anything optional that is
+gone (shards, a network file, a history) is skipped with a note in the report.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import re
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import figures as fg
+from .render import Image, Note, Section, Table, Text, write_report
+
+DEFAULT_CONVENTION = ("45 nm CMOS, 32-bit float (Horowitz, ISSCC 2014): MAC 4.6 pJ, AC 0.9 pJ; "
+                      "memory traffic is not counted")
+RASTER_NEURONS = 200
+TRACE_NEURONS = 5
+
+
+class ReportError(ValueError):
+    """The target cannot be reported on (not a run or experiment folder, results missing or
+    unreadable). The CLI prints it as one line and exits with code 2."""
+
+
+# --------------------------------------------------------------------------- inputs
+def _read_json(path: Path, what: str) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise ReportError(f"{path} is not valid JSON ({what}): {e}") from None
+
+
+def _detect(root: Path) -> str:
+    """``"run"`` or ``"experiment"``; raises ReportError with what is missing."""
+    if not root.exists():
+        raise ReportError(f"{root} does not exist")
+    if not root.is_dir():
+        raise ReportError(f"{root} is not a folder (expected a run folder or an experiment folder)")
+    if (root / "experiment.json").is_file():
+        missing = [f for f in ("results.json", "trials.json") if not (root / f).is_file()]
+        if missing:
+            raise ReportError(f"experiment folder {root} has no {' or '.join(missing)}: the search has not "
+                              "finished (run `spiking tune` to the end, or with --resume)")
+        return "experiment"
+    if (root / "config.json").is_file():
+        if not (root / "results.json").is_file():
+            raise ReportError(f"run folder {root} has no results.json: evaluate it first "
+                              f"(`spiking evaluate --runs-dir {root.parent} --run-name {root.name}`)")
+        return "run"
+    raise ReportError(f"{root} is neither a run folder (config.json + results.json) nor an experiment folder "
+                      "(experiment.json + results.json + trials.json)")
+
+
+def _check_results(results: Any, path: Path) -> dict:
+    if not isinstance(results, dict) or not isinstance(results.get("models"), list) or not results["models"]:
+        raise ReportError(f"{path} holds no model results (a 'models' list is expected)")
+    classes = (results.get("dataset") or {}).get("classes")
+    if not isinstance(classes, list) or not classes:
+        raise ReportError(f"{path} lacks dataset.classes")
+    for m in results["models"]:
+        if not isinstance(m, dict) or "name" not in m or "test" not in m:
+            raise ReportError(f"{path}: a model entry lacks 'name' or 'test'")
+    return results
+
+
+def find_shards(shards: str | None, root: Path) -> str | None:
+    """Where the shards named in a run's settings are now, or None.
+
+    A URI is returned as is; a relative path is tried from the working directory,
+    then from the target folder and each of its parents (a run made in the
+    repository root records ``data/shards/...``).
+    """
+    if not shards:
+        return None
+    if "://" in shards:
+        return shards
+    p = Path(shards)
+    cands = [p] if p.is_absolute() else [p, *[d / p for d in (root, *root.resolve().parents)]]
+    for c in cands:
+        if (c / "manifest.json").is_file():
+            return str(c)
+    return None
+
+
+def _read_manifest(shards: str) -> dict:
+    if "://" in shards:
+        import pyarrow.fs as pafs
+
+        fs, base = pafs.FileSystem.from_uri(shards)
+        with fs.open_input_stream(base.rstrip("/") + "/manifest.json") as fh:
+            return json.loads(fh.read().decode("utf-8"))
+    return json.loads((Path(shards) / "manifest.json").read_text())
+
+
+class _Inputs:
+    """Everything read from the target folder (lazily for the data)."""
+
+    def __init__(self, root: Path, kind: str):
+        self.root, self.kind = root, kind
+        self.results = _check_results(_read_json(root / "results.json", "results"), root / "results.json")
+        self.classes: list[str] = list(self.results["dataset"]["classes"])
+        self.config = _read_json(root / "config.json", "run settings") if kind == "run" else None
+        self.experiment = _read_json(root / "experiment.json", "experiment") if kind == "experiment" else None
+        self.trials = _read_json(root / "trials.json", "trials") if kind == "experiment" else None
+        if self.trials is not None and not isinstance(self.trials, list):
+            raise ReportError(f"{root / 'trials.json'} is not a list of trials")
+        if kind == "run":
+            named = (self.config.get("data") or {}).get("shards") or self.results["dataset"].get("shards")
+        else:
+            named = (self.experiment or {}).get("shards") or self.results["dataset"].get("shards")
+        self.shards_named = named
+        self.shards = find_shards(named, root)
+        self._prep = None
+        self._prep_error: str | None = None
+        self._ckpts: dict[Path, dict | None] = {}
+
+    def model_file(self, entry: dict) -> Path:
+        """The saved network of a results.json model entry."""
+        name = str(entry["name"])
+        if self.kind == "experiment":
+            role = name.rsplit(":", 1)[-1]
+            return self.root / f"{role}_model.pt"
+        return self.root / f"{name}.pt"
+
+    def checkpoint(self, path: Path) -> dict | None:
+        if path not in self._ckpts:
+            import torch
+
+            try:
+                self._ckpts[path] = torch.load(path, map_location="cpu", weights_only=False) if path.is_file() else None
+            except Exception:  # an unreadable checkpoint is reported as missing
+                self._ckpts[path] = None
+        return self._ckpts[path]
+
+    def prepared(self):
+        """The run's prepared data (saved split and scaling re-applied), or None with ``prep_error`` set."""
+        if self._prep is not None or self._prep_error is not None:
+            return self._prep
+        if self.shards is None:
+            self._prep_error = f"the shards ({self.shards_named}) are not there any more"
+            return None
+        try:
+            from ..ingest import load_dataset
+
+            ds = load_dataset(self.shards)
+            if self.kind == "run":
+                from ..preprocess.prepare import load_prepared
+
+                if not (self.root / "split.json").is_file() or not (self.root / "preprocessor.joblib").is_file():
+                    self._prep_error = "the run's split.json / preprocessor.joblib are missing"
+                    return None
+                self._prep = load_prepared(ds, self.root)
+            else:
+                from ..preprocess.prepare import prepare
+                from ..search.runner import split_fingerprint
+
+                d = ((self.experiment or {}).get("spec") or {}).get("data")
+                if not d:
+                    self._prep_error = "experiment.json does not record the data settings"
+                    return None
+                prep = prepare(ds, top_k=int(d["top_k"]), fractions=tuple(d["fractions"]), seed=int(d["seed"]),
+                               log2=bool(d["log2"]), zscore=str(d["zscore"]))
+                want = (self.experiment or {}).get("split_sha256")
+                if want and split_fingerprint(prep) != want:
+                    self._prep_error = "re-preparing the data gave another split than the experiment's"
+                    return None
+                self._prep = prep
+        except (OSError, ValueError, KeyError) as e:
+            self._prep_error = f"the data could not be re-prepared: {e}"
+        return self._prep
+
+    @property
+    def prep_error(self) -> str | None:
+        return self._prep_error
+
+
+# --------------------------------------------------------------------------- formatting
+def _safe(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", str(name))
+
+
+def si(x: float | None, digits: int = 3) -> str:
+    """A count with an SI suffix: 1234567 -> '1.23M'; None -> '-'."""
+    if x is None:
+        return "-"
+    x = float(x)
+    for div, suf in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(x) >= div:
+            return f"{x / div:.{digits}g}{suf}"
+    return f"{x:.{digits}g}"
+
+
+def _pct(x) -> str:
+    return "-" if x is None else f"{100 * float(x):.2f}"
+
+
+def energy_unit(values_pj: list[float]) -> tuple[str, float]:
+    """``(unit, divisor)`` so that the largest energy in ``values_pj`` (pJ) reads between 1 and 1000."""
+    top = max((abs(v) for v in values_pj), default=0.0)
+    for unit, div in (("mJ", 1e9), ("µJ", 1e6), ("nJ", 1e3)):
+        if top >= div:
+            return unit, div
+    return "pJ", 1.0
+
+
+def ops_cell(entry: dict) -> str:
+    """MACs (CNN) or synaptic operations (+ first-layer MACs) per inference of a model entry; '-' if unknown."""
+    eff = entry.get("efficiency")
+    if not isinstance(eff, dict):
+        return "-"
+    macs, synops = eff.get("macs"), eff.get("synops")
+    spiking = "snn" in entry or eff.get("encoding") is not None or eff.get("num_steps") is not None
+    if spiking:
+        if synops is None:
+            return "-"
+        return f"{si(synops)} SynOps" + (f" + {si(macs)} MACs" if macs else "")
+    return "-" if macs is None else f"{si(macs)} MACs"
+
+
+def _describe(entry: dict, run_cfg: dict | None) -> str:
+    name = str(entry["name"])
+    if name == "logreg":
+        return "logreg (baseline)"
+    s = entry.get("snn")
+    if isinstance(s, dict):
+        eff = entry.get("efficiency") or {}
+        bits = [str(s.get("neuron", "?")), f"beta {s.get('beta')}", f"{s.get('num_steps')} steps"]
+        if eff.get("encoding"):
+            bits.append(f"{eff['encoding']} input")
+        if s.get("population", 1) not in (1, None):
+            bits.append(f"population {s['population']}")
+        return f"{name} ({', '.join(bits)})"
+    preset = ((run_cfg or {}).get("cnn") or {}).get("preset")
+    return f"{name} ({preset})" if preset and name == "cnn" else name
+
+
+def _convention(results: dict) -> str:
+    for m in results["models"]:
+        c = (m.get("efficiency") or {}).get("convention") if isinstance(m.get("efficiency"), dict) else None
+        if c:
+            return str(c)
+    return DEFAULT_CONVENTION
+
+
+def summary_table(results: dict, run_cfg: dict | None = None) -> Table:
+    """The extended Table II: one row per results.json model entry (baseline included).
+
+    Columns: network, test accuracy, balanced accuracy, macro-F1 (%), parameters,
+    training time (s), MACs or SynOps per inference, energy per inference (unit
+    chosen for the largest value, named in the header), SNN/CNN energy ratio. A value
+    a model entry does not have (no ``efficiency`` block: old runs, the baseline) is '-'.
+    """
+    energies = [float(m["efficiency"]["energy_pj"]) for m in results["models"]
+                if isinstance(m.get("efficiency"), dict) and m["efficiency"].get("energy_pj") is not None]
+    unit, div = energy_unit(energies)
+    header = ["network", "test accuracy (%)", "balanced accuracy (%)", "macro-F1 (%)", "parameters",
+              "training time (s)", "MACs or SynOps / inference", f"energy / inference ({unit})", "energy vs CNN"]
+    rows = []
+    for m in results["models"]:
+        t = m.get("test") or {}
+        eff = m.get("efficiency") if isinstance(m.get("efficiency"), dict) else {}
+        e = eff.get("energy_pj")
+        ratio = eff.get("energy_ratio_vs_cnn")
+        params = m.get("parameters")
+        secs = m.get("train_seconds")
+        rows.append([_describe(m, run_cfg), _pct(t.get("accuracy")), _pct(t.get("balanced_accuracy")),
+                     _pct(t.get("macro_f1")), f"{int(params):,}" if params is not None else "-",
+                     f"{float(secs):.1f}" if secs is not None else "-", ops_cell(m),
+                     f"{float(e) / div:.4g}" if e is not None else "-",
+                     f"{float(ratio):.3g}" if ratio is not None else "-"])
+    caption = ("Held-out test split, scored once. Energy per inference, mean over the test samples: "
+               + _convention(results) + ". Energy vs CNN: the network's energy divided by the CNN's."
+               if energies else
+               "Held-out test split, scored once. No energy estimate recorded in this results.json ('-').")
+    return Table(header, rows, caption)
+
+
+# --------------------------------------------------------------------------- sections
+def _section_classes(inp: _Inputs, out: Path) -> Section:
+    sec = Section("Class frequencies: all cohorts in the shards vs the kept top-k")
+    if inp.shards is None:
+        return sec.add(Note(f"Skipped: the shards ({inp.shards_named}) are not there any more, so the class counts "
+                            f"of the whole dataset are unknown. Kept classes: {', '.join(inp.classes)}."))
+    try:
+        counts = _read_manifest(inp.shards).get("class_counts")
+    except (OSError, ValueError) as e:
+        return sec.add(Note(f"Skipped: cannot read the shards' manifest.json ({e})."))
+    if not counts:
+        return sec.add(Note("Skipped: the shards' manifest.json has no class_counts."))
+    p = fg.class_frequencies(counts, inp.classes, out / "class_frequencies.png")
+    total = sum(counts.values())
+    kept = sum(v for k, v in counts.items() if k in set(inp.classes))
+    sec.add(Image(p, f"Primary-tumour samples per cohort in the shards ({inp.shards}); the {len(inp.classes)} kept "
+                     f"cohorts in blue: {kept:,} of {total:,} samples."))
+    return sec
+
+
+def _history_rows(rows: list, zero_based: bool) -> list[dict]:
+    return [{"epoch": int(r["epoch"]) + (1 if zero_based else 0), "loss": float(r["loss"]),
+             "val_balanced_accuracy": float(r["val_balanced_accuracy"])} for r in rows]
+
+
+def _section_curves(inp: _Inputs, out: Path) -> Section:
+    sec = Section("Training curves")
+    hists: dict[str, list[dict]] = {}
+    notes = []
+    if inp.kind == "run":
+        for f in sorted(inp.root.glob("history_*.json")):
+            try:
+                h = json.loads(f.read_text())
+                hists[f.stem.removeprefix("history_")] = _history_rows(h.get("epochs", []), zero_based=True)
+            except (ValueError, KeyError, TypeError) as e:
+                notes.append(f"{f.name} could not be read ({e}).")
+    else:
+        for m in inp.results["models"]:
+            if m["name"] == "logreg":
+                continue
+            f = inp.model_file(m)
+            ck = inp.checkpoint(f)
+            if ck is None or not ck.get("history"):
+                notes.append(f"{m['name']}: no history ({f.name} missing or without one).")
+                continue
+            hists[str(m["name"])] = _history_rows(ck["history"], zero_based=False)
+    if any(hists.values()):
+        p = fg.training_curves(hists, out / "training_curves.png")
+        what = ("history_*.json of the run" if inp.kind == "run" else
+                "the history stored in each exported checkpoint (up to the checkpoint's epoch)")
+        sec.add(Image(p, f"Training loss and validation balanced accuracy per epoch ({what}). The weights kept are "
+                         "those of the best validation epoch (star)."))
+    elif not notes:
+        notes.append("No training history found.")
+    for n in notes:
+        sec.add(Note(n))
+    return sec
+
+
+def _section_confusion(inp: _Inputs, out: Path) -> Section:
+    sec = Section("Confusion matrices (test split)")
+    sec.add(Text("Rows: true class; columns: predicted class; each row normalised to 1 (cells in % of the true "
+                 "class, so the diagonal is the per-class recall)."))
+    n_test = sum(((inp.results.get("split") or {}).get("test_class_counts") or {}).values()) or None
+    for m in inp.results["models"]:
+        cm = (m.get("test") or {}).get("confusion_matrix")
+        if cm is None:
+            sec.add(Note(f"{m['name']}: no confusion matrix in results.json."))
+            continue
+        title = f"{m['name']}: test balanced accuracy {_pct(m['test'].get('balanced_accuracy'))}%"
+        p = fg.confusion_matrix(cm, inp.classes, title, out / f"confusion_{_safe(m['name'])}.png")
+        total = int(np.asarray(cm).sum())
+        sec.add(Image(p, f"{m['name']}: confusion matrix on the test split ({total} samples"
+                         + (")" if n_test in (None, total) else f", of {n_test})") + ", normalised per true class."))
+    return sec
+
+
+def _rates(entry: dict, model, trace, num_steps: int | None, n_features: int | None) -> tuple[dict, str] | None:
+    """Firing rate per layer (spikes per neuron per step) and where it comes from."""
+    eff = entry.get("efficiency") if isinstance(entry.get("efficiency"), dict) else {}
+    if eff.get("neurons"):
+        rates = {}
+        T = eff.get("num_steps") or num_steps
+        if eff.get("input_spikes") is not None and T and n_features:
+            rates["input"] = float(eff["input_spikes"]) / (float(T) * n_features)
+        rates.update({str(n["layer"]): float(n["firing_rate"]) for n in eff["neurons"]})
+        return rates, "results.json efficiency block, mean over the test samples"
+    spikes = entry.get("mean_spikes_per_sample")
+    neurons = getattr(model, "layer_neurons", None) if model is not None else None
+    if spikes and neurons and num_steps:
+        return ({k: float(v) / (neurons[k] * num_steps) for k, v in spikes.items() if k in neurons},
+                "results.json mean_spikes_per_sample / (neurons x steps), mean over the test samples")
+    if trace is not None:
+        return ({k: float(np.abs(fg._np(v["spikes"])).mean()) for k, v in trace.items() if "spikes" in v},
+                "the traced test sample only")
+    return None
+
+
+def _section_activity(inp: _Inputs, out: Path) -> Section | None:
+    spiking = [m for m in inp.results["models"] if isinstance(m.get("snn"), dict)]
+    if not spiking:
+        return None
+    sec = Section("Spiking activity")
+    import torch
+
+    from ..training.jobs import load_model
+
+    for m in spiking:
+        name = str(m["name"])
+        f = inp.model_file(m)
+        num_steps = (m.get("snn") or {}).get("num_steps")
+        model = trace = None
+        if not f.is_file():
+            sec.add(Note(f"{name}: {f.name} is missing, so no raster or membrane traces."))
+        else:
+            prep = inp.prepared()
+            if prep is None:
+                sec.add(Note(f"{name}: no raster or membrane traces: {inp.prep_error}."))
+            try:
+                model, meta = load_model(f)
+            except Exception as e:  # a checkpoint this version cannot rebuild
+                sec.add(Note(f"{name}: {f.name} could not be loaded ({type(e).__name__}: {e})."))
+                model = None
+            if model is not None and prep is not None:
+                if not hasattr(model, "trace"):
+                    sec.add(Note(f"{name}: this version of SpikingCNN1d has no trace(); no raster or traces."))
+                else:
+                    x = torch.as_tensor(prep.X["test"][:1])
+                    with torch.no_grad():
+                        trace = model.trace(x)
+                    _trace_figures(sec, name, model, meta, trace, prep, out)
+        r = _rates(m, model, trace, num_steps, inp.results["dataset"].get("n_features"))
+        if r is not None:
+            rates, source = r
+            p = fg.firing_rates(rates, out / f"rates_{_safe(name)}.png", title=f"{name}: firing rate per layer")
+            sec.add(Image(p, f"{name}: firing rate per layer, spikes per neuron per time step (from {source})."))
+        else:
+            sec.add(Note(f"{name}: no firing rates (no efficiency block, spike counts or traced sample)."))
+    return sec
+
+
+def _trace_figures(sec: Section, name: str, model, meta: dict, trace: dict, prep, out: Path) -> None:
+    from ..training.objectives import SpikeCountObjective
+
+    true = prep.class_names[int(prep.y["test"][0])]
+    about = f"test sample {prep.ids['test'][0]} (true class {true}"
+    out_layer = trace.get("lif_out") or {}
+    if "spikes" in out_layer and "mem" in out_layer:
+        # the networks' own decision rule: spike count per class, membrane potential as tie-breaker
+        objective = SpikeCountObjective(int(meta["n_classes"]), loss=meta.get("loss") or "ce",
+                                        population=int(meta.get("population") or 1))
+        spk, mem = _tensor(out_layer["spikes"]), _tensor(out_layer["mem"])
+        pred = prep.class_names[int(objective.scores(spk, mem)[0].argmax())]
+        about += f", predicted {pred}" + ("" if float(spk[:, 0].abs().sum()) > 0 else
+                                          " with no output spike, by membrane potential")
+    about += ")"
+    T = int(getattr(model, "num_steps", 0)) or None
+    labels = prep.class_names if int(meta.get("population") or 1) == 1 else None
+    p = fg.spike_raster(trace, out / f"raster_{_safe(name)}.png", max_neurons=RASTER_NEURONS, output_labels=labels,
+                        title=f"{name}: spike raster, {about}")
+    sec.add(Image(p, f"{name}: spikes of each layer for {about}" + (f" over {T} time steps" if T else "")
+                     + f". Each panel shows at most the {RASTER_NEURONS} most active neurons of the layer, ranked "
+                       "by spike count (top = most active); black = spike."))
+    thr = getattr(getattr(model, "lif1", None), "threshold", 1.0)
+    thr = float(thr) if thr is not None else None
+    p = fg.membrane_traces(trace, out / f"membrane_{_safe(name)}.png", n_neurons=TRACE_NEURONS, threshold=thr,
+                           output_labels=labels, title=f"{name}: membrane potential, {about}")
+    sec.add(Image(p, f"{name}: membrane potential of {TRACE_NEURONS} neurons of each LIF layer for the same sample, "
+                     "spread from the most to the least active neuron that spiked (output layer: the most active "
+                     f"outputs, labelled by class); circles mark spikes, the dashed line is the threshold ({thr:g})."))
+
+
+def _tensor(x):
+    import torch
+
+    return x if torch.is_tensor(x) else torch.as_tensor(np.asarray(x))
+
+
+def _section_tradeoff(inp: _Inputs, out: Path) -> Section:
+    sec = Section("Accuracy vs time steps and energy (search trials)")
+    trials = [t for t in inp.trials or [] if isinstance(t, dict) and t.get("best_val_balanced_accuracy") is not None]
+    if not trials:
+        return sec.add(Note("No trial reported a validation balanced accuracy."))
+    acc = [float(t["best_val_balanced_accuracy"]) for t in trials]
+    search = inp.results.get("search") or {}
+    ids = [str(t.get("trial_id")) for t in trials]
+    marks = {}
+    for label, key in (("best", "best"), ("trade-off", "tradeoff")):
+        tid = (search.get(key) or {}).get("trial_id")
+        if tid is not None and str(tid) in ids:
+            marks[label] = ids.index(str(tid))
+    steps = [(t.get("config") or {}).get("num_steps") for t in trials]
+    has_steps = any(s is not None for s in steps)
+    if has_steps:
+        idx = [i for i, s in enumerate(steps) if s is not None]
+        p = fg.accuracy_tradeoff([float(steps[i]) for i in idx], [acc[i] for i in idx],
+                                 out / "tradeoff_num_steps.png", xlabel="time steps per inference (num_steps)",
+                                 title=f"{len(idx)} trials: accuracy vs time steps",
+                                 marks={k: idx.index(v) for k, v in marks.items() if v in idx}, log_x=False)
+        sec.add(Image(p, "Best validation balanced accuracy of each trial against its num_steps; red: Pareto front "
+                         "(no other trial is as accurate with fewer or equal steps)."))
+    energy = [((t.get("efficiency") or {}) if isinstance(t.get("efficiency"), dict) else {}).get("energy_pj")
+              for t in trials]
+    idx = [i for i, e in enumerate(energy) if e is not None]
+    conv = _convention(inp.results)
+    if idx:
+        unit, div = energy_unit([float(energy[i]) for i in idx])
+        p = fg.accuracy_tradeoff([float(energy[i]) / div for i in idx], [acc[i] for i in idx],
+                                 out / "tradeoff_energy.png", xlabel=f"estimated energy per inference ({unit})",
+                                 title=f"{len(idx)} trials: accuracy vs energy per inference",
+                                 marks={k: idx.index(v) for k, v in marks.items() if v in idx},
+                                 note=f"Energy convention: {conv}.")
+        sec.add(Image(p, "Best validation balanced accuracy of each trial against its estimated energy per inference "
+                         f"({unit}); red: Pareto front (no other trial is as accurate for less or equal energy). "
+                         f"Energy convention: {conv}."))
+        if len(idx) < len(trials):
+            sec.add(Note(f"{len(trials) - len(idx)} of {len(trials)} trials have no energy estimate and are not in "
+                         "the energy plot."))
+    else:
+        sec.add(Note("Energy per inference was not recorded for the trials" + ("; only num_steps is plotted."
+                                                                              if has_steps else ".")))
+    if not has_steps and not idx:
+        sec.add(Note("Not applicable: a CNN experiment has no num_steps."))
+    return sec
+
+
+def _section_summary(inp: _Inputs) -> Section:
+    sec = Section("Summary (the study's Table II, extended)")
+    sec.add(summary_table(inp.results, inp.config))
+    return sec
+
+
+def _intro(inp: _Inputs) -> tuple[str, list[str]]:
+    r = inp.results
+    d = r.get("dataset") or {}
+    sizes = (r.get("split") or {}).get("sizes") or {}
+    name = (r.get("run") or {}).get("name") or inp.root.name
+    lines = []
+    if inp.kind == "run":
+        title = f"Run report: {name}"
+        lines.append(f"Run folder: {inp.root}")
+    else:
+        e = inp.experiment or {}
+        title = f"Experiment report: {e.get('experiment') or name}"
+        lines.append(f"Experiment folder: {inp.root}. {e.get('description') or ''}".rstrip())
+        s = r.get("search") or {}
+        facts = [f"budget {(e.get('budget') or {}).get('name')}" if (e.get("budget") or {}).get("name") else None,
+                 f"seed {e['seed']}" if e.get("seed") is not None else None,
+                 f"{s.get('n_trials', len(inp.trials or []))} trials",
+                 f"{s['n_stopped_early']} stopped early by the scheduler" if s.get("n_stopped_early") is not None
+                 else None,
+                 f"{s['n_errors']} failed" if s.get("n_errors") is not None else None]
+        lines.append("Search: " + ", ".join(f for f in facts if f) + ".")
+    lines.append(f"Data: {d.get('n_samples', '?')} samples x {d.get('n_features', '?')} features "
+                 f"({d.get('units') or 'units not recorded'}), {len(inp.classes)} classes; split "
+                 + ", ".join(f"{k} {v}" for k, v in sizes.items())
+                 + f" (seed {(r.get('split') or {}).get('seed', '?')}).")
+    lines.append(f"Generated {_dt.datetime.now().isoformat(timespec='seconds')} from the saved files "
+                 "(nothing retrained).")
+    return title, lines
+
+
+# --------------------------------------------------------------------------- entry point
+def _clear_old(out: Path) -> None:
+    """Remove the PNGs of a previous report in ``out`` (only when ``out`` holds a report.md)."""
+    if (out / "report.md").is_file():
+        for p in out.glob("*.png"):
+            p.unlink()
+
+
+def build_report(target: str | Path, out_dir: str | Path | None = None) -> Path | str:
+    """Write the report of a run folder or an experiment folder.
+
+    Args:
+        target: a run folder (``config.json`` + ``results.json``, e.g. ``runs/demo``) or an
+            experiment folder (``experiment.json`` + ``results.json`` + ``trials.json``),
+            a local path or an ``s3://bucket/prefix/experiment`` URI (read with the
+            credentials of ``spiking.search.storage``).
+        out_dir: where ``report.md``, ``report.html`` and the PNGs go; default
+            ``<target>/report/`` (for an S3 target, uploaded there).
+
+    Returns:
+        the path of ``report.html`` (``report.md`` and the PNGs are beside it); for a
+        report uploaded to S3, its URI (a ``str``).
+
+    Raises:
+        ReportError: the target does not exist, is neither a run nor an experiment
+            folder, or its results.json / trials.json are missing or malformed.
+    """
+    if "://" in str(target):
+        return _build_remote(str(target), out_dir)
+    root = Path(target)
+    kind = _detect(root)
+    inp = _Inputs(root, kind)
+    # absolute: the figures are referenced relative to this folder, whatever the working directory
+    out = (Path(out_dir) if out_dir is not None else root / "report").resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    _clear_old(out)
+    sections = [_section_classes(inp, out), _section_curves(inp, out), _section_confusion(inp, out)]
+    act = _section_activity(inp, out)
+    if act is not None:
+        sections.append(act)
+    if kind == "experiment":
+        sections.append(_section_tradeoff(inp, out))
+    sections.append(_section_summary(inp))
+    title, intro = _intro(inp)
+    _, page = write_report(title, intro, sections, out)
+    return page
+
+
+def _build_remote(uri: str, out_dir: str | Path | None) -> Path | str:
+    """Report of a folder in storage: copy its files down, build locally, upload the report."""
+    import pyarrow.fs as pafs
+
+    from ..search import storage as st
+
+    try:
+        fs, path = st.resolve_storage(uri)
+        infos = fs.get_file_info(pafs.FileSelector(path, recursive=False, allow_not_found=True))
+    except Exception as e:
+        raise ReportError(f"cannot read {uri}: {e}") from None
+    with tempfile.TemporaryDirectory(prefix="spiking-report-") as tmp:
+        local = Path(tmp) / (path.rstrip("/").rsplit("/", 1)[-1] or "target")
+        local.mkdir()
+        for info in infos:
+            if info.type == pafs.FileType.File and info.base_name.endswith((".json", ".pt", ".joblib")):
+                (local / info.base_name).write_bytes(st.read_bytes(fs, info.path))
+        if out_dir is not None and "://" not in str(out_dir):
+            return build_report(local, out_dir)
+        page = build_report(local, Path(tmp) / "report")
+        dest_fs, dest = (fs, st.join(fs, path, "report")) if out_dir is None else st.resolve_storage(str(out_dir))
+        for f in sorted((Path(tmp) / "report").iterdir()):
+            st.write_bytes(dest_fs, st.join(dest_fs, dest, f.name), f.read_bytes())
+        return st.to_uri(dest_fs, st.join(dest_fs, dest, page.name))
+
+
+__all__ = ["build_report", "ReportError", "find_shards", "summary_table", "ops_cell", "energy_unit", "si"]
