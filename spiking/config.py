@@ -66,9 +66,15 @@ class SNNConfig:
         return self.loss or ("ce" if self.mode == "transfer" else "mse")
 
 
+#: Upper bound of num_steps: the spikes of all steps of a layer are held in memory at once
+#: (the study's largest was 90).
+MAX_NUM_STEPS = 1000
+
+
 @dataclass
 class RunConfig:
-    """All settings of one run."""
+    """All settings of one run: ``config.json`` holds those of the run's last training command
+    (each network's own settings are saved in its .pt file and listed per model in results.json)."""
 
     data: DataConfig = field(default_factory=DataConfig)
     cnn: CNNConfig = field(default_factory=CNNConfig)
@@ -116,8 +122,9 @@ class RunConfig:
             raise ValueError(f"beta (membrane decay per step) must be in [0, 1], got {s.beta}")
         if s.neuron == "lapicque" and s.beta >= 1.0:
             raise ValueError("the Lapicque neuron needs beta < 1 (snnTorch derives C = 1/ln(1/beta)); pass --beta 0.9")
-        if s.num_steps < 1:
-            raise ValueError(f"num_steps must be >= 1, got {s.num_steps}")
+        if not 1 <= s.num_steps <= MAX_NUM_STEPS:
+            raise ValueError(f"num_steps must be in [1, {MAX_NUM_STEPS}], got {s.num_steps} (the spikes of every step "
+                             "are held in memory at once)")
         if s.population < 1:
             raise ValueError(f"population (output neurons per class) must be >= 1, got {s.population}")
         if s.mode == "transfer" and s.population != 1:
@@ -125,14 +132,15 @@ class RunConfig:
                              "use --snn-mode scratch")
         if s.loss not in (None, "ce", "mse"):
             raise ValueError(f"SNN loss must be ce or mse, got {s.loss!r}")
-        from .models.encoding import check_encoding
+        from .models.encoding import DELTA_THRESHOLD, check_encoding
 
         if not s.encodings:
             raise ValueError("give at least one SNN input encoding")
         if len(set(s.encodings)) != len(s.encodings):
             raise ValueError(f"SNN encodings repeat: {list(s.encodings)}")
         for enc in s.encodings:
-            check_encoding(enc, s.delta_threshold)
+            # the delta threshold only matters (and is only checked) when a delta network is trained
+            check_encoding(enc, s.delta_threshold if enc == "delta" else DELTA_THRESHOLD)
         if not 0 < s.percentile <= 100:
             raise ValueError(f"percentile must be in (0, 100], got {s.percentile}")
 

@@ -229,3 +229,27 @@ def test_snn_runs_and_traces_every_encoding(encoding):
     assert ("input" in tr) == (encoding != "direct")
     if encoding != "direct":
         assert tr["input"]["spikes"].shape == (T, 4, L)
+
+
+def test_spike_encodings_refuse_inputs_outside_unit_range():
+    for bad in (torch.tensor([[[0.2, 1.5]]]), torch.tensor([[[-0.1, 0.5]]]), torch.tensor([[[float("nan"), 0.5]]])):
+        for enc in ("rate", "latency", "delta"):
+            with pytest.raises(ValueError, match=r"\[0, 1\]"):
+                encode(bad, enc, 3)
+        assert encode(bad, "direct", 3) is bad  # a current may be anything
+    for steps in (2.7, True, 0):
+        with pytest.raises(ValueError, match="num_steps"):
+            encode(torch.rand(1, 1, 4), "rate", steps)
+    with pytest.raises(ValueError, match="L >= 1"):
+        encode(torch.rand(1, 1, 0), "delta", 3)
+
+
+def test_count_operations_follows_the_model_dtype_and_refuses_nan():
+    snn = SpikingCNN1d(L, TINY, N_OUT, num_steps=2).double()
+    _set_weights(snn, 1.0)
+    eff = count_operations(snn, np.ones((2, 1, L), dtype=np.float32))
+    assert eff["synops"] == 128 + 48 + 36  # same hand count as in float32
+    x = torch.rand(2, 1, L)
+    x[0, 0, 3] = float("nan")
+    with pytest.raises(ValueError, match="NaN"):
+        count_operations(SpikingCNN1d(L, TINY, N_OUT), x)

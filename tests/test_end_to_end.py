@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import shutil
+from pathlib import Path
 
 import pytest
 
@@ -90,10 +92,16 @@ def test_invalid_settings_stop_before_any_work(run, capsys):
     root = run["root"]
     for bad, words in ((["--num-steps", "0"], "num_steps"), (["--beta", "1.5"], "beta"),
                        (["--snn-epochs", "0"], "epochs"), (["--snn-mode", "transfer", "--population", "5"], "population"),
-                       (["--neuron", "lapicque", "--beta", "1.0"], "Lapicque")):
+                       (["--neuron", "lapicque", "--beta", "1.0"], "Lapicque"),
+                       (["--num-steps", "100000"], "num_steps"),
+                       (["--encodings", "delta", "--delta-threshold", "0"], "threshold")):
         code = main(["train", "--shards", str(root / "shards"), "--runs-dir", str(root / "runs"),
                      "--run-name", "bad", *FAST, *bad])
         assert code == 2 and words in capsys.readouterr().err
+    with pytest.raises(SystemExit) as e:  # argparse's own check
+        main(["train", "--shards", str(root / "shards"), "--runs-dir", str(root / "runs"), "--run-name", "bad",
+              *FAST, "--encodings", " , "])
+    assert e.value.code == 2 and "no encoding given" in capsys.readouterr().err
     assert not (root / "runs" / "bad").exists()
 
 
@@ -102,6 +110,64 @@ def test_snn_only_training_refuses_other_data_settings(run, capsys):
             "--runs-dir", str(run["root"] / "runs"), "--run-name", "a", *FAST]
     args[args.index("--top-k") + 1] = "3"
     assert main(args) == 2 and "other data settings" in capsys.readouterr().err
+
+
+def _copy_run(run, name: str) -> Path:
+    src = run["root"] / "runs" / "a"
+    dst = run["root"] / "runs" / name
+    shutil.copytree(src, dst, ignore=shutil.ignore_patterns("report"))
+    return dst
+
+
+def _evaluate(run, name: str) -> int:
+    return main(["evaluate", "--runs-dir", str(run["root"] / "runs"), "--run-name", name])
+
+
+def test_snn_only_training_keeps_the_cnn_architecture_and_config_on_failure(run, capsys):
+    d = _copy_run(run, "arch")
+    before = (d / "config.json").read_text()
+    args = ["train", "--model", "snn", "--shards", str(run["root"] / "shards"), "--runs-dir", str(d.parent),
+            "--run-name", "arch", *FAST, "--arch-seed", "7"]
+    assert main(args) == 2
+    assert "pass --arch-seed 0" in capsys.readouterr().err  # the run's CNN used the default seed
+    assert (d / "config.json").read_text() == before  # a refused command does not rewrite the settings
+
+
+def test_retraining_an_snn_removes_stale_results_and_records_every_network(run):
+    d = _copy_run(run, "retrain")
+    (d / "report").mkdir()
+    args = ["train", "--model", "snn", "--shards", str(run["root"] / "shards"), "--runs-dir", str(d.parent),
+            "--run-name", "retrain", *FAST]
+    args[args.index("--encodings") + 1] = "latency"
+    assert main(args) == 0
+    assert not (d / "results.json").exists() and not (d / "report").exists()  # stale: networks changed
+    cfg = json.loads((d / "config.json").read_text())
+    assert cfg["snn"]["encodings"] == ["direct", "rate", "latency"]  # all the run's SNNs, not only the last
+    assert _evaluate(run, "retrain") == 0
+    names = [m["name"] for m in json.loads((d / "results.json").read_text())["models"]]
+    assert names == ["cnn", "snn", "snn_rate", "snn_latency", "logreg"]
+
+
+def test_evaluate_refuses_networks_that_do_not_belong_to_the_run(run, capsys):
+    import torch
+
+    d = _copy_run(run, "foreign")
+    ckpt = torch.load(d / "snn_rate.pt", weights_only=False)
+    ckpt["split_sha256"] = "0" * 64  # trained on another split: its training rows may be in this test split
+    torch.save(ckpt, d / "snn_rate.pt")
+    assert _evaluate(run, "foreign") == 2
+    assert "another split" in capsys.readouterr().err
+
+    d = _copy_run(run, "misnamed")
+    shutil.copy(d / "snn.pt", d / "snn_latency.pt")  # a direct-input network under the latency name
+    assert _evaluate(run, "misnamed") == 2
+    assert "belongs in snn.pt" in capsys.readouterr().err
+
+    d = _copy_run(run, "corrupt")
+    (d / "snn_rate.pt").write_bytes(b"garbage")
+    assert _evaluate(run, "corrupt") == 2
+    err = capsys.readouterr().err
+    assert "snn_rate.pt" in err and "Traceback" not in err
 
 
 def test_cli_reports_bad_input_without_traceback(tmp_path, capsys):

@@ -272,3 +272,204 @@ def test_storage_uri_target_is_copied_down_and_the_report_uploaded(tmp_path):
     where = build_report(f"file://{d}")
     assert isinstance(where, str) and where.endswith("report.html")
     assert (d / "report" / "report.html").is_file() and _is_png(d / "report" / "tradeoff_energy.png")
+
+
+# --------------------------------------------------------------------------- regressions
+def _fake_run(root: Path) -> Path:
+    """A run folder (config.json + results.json) whose files are the fake experiment's results."""
+    exp = _fake_experiment(root / "src", energies=False)
+    d = root / "run"
+    d.mkdir()
+    shutil.copy(exp / "results.json", d / "results.json")
+    (d / "config.json").write_text(json.dumps({"data": {"shards": str(root / "no-shards")}}))
+    return d
+
+
+def _edit_json(path: Path, edit) -> None:
+    doc = json.loads(path.read_text())
+    edit(doc)
+    path.write_text(json.dumps(doc))
+
+
+def _one_line_error(capsys) -> str:
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err, err
+    return err
+
+
+def test_local_target_with_storage_uri_out_is_uploaded(tmp_path, monkeypatch, capsys):
+    """`--out s3://...` of a local target once wrote into a local folder literally named `s3:/...`;
+    file:// goes through the same upload code (spiking.search.storage) as s3://."""
+    d = _fake_experiment(tmp_path / "exp", energies=True)
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    monkeypatch.chdir(cwd)
+    dest = tmp_path / "bucket" / "x"
+    where = build_report(d, f"file://{dest}")
+    assert isinstance(where, str) and where == str(dest / "report.html")
+    md = (dest / "report.md").read_text()
+    assert "tradeoff_energy.png" in _md_images(md) and _is_png(dest / "tradeoff_energy.png")
+    assert list(cwd.iterdir()) == [] and not (d / "report").exists()  # nothing written locally
+    # a second upload over it: the old report's stale figure goes, a file of the user's stays
+    (dest / "mine.png").write_bytes(PNG_MAGIC + b"mine")
+    _edit_json(d / "trials.json", lambda ts: [t.pop("efficiency", None) for t in ts])
+    assert main(["report", str(d), "--out", f"file://{dest}"]) == 0
+    assert not (dest / "tradeoff_energy.png").exists() and (dest / "mine.png").read_bytes() == PNG_MAGIC + b"mine"
+    assert list(cwd.iterdir()) == []
+    capsys.readouterr()
+    # a scheme storage does not know is refused, not made a local folder
+    assert main(["report", str(d), "--out", "gs://bucket/x"]) == 2
+    assert "--out gs://bucket/x" in _one_line_error(capsys) and list(cwd.iterdir()) == []
+
+
+def test_rebuilding_a_report_keeps_other_files_of_the_folder(tmp_path, monkeypatch, capsys):
+    d = _fake_experiment(tmp_path, energies=True)
+    out = tmp_path / "out"
+    build_report(d, out)
+    assert (out / "tradeoff_energy.png").is_file()
+    (out / "mine.png").write_bytes(PNG_MAGIC + b"mine")  # the user's own figure beside the report
+    (out / "notes.txt").write_text("mine")
+    _edit_json(d / "trials.json", lambda ts: [t.pop("efficiency", None) for t in ts])
+    build_report(d, out)
+    md = (out / "report.md").read_text()
+    assert "tradeoff_energy.png" not in md and not (out / "tradeoff_energy.png").exists()  # stale figure removed
+    assert (out / "mine.png").read_bytes() == PNG_MAGIC + b"mine" and (out / "notes.txt").read_text() == "mine"
+    assert {p.name for p in out.glob("*.png")} == set(_md_images(md)) | {"mine.png"}
+    # --out "" is an error, not the working directory
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    monkeypatch.chdir(cwd)
+    assert main(["report", str(d), "--out", ""]) == 2
+    assert "--out is empty" in _one_line_error(capsys) and list(cwd.iterdir()) == []
+    with pytest.raises(ReportError):
+        build_report(d, "")
+
+
+def test_a_failing_report_leaves_the_previous_one_intact(tmp_path, monkeypatch):
+    d = _fake_experiment(tmp_path, energies=True)
+    out = tmp_path / "out"
+    build_report(d, out)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    siblings = sorted(p.name for p in tmp_path.iterdir())
+    import spiking.report.figures as fg
+
+    def boom(*a, **k):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(fg, "accuracy_tradeoff", boom)  # fails after the confusion matrices are drawn
+    with pytest.raises(RuntimeError, match="disk full"):
+        build_report(d, out)
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    for ref in _md_images(before["report.md"].decode()):
+        assert _is_png(out / ref)
+    assert sorted(p.name for p in tmp_path.iterdir()) == siblings  # no temporary folder left behind
+    with pytest.raises(RuntimeError):
+        build_report(d, tmp_path / "fresh")
+    assert sorted(p.name for p in tmp_path.iterdir()) == siblings  # not even an empty output folder
+
+
+def _set(keys, value):
+    def edit(doc):
+        for k in keys[:-1]:
+            doc = doc[k]
+        doc[keys[-1]] = value
+    return edit
+
+
+@pytest.mark.parametrize("name, edit, field", [
+    ("results.json", lambda r: r["models"][0]["efficiency"]["neurons"][0].pop("firing_rate"), "firing_rate"),
+    ("results.json", _set(["models", 0, "test", "confusion_matrix"], "x"), "confusion_matrix"),
+    ("results.json", _set(["models", 0, "test", "confusion_matrix"], [[1, 2], [3, 4]]), "confusion_matrix"),
+    ("results.json", _set(["models", 0, "efficiency", "energy_pj"], "abc"), "energy_pj"),
+    ("results.json", _set(["models", 0, "efficiency", "neurons"], {"lif1": 0.1}), "neurons"),
+    ("results.json", _set(["models", 1, "snn"], "leaky"), "snn"),
+    ("results.json", _set(["split", "sizes"], [60, 10, 20]), "split.sizes"),
+    ("trials.json", _set([0, "efficiency"], {"energy_pj": "abc"}), "energy_pj"),
+    ("trials.json", lambda ts: ts.append("oops"), "trials[7]"),
+    ("trials.json", _set([0, "config"], [5]), "config"),
+    ("experiment.json", _set(["budget"], "smoke"), "budget"),
+])
+def test_malformed_experiment_files_are_one_line_errors(tmp_path, capsys, name, edit, field):
+    d = _fake_experiment(tmp_path, energies=True)
+    _edit_json(d / name, edit)
+    assert main(["report", str(d), "--out", str(tmp_path / "out")]) == 2
+    err = _one_line_error(capsys)
+    assert f"{d / name}:" in err and field in err
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("config", [[1, 2], {"data": "shards"}, {"data": {"shards": 3}}])
+def test_malformed_run_config_is_a_one_line_error(tmp_path, capsys, config):
+    d = _fake_run(tmp_path)
+    assert main(["report", str(d)]) == 0  # the run itself reports fine
+    capsys.readouterr()
+    (d / "config.json").write_text(json.dumps(config))
+    assert main(["report", str(d)]) == 2
+    assert f"{d / 'config.json'}:" in _one_line_error(capsys)
+
+
+def test_energy_plot_draws_zero_energy_trials_and_keeps_the_legend_off_the_points(tmp_path, monkeypatch):
+    import spiking.report.figures as fg
+
+    figs = []
+    save = fg._save
+    monkeypatch.setattr(fg, "_save", lambda fig, path: (figs.append(fig), save(fig, path))[1])
+    fg.accuracy_tradeoff([0.0, 10.0, 1.0e4], [0.7, 0.8, 0.9], tmp_path / "e.png", xlabel="energy (pJ)",
+                         title="3 trials")
+    ax = figs[0].axes[0]
+    assert ax.get_xscale() == "linear"  # on a log axis the 0 pJ trial, a Pareto point, vanished
+    lo, hi = ax.get_xlim()
+    assert lo <= 0.0 and hi >= 1.0e4
+    figs[0].canvas.draw()
+    legend, box = ax.get_legend().get_window_extent(), ax.get_window_extent()
+    assert legend.x0 >= box.x1  # outside the axes: it covers no trial
+    fg.accuracy_tradeoff([1.0, 10.0, 1.0e4], [0.7, 0.8, 0.9], tmp_path / "f.png", xlabel="x", title="t")
+    assert figs[1].axes[0].get_xscale() == "log"  # all positive, wide range: still log
+
+
+def _entry(name: str, snn: dict | None = None, eff: dict | None = None) -> dict:
+    m = {"name": name, "test": {"accuracy": 0.5, "balanced_accuracy": 0.5, "macro_f1": 0.5}}
+    if snn is not None:
+        m["snn"] = {"neuron": "leaky", "beta": 0.9, "num_steps": 8, "population": 1, **snn}
+    if eff is not None:
+        m["efficiency"] = eff
+    return m
+
+
+def test_summary_table_without_energy_and_with_encoding_in_the_snn_block():
+    res = {"models": [_entry("snn_delta", {"encoding": "delta", "delta_threshold": 0.05}),
+                      _entry("snn_delta_old", {"encoding": "delta"}),
+                      _entry("snn", {"encoding": "direct"}),
+                      _entry("snn_eff", {"delta_threshold": 0.2}, {"encoding": "delta", "synops": 10.0}),
+                      _entry("logreg")]}
+    t = summary_table(res)
+    assert t.header[7] == "energy / inference"  # no "(pJ)" over a column of "-"
+    assert all(r[7] == "-" for r in t.rows)
+    desc = [r[0] for r in t.rows]
+    assert "delta input" in desc[0] and "delta threshold 0.05" in desc[0]
+    assert "delta input" in desc[1] and "threshold" not in desc[1]  # old results.json: no threshold recorded
+    assert "direct input" in desc[2] and "threshold" not in desc[2]
+    assert "delta input" in desc[3] and "delta threshold 0.2" in desc[3]
+    res["models"][3]["efficiency"]["energy_pj"] = 5.0
+    assert summary_table(res).header[7] == "energy / inference (pJ)"
+
+
+def test_report_dot_and_out_file_messages(tmp_path, monkeypatch, capsys):
+    run = tmp_path / "myrun"
+    run.mkdir()
+    (run / "config.json").write_text("{}")
+    monkeypatch.chdir(run)
+    assert main(["report", "."]) == 2
+    here = Path.cwd()
+    assert f"--runs-dir {here.parent} --run-name {here.name}`" in _one_line_error(capsys)
+
+    d = _fake_experiment(tmp_path, energies=False)
+    taken = tmp_path / "taken"
+    taken.write_text("x")
+    assert main(["report", str(d), "--out", str(taken)]) == 2
+    err = _one_line_error(capsys)
+    assert f"--out {taken} is a file" in err and "Errno" not in err and err.count(str(taken)) == 1, err
+    assert main(["report", str(d), "--out", str(taken / "sub")]) == 2
+    err = _one_line_error(capsys)
+    assert f"{taken} is a file" in err and "Errno" not in err, err
+    assert taken.read_text() == "x"

@@ -1,4 +1,8 @@
-"""The ``spiking`` command line: ``ingest``, ``train``, ``evaluate``, and ``run`` (ingest, train and evaluate in a row)."""
+"""spiking: classify expression profiles with a CNN and its spiking conversions.
+
+Commands: ingest (matrix + labels -> Parquet shards), train, evaluate, run (ingest, train,
+evaluate and report in a row), report (figures and tables of a run or experiment), tune
+(Ray Tune experiments)."""
 
 from __future__ import annotations
 
@@ -27,7 +31,7 @@ def _add_ingest_args(p: argparse.ArgumentParser, required: bool) -> None:
                         "gdc (GDC label sheet: file_id, cases_0_project_project_id, case_id, drop TARGET-*), "
                         "none (give the columns yourself)")
     g.add_argument("--id-column", help="sample id column of the labels table")
-    g.add_argument("--matrix-id-column", help="sample id column of the matrix (default: its first column)")
+    g.add_argument("--matrix-id-column", help="sample id column of the matrix (unset: its first column)")
     g.add_argument("--label-column", help="class label column")
     g.add_argument("--group-column", help="column grouping samples that must stay in one split part (e.g. patient)")
     g.add_argument("--filter", action="append", dest="filters", metavar="EXPR",
@@ -35,10 +39,10 @@ def _add_ingest_args(p: argparse.ArgumentParser, required: bool) -> None:
                         "replaces the layout's filters)")
     g.add_argument("--features-in-rows", action="store_true", help="the matrix has features as rows, samples as columns")
     g.add_argument("--missing", default="drop-cohorts", choices=["drop-cohorts", "drop-features", "error"],
-                   help="missing-value policy (default drop-cohorts: drop classes whose panel lacks features, "
+                   help="missing-value policy (drop-cohorts: drop classes whose panel lacks features, "
                         "then features still missing)")
     g.add_argument("--shard-rows", type=int, default=1000, help="rows per Parquet shard")
-    g.add_argument("--units", help="units of the matrix values, recorded in the manifest (layout default: RPM)")
+    g.add_argument("--units", help="units of the matrix values, recorded in the manifest (unset: the layout's, RPM for shared-tcga and gdc)")
 
 
 def _ingest_kwargs(a) -> dict:
@@ -85,15 +89,16 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--encodings", type=_encodings_arg, default=",".join(d.snn.encodings),
                    help="SNN input encodings, comma-separated; one SNN is trained per encoding: direct (the "
                         "profile as current at every step), rate (Bernoulli spikes), latency (one spike per "
-                        "feature, earlier when larger), delta (ON/OFF events where the value changes along "
+                        "feature, earlier when larger; none below 0.01), delta (ON/OFF events where the value changes along "
                         "the feature order)")
     g.add_argument("--delta-threshold", type=float, default=d.snn.delta_threshold,
-                   help="change of the [0,1]-scaled input that makes a delta event")
+                   help="delta coding: an ON/OFF event is sent where a feature differs from the previous feature "
+                        "(in the layout order) by at least this much, on the [0,1] input scale")
     g.add_argument("--snn-epochs", type=int, default=d.snn.train.epochs, help="maximum SNN epochs")
     g.add_argument("--snn-lr", type=float, default=d.snn.train.lr, help="SNN Adam learning rate")
     g = p.add_argument_group("training")
     g.add_argument("--batch-size", type=int, default=d.cnn.train.batch_size, help="samples per training step")
-    g.add_argument("--patience", type=int, default=None, help="early-stopping patience in epochs for both networks (0 = off; default 15 CNN, 5 SNN)")
+    g.add_argument("--patience", type=int, default=None, help="early-stopping patience in epochs for both networks (0 = off; unset: 15 CNN, 5 SNN)")
     g.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
                    help="auto uses a CUDA GPU when torch sees one")
     g.add_argument("--no-progress", action="store_true", help="hide the progress bars")
@@ -103,9 +108,11 @@ def _encodings_arg(text: str) -> tuple[str, ...]:
     from ..models.encoding import ENCODINGS
 
     encs = tuple(e.strip() for e in str(text).split(",") if e.strip())
+    if not encs:
+        raise argparse.ArgumentTypeError(f"no encoding given; choose one or more of {', '.join(ENCODINGS)}")
     bad = [e for e in encs if e not in ENCODINGS]
-    if bad or not encs:
-        raise argparse.ArgumentTypeError(f"unknown encoding(s) {bad or [text]}; choose from {', '.join(ENCODINGS)}")
+    if bad:
+        raise argparse.ArgumentTypeError(f"unknown encoding(s) {bad}; choose from {', '.join(ENCODINGS)}")
     return encs
 
 
@@ -188,14 +195,19 @@ def _evaluate(run_dir: Path) -> dict:
     from ..evaluation.results import dataset_block, format_table, write_results
     from ..preprocess.prepare import load_prepared
 
+    from ..ingest import locate_shards
+
     cfg = RunConfig.load(run_dir / "config.json")
-    ds = _load_shards(cfg.data.shards)
+    ds = _load_shards(locate_shards(cfg.data.shards, run_dir) or cfg.data.shards)
     prep = load_prepared(ds, run_dir)
     results = evaluate_run(run_dir, prep, dataset_block(ds.manifest, prep, cfg.data.shards), seed=cfg.data.seed)
     results["run"] = {"name": run_dir.name, "config": cfg.to_dict()}
     write_results(results, run_dir / "results.json")
     print(f"\nTest split ({prep.split_info['sizes']['test']} samples, touched once):")
     print(format_table(results["models"]))
+    for m in results["models"]:
+        for w in m.get("warnings", []):
+            print(f"warning: {m['name']}: {w}")
     print(f"\nresults: {run_dir / 'results.json'}")
     return results
 
@@ -213,36 +225,61 @@ RUN_FILES = ("config.json", "split.json", "preprocessor.joblib", "cnn.pt", "resu
 
 
 def _start_run(a, cfg, which: str) -> Path:
-    """Create/refresh the run folder. Training the CNN starts the run afresh (new split and
-    scaling from the current settings); training only the SNN keeps the run's split, and
-    so needs the same data settings as the run it joins."""
+    """Prepare the run folder. Training the CNN starts the run afresh (new split and scaling
+    from the current settings; every earlier file removed). Training only the SNNs keeps the
+    run's split and CNN, so it needs the run's data settings, CNN preset and arch seed; the
+    run's results.json and report (now stale) are removed. ``config.json`` is written by the
+    caller once training has succeeded (:func:`_save_config`)."""
+    import shutil
+
     run_dir = _run_dir(a)
     cfg_path = run_dir / "config.json"
     if which == "snn" and cfg_path.exists():
         from ..config import RunConfig
 
-        old = RunConfig.load(cfg_path).to_dict()["data"]
-        new = cfg.to_dict()["data"]
-        diff = {k: (old.get(k), v) for k, v in new.items() if old.get(k) != v}
+        old_cfg = RunConfig.load(cfg_path).to_dict()
+        new_cfg = cfg.to_dict()
+        diff = {k: (old_cfg["data"].get(k), v) for k, v in new_cfg["data"].items() if old_cfg["data"].get(k) != v}
         if diff:
             raise CLIError(f"run {run_dir} was made with other data settings {diff} (old, new); "
                            "train the CNN again (--model both) or use another --run-name")
+        for key, flag in (("preset", "--preset"), ("arch_seed", "--arch-seed")):
+            if old_cfg["cnn"].get(key) != new_cfg["cnn"][key]:
+                raise CLIError(f"the CNN of run {run_dir} was made with {flag} {old_cfg['cnn'].get(key)}; the SNNs "
+                               f"take its architecture, so pass {flag} {old_cfg['cnn'].get(key)} (or retrain the CNN "
+                               "with --model both)")
+        for stale in ("results.json", "report"):
+            f = run_dir / stale
+            shutil.rmtree(f) if f.is_dir() else f.unlink(missing_ok=True)
     elif which != "snn":
-        import shutil
-
         for pattern in RUN_FILES:
             for f in run_dir.glob(pattern):
                 shutil.rmtree(f) if f.is_dir() else f.unlink(missing_ok=True)
-    cfg.save(cfg_path)
     return run_dir
+
+
+def _save_config(cfg, run_dir: Path) -> None:
+    """Write config.json after training: the settings of the last training command, with
+    ``snn.encodings`` listing every spiking network now in the run (each network's own
+    settings are saved in its .pt file and shown per model in results.json)."""
+    from ..models.encoding import ENCODINGS
+    from ..training.jobs import snn_name
+
+    cfg.snn.encodings = tuple(e for e in ENCODINGS if (run_dir / f"{snn_name(e)}.pt").exists()) or cfg.snn.encodings
+    cfg.save(run_dir / "config.json")
 
 
 def cmd_train(a) -> int:
     cfg = _run_config(a, a.shards)
     if not (Path(a.shards) / "manifest.json").exists() and "://" not in a.shards:
         raise CLIError(f"no shards at {a.shards} (manifest.json missing); run `spiking ingest` first")
+    if a.model == "snn" and cfg.snn.mode == "transfer":
+        cnn_path = Path(a.runs_dir) / a.run_name / "cnn.pt"
+        if not cnn_path.exists():
+            raise CLIError(f"SNN weight transfer needs {cnn_path}; run `spiking train --model cnn` first")
     run_dir = _start_run(a, cfg, a.model)
     _train(cfg, run_dir, a.model)
+    _save_config(cfg, run_dir)
     return 0
 
 
@@ -320,6 +357,7 @@ def cmd_run(a) -> int:
               f"{j.get('removed_by_filters', {}).get('count', 0)} removed by filters; see {shards / 'manifest.json'})")
     run_dir = _start_run(a, cfg, "both")
     _train(cfg, run_dir, "both")
+    _save_config(cfg, run_dir)
     _evaluate(run_dir)
     from ..report import build_report
 

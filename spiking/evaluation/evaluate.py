@@ -57,7 +57,17 @@ def evaluate_network(path: str | Path, prep) -> dict:
 
     The ``efficiency`` block is :func:`spiking.evaluation.operations.count_operations` on the test
     split (``energy_ratio_vs_cnn`` is filled in by :func:`evaluate_run`)."""
+    from ..preprocess.prepare import split_fingerprint
+
     model, meta = load_model(path)
+    n_classes, L = len(prep.class_names), prep.n_features
+    if meta.get("n_classes") != n_classes or meta.get("L") != L:
+        raise ValueError(f"{path}: network for {meta.get('n_classes')} classes x {meta.get('L')} features, but this "
+                         f"data has {n_classes} classes x {L} features; it does not belong here")
+    split_sha = prep.split_info.get("split_sha256") or split_fingerprint(prep)  # a train subset keeps the split's
+    if meta.get("split_sha256") and meta["split_sha256"] != split_sha:
+        raise ValueError(f"{path} was trained on another split than this one (its training rows may be in this "
+                         "test split); retrain it here or evaluate it in its own run")
     if meta["kind"] == "cnn":
         objective = CNNObjective()
     else:
@@ -75,8 +85,13 @@ def evaluate_network(path: str | Path, prep) -> dict:
     if meta["kind"] == "snn":
         entry["snn"] = {k: meta[k] for k in ("neuron", "beta", "num_steps", "population", "loss", "mode")}
         entry["snn"]["encoding"] = meta.get("encoding", "direct")
+        if entry["snn"]["encoding"] == "delta":
+            entry["snn"]["delta_threshold"] = meta.get("delta_threshold")
         entry["mean_spikes_per_sample"] = spikes
     entry["efficiency"] = count_operations(model, prep.X["test"], batch_size=EVAL_BATCH, seed=EVAL_SEED)
+    if meta["kind"] == "snn" and spikes and spikes.get("lif_out", 0) == 0:
+        entry["warnings"] = ["the output layer never spiked on the test split: its predictions come from membrane "
+                             "potentials only, and its low energy is that of a silent network"]
     return entry
 
 
@@ -123,7 +138,16 @@ def evaluate_logreg(prep, seed: int = 42) -> dict:
 def evaluate_run(run_dir: str | Path, prep, dataset_info: dict, seed: int = 42) -> dict:
     """Results of every network saved in ``run_dir`` plus the baseline, in the results.json schema."""
     run_dir = Path(run_dir)
-    models = [evaluate_network(f, prep) for f in network_files(run_dir)]
+    models = []
+    for f in network_files(run_dir):
+        entry = evaluate_network(f, prep)
+        if "snn" in entry:
+            from ..training.jobs import snn_name
+
+            want = snn_name(entry["snn"]["encoding"])
+            if f.stem != want:
+                raise ValueError(f"{f} holds a {entry['snn']['encoding']}-input network, which belongs in {want}.pt")
+        models.append(entry)
     add_energy_ratios(models)
     models.append(evaluate_logreg(prep, seed=seed))
     counts = {c: int(np.sum(prep.y["test"] == i)) for i, c in enumerate(prep.class_names)}

@@ -64,7 +64,7 @@ def count_operations(model: torch.nn.Module, X: np.ndarray | torch.Tensor, *, ba
 
     Args:
         model: a ``CNN1d`` or ``SpikingCNN1d`` (put in eval mode here).
-        X: inputs, float, ``(n, 1, L)``, ``n >= 1``.
+        X: inputs, float, ``(n, 1, L)``, ``n >= 1``, finite (cast to the model's dtype).
         batch_size: samples per forward pass.
         seed: seeds torch's generator (in a forked RNG state) for stochastic encodings.
 
@@ -79,15 +79,19 @@ def count_operations(model: torch.nn.Module, X: np.ndarray | torch.Tensor, *, ba
 
         ``dense_ops`` is the dense equivalent (every input non-zero at every step of every layer).
     Raises:
-        ValueError: X empty or not 3-D, batch_size < 1.
+        ValueError: X empty, not 3-D or not finite, batch_size < 1 (and, from the encoding, spike-encoded
+            inputs outside [0, 1]).
     """
-    X = torch.as_tensor(np.asarray(X, dtype=np.float32))
+    param = next(model.parameters())
+    X = torch.as_tensor(np.asarray(X, dtype=np.float32)).to(param.dtype)
     if X.dim() != 3 or len(X) == 0:
         raise ValueError(f"expected inputs of shape (n, 1, L) with n >= 1, got {tuple(X.shape)}")
+    if not torch.isfinite(X).all():
+        raise ValueError("inputs contain NaN or infinite values; operation counts would be meaningless")
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     model.eval()
-    device = next(model.parameters()).device
+    device = param.device
     layers = connection_layers(model)
     # float64 copies: the counts are integers summed over many outputs; float32 would round them.
     counters = {name: copy.deepcopy(m).double().cpu() for name, m in layers}

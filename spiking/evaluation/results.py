@@ -48,13 +48,21 @@ def write_results(results: dict, path: str | Path) -> Path:
     return path
 
 
+def _count(n: float) -> str:
+    """3 significant figures with k/M/G: 3,892 -> '3.89k'."""
+    for div, unit in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(n) >= div:
+            return f"{n / div:.3g}{unit}"
+    return f"{n:.3g}"
+
+
 def _ops_text(eff: dict | None) -> str:
     if not eff:
         return "-"
     if eff.get("encoding") is None:
-        return f"{eff['macs'] / 1e6:.2f}M MAC"
-    text = f"{eff['synops'] / 1e6:.2f}M SynOp"
-    return text + (f"+{eff['macs'] / 1e6:.2f}M MAC" if eff["macs"] else "")
+        return f"{_count(eff['macs'])} MAC"
+    text = f"{_count(eff['synops'])} SynOp"
+    return text + (f"+{_count(eff['macs'])} MAC" if eff["macs"] else "")
 
 
 def _energy_text(eff: dict | None) -> str:

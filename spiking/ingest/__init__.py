@@ -16,7 +16,7 @@ apply_filters) and :mod:`spiking.ingest.missing` (apply_missing_policy).
 from spiking.ingest.errors import IngestError
 from spiking.ingest.missing import apply_missing_policy
 from spiking.ingest.readers import apply_filters, parse_filter, read_labels, read_matrix
-from spiking.ingest.shards import GDC_LABEL_SHEET, SHARED_TCGA, Dataset, ingest, load_dataset
+from spiking.ingest.shards import GDC_LABEL_SHEET, SHARED_TCGA, Dataset, ingest, load_dataset, locate_shards
 
 __all__ = [
     "GDC_LABEL_SHEET",
@@ -27,6 +27,7 @@ __all__ = [
     "apply_missing_policy",
     "ingest",
     "load_dataset",
+    "locate_shards",
     "parse_filter",
     "read_labels",
     "read_matrix",

@@ -419,6 +419,26 @@ def _resolve(path: str | os.PathLike) -> tuple[pafs.FileSystem, str]:
     return pafs.LocalFileSystem(), os.path.abspath(s)
 
 
+def locate_shards(shards: str | None, base: str | os.PathLike) -> str | None:
+    """Where the shards a run recorded (``config.json`` ``data.shards``) are now, or None.
+
+    A URI is returned as is. A relative path is tried from the working directory, then
+    from ``base`` (a run or experiment folder) and each of its parents, so a run made in
+    the repository root (which records ``data/shards/...``) is found from anywhere.
+    """
+    if not shards:
+        return None
+    if "://" in str(shards):
+        return str(shards)
+    p = Path(shards)
+    base = Path(base)
+    cands = [p] if p.is_absolute() else [p, *[d / p for d in (base, *base.resolve().parents)]]
+    for c in cands:
+        if (c / "manifest.json").is_file():
+            return str(c)
+    return None
+
+
 def load_dataset(path: str | os.PathLike) -> Dataset:
     """Load a dataset written by :func:`ingest`.
 

@@ -51,6 +51,8 @@ def check_encoding(encoding: str, delta_threshold: float = DELTA_THRESHOLD) -> N
     """Raise ValueError for an unknown encoding or a delta threshold outside (0, 1]."""
     if encoding not in ENCODINGS:
         raise ValueError(f"unknown encoding {encoding!r}; valid: {', '.join(ENCODINGS)}")
+    if isinstance(delta_threshold, bool):
+        raise ValueError(f"delta threshold must be a number in (0, 1], got {delta_threshold!r}")
     t = float(delta_threshold)
     if not 0.0 < t <= 1.0:
         raise ValueError(f"delta threshold must be in (0, 1] (input scale), got {delta_threshold}")
@@ -74,16 +76,22 @@ def encode(x: torch.Tensor, encoding: str, num_steps: int, *, delta_threshold: f
         ``x`` itself for ``direct``; otherwise spikes ``(num_steps, B, 1, L)`` in x's dtype.
         Rate coding draws from torch's global generator (seed it for reproducible spikes).
     Raises:
-        ValueError: unknown encoding, ``num_steps < 1``, a bad delta threshold, or x not 3-D.
+        ValueError: unknown encoding, ``num_steps`` not an integer >= 1, a bad delta threshold, x not
+            ``(B, 1, L)``, or (spike encodings) x not floating point or outside [0, 1] / NaN.
     """
     check_encoding(encoding, delta_threshold)
-    if x.dim() != 3:
-        raise ValueError(f"expected profiles of shape (B, 1, L), got {tuple(x.shape)}")
+    if x.dim() != 3 or x.size(-1) < 1:
+        raise ValueError(f"expected profiles of shape (B, 1, L) with L >= 1, got {tuple(x.shape)}")
+    if isinstance(num_steps, bool) or int(num_steps) != num_steps or num_steps < 1:
+        raise ValueError(f"num_steps must be an integer >= 1, got {num_steps!r}")
     num_steps = int(num_steps)
-    if num_steps < 1:
-        raise ValueError(f"num_steps must be >= 1, got {num_steps}")
     if encoding == "direct":
         return x
+    if not x.is_floating_point():
+        raise ValueError(f"spike encodings need floating-point profiles, got {x.dtype}")
+    if x.numel() and not (torch.isfinite(x).all() and x.min() >= 0 and x.max() <= 1):
+        raise ValueError(f"{encoding} coding needs profiles scaled to [0, 1] without NaN (the output of "
+                         f"spiking.preprocess.scaling); got values in [{float(x.min())}, {float(x.max())}]")
     if encoding == "rate":
         return spikegen.rate(x, num_steps=num_steps).to(x.dtype)
     if encoding == "latency":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +36,23 @@ class Prepared:
     @property
     def n_features(self) -> int:
         return self.X["train"].shape[-1]
+
+
+def _fingerprint(classes, features, ids: dict) -> str:
+    h = hashlib.sha256()
+    h.update(json.dumps({"classes": list(classes), "features": list(features)}).encode())
+    for part in ("train", "val", "test"):
+        h.update(part.encode())
+        h.update("\n".join(map(str, ids[part])).encode())
+    return h.hexdigest()
+
+
+def split_fingerprint(prep: "Prepared") -> str:
+    """sha256 of the split (sample ids per part, class names, features): equal only for the same split.
+
+    Saved with every network, so that a network is never scored on a test split whose rows it
+    may have trained on."""
+    return _fingerprint(prep.class_names, prep.feature_names, prep.ids)
 
 
 def prepare(dataset, *, top_k: int = 10, fractions=(0.7, 0.1, 0.2), seed: int = 42,

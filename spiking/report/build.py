@@ -1,11 +1,6 @@
 """Collect what a run or an experiment folder holds and write its report.
 
-A **run folder** (``spiking run`` / ``train`` + ``evaluate``) holds ``config.json`` and
-``results.json``, plus ``history_*.json``, the saved networks ``<name>.pt`` and the
-split (``split.json``, ``preprocessor.joblib``). An **experiment folder** (``spiking
-tune``) holds ``experiment.json``, ``results.json`` and ``trials.json``, plus
-``best_model.pt`` (and ``tradeoff_model.pt`` for SNNs), whose checkpoints carry the
-training history.
+The folders and their files are read and checked by :mod:`.inputs`.
 
 Nothing is trained: the figures come from the saved files. Only the spiking
 activity figures need the data again (one test sample, re-prepared from the shards
@@ -17,15 +12,19 @@ gone (shards, a network file, a history) is skipped with a note in the report.
 from __future__ import annotations
 
 import datetime as _dt
+import errno
 import json
+import math
+import os
 import re
+import shutil
 import tempfile
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from . import figures as fg
+from .inputs import ReportError, _detect, _Inputs, _is_num, _read_manifest
 from .render import Image, Note, Section, Table, Text, write_report
 
 DEFAULT_CONVENTION = ("45 nm CMOS, 32-bit float (Horowitz, ISSCC 2014): MAC 4.6 pJ, AC 0.9 pJ; "
@@ -33,162 +32,6 @@ DEFAULT_CONVENTION = ("45 nm CMOS, 32-bit float (Horowitz, ISSCC 2014): MAC 4.6 
 RASTER_NEURONS = 200
 TRACE_NEURONS = 5
 
-
-class ReportError(ValueError):
-    """The target cannot be reported on (not a run or experiment folder, results missing or
-    unreadable). The CLI prints it as one line and exits with code 2."""
-
-
-# --------------------------------------------------------------------------- inputs
-def _read_json(path: Path, what: str) -> Any:
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise ReportError(f"{path} is not valid JSON ({what}): {e}") from None
-
-
-def _detect(root: Path) -> str:
-    """``"run"`` or ``"experiment"``; raises ReportError with what is missing."""
-    if not root.exists():
-        raise ReportError(f"{root} does not exist")
-    if not root.is_dir():
-        raise ReportError(f"{root} is not a folder (expected a run folder or an experiment folder)")
-    if (root / "experiment.json").is_file():
-        missing = [f for f in ("results.json", "trials.json") if not (root / f).is_file()]
-        if missing:
-            raise ReportError(f"experiment folder {root} has no {' or '.join(missing)}: the search has not "
-                              "finished (run `spiking tune` to the end, or with --resume)")
-        return "experiment"
-    if (root / "config.json").is_file():
-        if not (root / "results.json").is_file():
-            raise ReportError(f"run folder {root} has no results.json: evaluate it first "
-                              f"(`spiking evaluate --runs-dir {root.parent} --run-name {root.name}`)")
-        return "run"
-    raise ReportError(f"{root} is neither a run folder (config.json + results.json) nor an experiment folder "
-                      "(experiment.json + results.json + trials.json)")
-
-
-def _check_results(results: Any, path: Path) -> dict:
-    if not isinstance(results, dict) or not isinstance(results.get("models"), list) or not results["models"]:
-        raise ReportError(f"{path} holds no model results (a 'models' list is expected)")
-    classes = (results.get("dataset") or {}).get("classes")
-    if not isinstance(classes, list) or not classes:
-        raise ReportError(f"{path} lacks dataset.classes")
-    for m in results["models"]:
-        if not isinstance(m, dict) or "name" not in m or "test" not in m:
-            raise ReportError(f"{path}: a model entry lacks 'name' or 'test'")
-    return results
-
-
-def find_shards(shards: str | None, root: Path) -> str | None:
-    """Where the shards named in a run's settings are now, or None.
-
-    A URI is returned as is; a relative path is tried from the working directory,
-    then from the target folder and each of its parents (a run made in the
-    repository root records ``data/shards/...``).
-    """
-    if not shards:
-        return None
-    if "://" in shards:
-        return shards
-    p = Path(shards)
-    cands = [p] if p.is_absolute() else [p, *[d / p for d in (root, *root.resolve().parents)]]
-    for c in cands:
-        if (c / "manifest.json").is_file():
-            return str(c)
-    return None
-
-
-def _read_manifest(shards: str) -> dict:
-    if "://" in shards:
-        import pyarrow.fs as pafs
-
-        fs, base = pafs.FileSystem.from_uri(shards)
-        with fs.open_input_stream(base.rstrip("/") + "/manifest.json") as fh:
-            return json.loads(fh.read().decode("utf-8"))
-    return json.loads((Path(shards) / "manifest.json").read_text())
-
-
-class _Inputs:
-    """Everything read from the target folder (lazily for the data)."""
-
-    def __init__(self, root: Path, kind: str):
-        self.root, self.kind = root, kind
-        self.results = _check_results(_read_json(root / "results.json", "results"), root / "results.json")
-        self.classes: list[str] = list(self.results["dataset"]["classes"])
-        self.config = _read_json(root / "config.json", "run settings") if kind == "run" else None
-        self.experiment = _read_json(root / "experiment.json", "experiment") if kind == "experiment" else None
-        self.trials = _read_json(root / "trials.json", "trials") if kind == "experiment" else None
-        if self.trials is not None and not isinstance(self.trials, list):
-            raise ReportError(f"{root / 'trials.json'} is not a list of trials")
-        if kind == "run":
-            named = (self.config.get("data") or {}).get("shards") or self.results["dataset"].get("shards")
-        else:
-            named = (self.experiment or {}).get("shards") or self.results["dataset"].get("shards")
-        self.shards_named = named
-        self.shards = find_shards(named, root)
-        self._prep = None
-        self._prep_error: str | None = None
-        self._ckpts: dict[Path, dict | None] = {}
-
-    def model_file(self, entry: dict) -> Path:
-        """The saved network of a results.json model entry."""
-        name = str(entry["name"])
-        if self.kind == "experiment":
-            role = name.rsplit(":", 1)[-1]
-            return self.root / f"{role}_model.pt"
-        return self.root / f"{name}.pt"
-
-    def checkpoint(self, path: Path) -> dict | None:
-        if path not in self._ckpts:
-            import torch
-
-            try:
-                self._ckpts[path] = torch.load(path, map_location="cpu", weights_only=False) if path.is_file() else None
-            except Exception:  # an unreadable checkpoint is reported as missing
-                self._ckpts[path] = None
-        return self._ckpts[path]
-
-    def prepared(self):
-        """The run's prepared data (saved split and scaling re-applied), or None with ``prep_error`` set."""
-        if self._prep is not None or self._prep_error is not None:
-            return self._prep
-        if self.shards is None:
-            self._prep_error = f"the shards ({self.shards_named}) are not there any more"
-            return None
-        try:
-            from ..ingest import load_dataset
-
-            ds = load_dataset(self.shards)
-            if self.kind == "run":
-                from ..preprocess.prepare import load_prepared
-
-                if not (self.root / "split.json").is_file() or not (self.root / "preprocessor.joblib").is_file():
-                    self._prep_error = "the run's split.json / preprocessor.joblib are missing"
-                    return None
-                self._prep = load_prepared(ds, self.root)
-            else:
-                from ..preprocess.prepare import prepare
-                from ..search.runner import split_fingerprint
-
-                d = ((self.experiment or {}).get("spec") or {}).get("data")
-                if not d:
-                    self._prep_error = "experiment.json does not record the data settings"
-                    return None
-                prep = prepare(ds, top_k=int(d["top_k"]), fractions=tuple(d["fractions"]), seed=int(d["seed"]),
-                               log2=bool(d["log2"]), zscore=str(d["zscore"]))
-                want = (self.experiment or {}).get("split_sha256")
-                if want and split_fingerprint(prep) != want:
-                    self._prep_error = "re-preparing the data gave another split than the experiment's"
-                    return None
-                self._prep = prep
-        except (OSError, ValueError, KeyError) as e:
-            self._prep_error = f"the data could not be re-prepared: {e}"
-        return self._prep
-
-    @property
-    def prep_error(self) -> str | None:
-        return self._prep_error
 
 
 # --------------------------------------------------------------------------- formatting
@@ -240,10 +83,13 @@ def _describe(entry: dict, run_cfg: dict | None) -> str:
         return "logreg (baseline)"
     s = entry.get("snn")
     if isinstance(s, dict):
-        eff = entry.get("efficiency") or {}
+        eff = entry.get("efficiency") if isinstance(entry.get("efficiency"), dict) else {}
         bits = [str(s.get("neuron", "?")), f"beta {s.get('beta')}", f"{s.get('num_steps')} steps"]
-        if eff.get("encoding"):
-            bits.append(f"{eff['encoding']} input")
+        encoding = eff.get("encoding") or s.get("encoding")  # an entry without efficiency still names it
+        if encoding:
+            bits.append(f"{encoding} input")
+        if encoding == "delta" and s.get("delta_threshold") is not None:
+            bits.append(f"delta threshold {float(s['delta_threshold']):g}")
         if s.get("population", 1) not in (1, None):
             bits.append(f"population {s['population']}")
         return f"{name} ({', '.join(bits)})"
@@ -264,14 +110,16 @@ def summary_table(results: dict, run_cfg: dict | None = None) -> Table:
 
     Columns: network, test accuracy, balanced accuracy, macro-F1 (%), parameters,
     training time (s), MACs or SynOps per inference, energy per inference (unit
-    chosen for the largest value, named in the header), SNN/CNN energy ratio. A value
+    chosen for the largest value, named in the header; no unit when no entry has an
+    energy), SNN/CNN energy ratio. A value
     a model entry does not have (no ``efficiency`` block: old runs, the baseline) is '-'.
     """
     energies = [float(m["efficiency"]["energy_pj"]) for m in results["models"]
                 if isinstance(m.get("efficiency"), dict) and m["efficiency"].get("energy_pj") is not None]
     unit, div = energy_unit(energies)
     header = ["network", "test accuracy (%)", "balanced accuracy (%)", "macro-F1 (%)", "parameters",
-              "training time (s)", "MACs or SynOps / inference", f"energy / inference ({unit})", "energy vs CNN"]
+              "training time (s)", "MACs or SynOps / inference",
+              f"energy / inference ({unit})" if energies else "energy / inference", "energy vs CNN"]
     rows = []
     for m in results["models"]:
         t = m.get("test") or {}
@@ -300,10 +148,10 @@ def _section_classes(inp: _Inputs, out: Path) -> Section:
                             f"of the whole dataset are unknown. Kept classes: {', '.join(inp.classes)}."))
     try:
         counts = _read_manifest(inp.shards).get("class_counts")
-    except (OSError, ValueError) as e:
+    except (OSError, ValueError, AttributeError) as e:
         return sec.add(Note(f"Skipped: cannot read the shards' manifest.json ({e})."))
-    if not counts:
-        return sec.add(Note("Skipped: the shards' manifest.json has no class_counts."))
+    if not counts or not isinstance(counts, dict) or not all(_is_num(v) for v in counts.values()):
+        return sec.add(Note("Skipped: the shards' manifest.json has no class_counts (counts per class)."))
     p = fg.class_frequencies(counts, inp.classes, out / "class_frequencies.png")
     total = sum(counts.values())
     kept = sum(v for k, v in counts.items() if k in set(inp.classes))
@@ -334,10 +182,13 @@ def _section_curves(inp: _Inputs, out: Path) -> Section:
                 continue
             f = inp.model_file(m)
             ck = inp.checkpoint(f)
-            if ck is None or not ck.get("history"):
+            if not isinstance(ck, dict) or not ck.get("history"):
                 notes.append(f"{m['name']}: no history ({f.name} missing or without one).")
                 continue
-            hists[str(m["name"])] = _history_rows(ck["history"], zero_based=False)
+            try:
+                hists[str(m["name"])] = _history_rows(ck["history"], zero_based=False)
+            except (ValueError, KeyError, TypeError) as e:
+                notes.append(f"{m['name']}: the history in {f.name} could not be read ({e}).")
     if any(hists.values()):
         p = fg.training_curves(hists, out / "training_curves.png")
         what = ("history_*.json of the run" if inp.kind == "run" else
@@ -419,9 +270,15 @@ def _section_activity(inp: _Inputs, out: Path) -> Section | None:
                 if not hasattr(model, "trace"):
                     sec.add(Note(f"{name}: this version of SpikingCNN1d has no trace(); no raster or traces."))
                 else:
-                    x = torch.as_tensor(prep.X["test"][:1])
-                    with torch.no_grad():
-                        trace = model.trace(x)
+                    from ..evaluation.evaluate import EVAL_BATCH, EVAL_SEED
+
+                    # The first test batch with the evaluation's seed: a rate code then draws exactly
+                    # the input spikes the scored prediction of this sample saw.
+                    x = torch.as_tensor(prep.X["test"][:EVAL_BATCH])
+                    with torch.no_grad(), torch.random.fork_rng(devices=[]):
+                        torch.manual_seed(EVAL_SEED)
+                        full = model.trace(x)
+                    trace = {k: {kk: t[:, :1] for kk, t in v.items()} for k, v in full.items()}
                     _trace_figures(sec, name, model, meta, trace, prep, out)
         r = _rates(m, model, trace, num_steps, inp.results["dataset"].get("n_features"))
         if r is not None:
@@ -461,7 +318,9 @@ def _trace_figures(sec: Section, name: str, model, meta: dict, trace: dict, prep
                            output_labels=labels, title=f"{name}: membrane potential, {about}")
     sec.add(Image(p, f"{name}: membrane potential of {TRACE_NEURONS} neurons of each LIF layer for the same sample, "
                      "spread from the most to the least active neuron that spiked (output layer: the most active "
-                     f"outputs, labelled by class); circles mark spikes, the dashed line is the threshold ({thr:g})."))
+                     f"outputs, labelled by class); circles mark spikes, the dashed line is the threshold ({thr:g}). "
+                     "snnTorch subtracts the threshold at the step after a spike, so a neuron whose input "
+                     "exceeds the threshold at every step fires at every step while its potential keeps rising."))
 
 
 def _tensor(x):
@@ -472,7 +331,8 @@ def _tensor(x):
 
 def _section_tradeoff(inp: _Inputs, out: Path) -> Section:
     sec = Section("Accuracy vs time steps and energy (search trials)")
-    trials = [t for t in inp.trials or [] if isinstance(t, dict) and t.get("best_val_balanced_accuracy") is not None]
+    trials = [t for t in inp.trials or [] if isinstance(t, dict) and t.get("best_val_balanced_accuracy") is not None
+              and math.isfinite(t["best_val_balanced_accuracy"])]
     if not trials:
         return sec.add(Note("No trial reported a validation balanced accuracy."))
     acc = [float(t["best_val_balanced_accuracy"]) for t in trials]
@@ -532,11 +392,11 @@ def _intro(inp: _Inputs) -> tuple[str, list[str]]:
     lines = []
     if inp.kind == "run":
         title = f"Run report: {name}"
-        lines.append(f"Run folder: {inp.root}")
+        lines.append(f"Run folder: {inp.source}")
     else:
         e = inp.experiment or {}
         title = f"Experiment report: {e.get('experiment') or name}"
-        lines.append(f"Experiment folder: {inp.root}. {e.get('description') or ''}".rstrip())
+        lines.append(f"Experiment folder: {inp.source}. {e.get('description') or ''}".rstrip())
         s = r.get("search") or {}
         facts = [f"budget {(e.get('budget') or {}).get('name')}" if (e.get("budget") or {}).get("name") else None,
                  f"seed {e['seed']}" if e.get("seed") is not None else None,
@@ -555,11 +415,130 @@ def _intro(inp: _Inputs) -> tuple[str, list[str]]:
 
 
 # --------------------------------------------------------------------------- entry point
-def _clear_old(out: Path) -> None:
-    """Remove the PNGs of a previous report in ``out`` (only when ``out`` holds a report.md)."""
-    if (out / "report.md").is_file():
-        for p in out.glob("*.png"):
-            p.unlink()
+REPORT_PAGES = ("report.md", "report.html")
+_IMAGE_REF = re.compile(r"!\[[^\]]*\]\(([^)\s]+)\)")
+
+
+def _report_pngs(md: str) -> set[str]:
+    """The PNGs a report.md refers to that are its own (plain file names beside it).
+
+    Only these are removed when a new report replaces it: any other file in the folder,
+    a user's own PNG included, is left alone.
+    """
+    return {ref for ref in _IMAGE_REF.findall(md)
+            if ref.endswith(".png") and "/" not in ref and "\\" not in ref and ref not in (".", "..")}
+
+
+def _install_order(names: list[str]) -> list[str]:
+    """Figures first, the pages last: an old report.md never points at a figure that is not there yet."""
+    return sorted(names, key=lambda n: (n in REPORT_PAGES, n))
+
+
+def _out_label(out_dir: str | Path | None, out: Path | str) -> str:
+    return f"--out {out_dir}" if out_dir is not None else f"the report folder {out}"
+
+
+def _check_local_out(out: Path, label: str) -> None:
+    """``out`` is, or can become, a folder: neither it nor a folder above it is a file."""
+    for p in (out, *out.parents):
+        if p.exists():
+            if not p.is_dir():
+                raise ReportError(f"{label} is a file, not a folder" if p == out else
+                                  f"{label}: {p} is a file, not a folder")
+            return
+
+
+def _move(src: Path, dst: Path) -> None:
+    try:
+        os.replace(src, dst)
+    except OSError as e:
+        if e.errno != errno.EXDEV:  # the output folder is another mount: copy instead
+            raise
+        shutil.copy2(src, dst)
+        src.unlink()
+
+
+def _render(inp: _Inputs, out: Path) -> Path:
+    """Draw every figure and write report.md / report.html into the (empty) folder ``out``."""
+    try:
+        sections = [_section_classes(inp, out), _section_curves(inp, out), _section_confusion(inp, out)]
+        act = _section_activity(inp, out)
+        if act is not None:
+            sections.append(act)
+        if inp.kind == "experiment":
+            sections.append(_section_tradeoff(inp, out))
+        sections.append(_section_summary(inp))
+        title, intro = _intro(inp)
+        _, page = write_report(title, intro, sections, out)
+    except (KeyError, TypeError, AttributeError, IndexError) as e:
+        # a structure the checks of the JSON files let through: one line, not a traceback
+        raise ReportError(f"{inp.source}: unexpected content in the saved files ({type(e).__name__}: {e})") from None
+    return page
+
+
+def _write_local(inp: _Inputs, out: Path, label: str) -> Path:
+    """Build the report in a temporary folder beside ``out``, then move its files into ``out``.
+
+    Only when every figure and both pages were written are the files moved in; the PNGs
+    of the previous report in ``out`` that the new one does not have are then removed.
+    On any failure ``out`` is left as it was and the temporary folder is removed.
+    """
+    _check_local_out(out, label)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        stage = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    except OSError as e:
+        raise ReportError(f"{label}: cannot create the folder ({e.strerror or e})") from None
+    try:
+        page = _render(inp, stage)
+        old_md = out / "report.md"
+        old = _report_pngs(old_md.read_text(errors="replace")) if old_md.is_file() else set()
+        try:
+            out.mkdir(exist_ok=True)
+        except OSError as e:
+            raise ReportError(f"{label}: cannot create the folder ({e.strerror or e})") from None
+        new = [f.name for f in stage.iterdir()]
+        for name in _install_order(new):
+            _move(stage / name, out / name)
+        for name in old - set(new):
+            (out / name).unlink(missing_ok=True)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+    return out / page.name
+
+
+def _storage_out(out_dir: str):
+    """``(filesystem, path)`` of a URI ``--out``; ReportError when it is malformed or a file."""
+    from ..search import storage as st
+
+    try:
+        fs, path = st.resolve_storage(out_dir)
+        is_file = st.is_file(fs, path)
+    except Exception as e:  # StorageError, or the storage is unreachable
+        raise ReportError(f"--out {out_dir}: {e}") from None
+    if is_file:
+        raise ReportError(f"--out {out_dir} is a file, not a folder")
+    return fs, path
+
+
+def _upload(src: Path, fs, dest: str, page: str) -> str:
+    """Copy the finished report in ``src`` to ``dest`` on ``fs`` (figures first, pages last), then remove
+    the PNGs of the report that was there before and that the new one does not have; returns the page's URI."""
+    from ..search import storage as st
+
+    where = st.to_uri(fs, dest)
+    try:
+        old_md = st.join(fs, dest, "report.md")
+        old = _report_pngs(st.read_text(fs, old_md)) if st.is_file(fs, old_md) else set()
+        new = [f.name for f in src.iterdir() if f.is_file()]
+        for name in _install_order(new):
+            st.write_bytes(fs, st.join(fs, dest, name), (src / name).read_bytes())
+        for name in sorted(old - set(new)):
+            if st.is_file(fs, st.join(fs, dest, name)):
+                fs.delete_file(st.join(fs, dest, name))
+    except Exception as e:
+        raise ReportError(f"cannot upload the report to {where}: {type(e).__name__}: {e}") from None
+    return st.to_uri(fs, st.join(fs, dest, page))
 
 
 def build_report(target: str | Path, out_dir: str | Path | None = None) -> Path | str:
@@ -571,35 +550,36 @@ def build_report(target: str | Path, out_dir: str | Path | None = None) -> Path 
             a local path or an ``s3://bucket/prefix/experiment`` URI (read with the
             credentials of ``spiking.search.storage``).
         out_dir: where ``report.md``, ``report.html`` and the PNGs go; default
-            ``<target>/report/`` (for an S3 target, uploaded there).
+            ``<target>/report/`` (for an S3 target, uploaded there). A local folder, or a
+            storage URI (``s3://...``, ``file://...``) the finished report is uploaded to.
+            The report is built in a temporary folder and moved into place only once it is
+            complete; of a previous report there, only the PNGs its report.md refers to are
+            replaced or removed.
 
     Returns:
         the path of ``report.html`` (``report.md`` and the PNGs are beside it); for a
-        report uploaded to S3, its URI (a ``str``).
+        report uploaded to storage, its URI (a ``str``).
 
     Raises:
         ReportError: the target does not exist, is neither a run nor an experiment
-            folder, or its results.json / trials.json are missing or malformed.
+            folder, or its results.json / config.json / experiment.json / trials.json
+            are missing or malformed; ``out_dir`` is empty, a file, or cannot be written.
     """
+    if out_dir is not None and not str(out_dir).strip():
+        raise ReportError("--out is empty: name the folder the report goes to")
     if "://" in str(target):
         return _build_remote(str(target), out_dir)
-    root = Path(target)
+    root = Path(os.path.abspath(target))  # "." is named by its real folder in messages and hints
     kind = _detect(root)
     inp = _Inputs(root, kind)
+    if out_dir is not None and "://" in str(out_dir):
+        fs, dest = _storage_out(str(out_dir))
+        with tempfile.TemporaryDirectory(prefix="spiking-report-") as tmp:
+            page = _write_local(inp, Path(tmp) / "report", f"--out {out_dir}")
+            return _upload(page.parent, fs, dest, page.name)
     # absolute: the figures are referenced relative to this folder, whatever the working directory
-    out = (Path(out_dir) if out_dir is not None else root / "report").resolve()
-    out.mkdir(parents=True, exist_ok=True)
-    _clear_old(out)
-    sections = [_section_classes(inp, out), _section_curves(inp, out), _section_confusion(inp, out)]
-    act = _section_activity(inp, out)
-    if act is not None:
-        sections.append(act)
-    if kind == "experiment":
-        sections.append(_section_tradeoff(inp, out))
-    sections.append(_section_summary(inp))
-    title, intro = _intro(inp)
-    _, page = write_report(title, intro, sections, out)
-    return page
+    out = Path(os.path.abspath(out_dir if out_dir is not None else root / "report"))
+    return _write_local(inp, out, _out_label(out_dir, out))
 
 
 def _build_remote(uri: str, out_dir: str | Path | None) -> Path | str:
@@ -613,19 +593,24 @@ def _build_remote(uri: str, out_dir: str | Path | None) -> Path | str:
         infos = fs.get_file_info(pafs.FileSelector(path, recursive=False, allow_not_found=True))
     except Exception as e:
         raise ReportError(f"cannot read {uri}: {e}") from None
+    remote_out = out_dir is None or "://" in str(out_dir)
+    if remote_out:  # checked before anything is copied down
+        dest_fs, dest = (fs, st.join(fs, path, "report")) if out_dir is None else _storage_out(str(out_dir))
     with tempfile.TemporaryDirectory(prefix="spiking-report-") as tmp:
-        local = Path(tmp) / (path.rstrip("/").rsplit("/", 1)[-1] or "target")
-        local.mkdir()
+        local = Path(tmp) / "target" / (path.rstrip("/").rsplit("/", 1)[-1] or "target")
+        local.mkdir(parents=True)
         for info in infos:
             if info.type == pafs.FileType.File and info.base_name.endswith((".json", ".pt", ".joblib")):
                 (local / info.base_name).write_bytes(st.read_bytes(fs, info.path))
-        if out_dir is not None and "://" not in str(out_dir):
-            return build_report(local, out_dir)
-        page = build_report(local, Path(tmp) / "report")
-        dest_fs, dest = (fs, st.join(fs, path, "report")) if out_dir is None else st.resolve_storage(str(out_dir))
-        for f in sorted((Path(tmp) / "report").iterdir()):
-            st.write_bytes(dest_fs, st.join(dest_fs, dest, f.name), f.read_bytes())
-        return st.to_uri(dest_fs, st.join(dest_fs, dest, page.name))
+        try:
+            inp = _Inputs(local, _detect(local), source=uri)
+        except ReportError as e:  # name the stored files, not their temporary copies
+            raise ReportError(str(e).replace(str(local), uri.rstrip("/"))) from None
+        if not remote_out:
+            out = Path(os.path.abspath(out_dir))
+            return _write_local(inp, out, _out_label(out_dir, out))
+        page = _write_local(inp, Path(tmp) / "report", _out_label(out_dir, st.to_uri(dest_fs, dest)))
+        return _upload(page.parent, dest_fs, dest, page.name)
 
 
-__all__ = ["build_report", "ReportError", "find_shards", "summary_table", "ops_cell", "energy_unit", "si"]
+__all__ = ["build_report", "ReportError", "summary_table", "ops_cell", "energy_unit", "si"]

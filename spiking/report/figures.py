@@ -16,7 +16,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-DPI = 110
+DPI = 140
 KEPT_COLOUR = "#1f77b4"
 DROPPED_COLOUR = "#c7c7c7"
 FRONT_COLOUR = "#d62728"
@@ -377,12 +377,14 @@ def accuracy_tradeoff(costs: Sequence[float], accuracies: Sequence[float], path:
         path: where the PNG goes.
         xlabel: x-axis label with its unit.
         title: figure title.
-        log_x: logarithmic x axis; None = when the costs span more than a factor 20.
+        log_x: logarithmic x axis; None = when the costs span more than a factor 20. Never
+            when a cost is 0 or negative: such a trial (and a Pareto point with it) could
+            not be drawn on a log axis, so the axis stays linear and every trial is shown.
         marks: label -> trial index to annotate (e.g. ``{"best": 3, "trade-off": 7}``).
         note: small text under the plot (the energy convention).
 
     Returns:
-        ``path`` as a ``Path``.
+        ``path`` as a ``Path``. The legend is outside the axes, so it hides no point.
 
     Raises:
         ValueError: empty input or lengths differ.
@@ -392,7 +394,7 @@ def accuracy_tradeoff(costs: Sequence[float], accuracies: Sequence[float], path:
     if len(c) == 0 or len(c) != len(a):
         raise ValueError(f"need equal, non-empty cost and accuracy lists, got {len(c)} and {len(a)}")
     front = pareto_front(list(zip(c, a)))
-    fig = _figure(6.5, 4.3)
+    fig = _figure(7.8, 4.3)
     ax = fig.add_subplot()
     ax.scatter(c, a, s=28, color=DROPPED_COLOUR, edgecolor="#555555", linewidth=0.5, label="trial", zorder=2)
     fc, fa = c[front], a[front]
@@ -402,16 +404,17 @@ def accuracy_tradeoff(costs: Sequence[float], accuracies: Sequence[float], path:
         if i is not None and 0 <= i < len(c):
             ax.annotate(label, (c[i], a[i]), xytext=(6, -12), textcoords="offset points", fontsize=8,
                         arrowprops={"arrowstyle": "-", "linewidth": 0.5})
-    positive = c[np.isfinite(c) & (c > 0)]
+    finite = c[np.isfinite(c)]
+    positive = finite[finite > 0]
     if log_x is None:
         log_x = len(positive) > 1 and positive.max() / positive.min() > 20
-    if log_x and len(positive):
+    if log_x and len(positive) and len(positive) == len(finite):  # a cost <= 0 has no place on a log axis
         ax.set_xscale("log")
     ax.set_xlabel(xlabel)
     ax.set_ylabel("best validation balanced accuracy (%)")
     ax.set_title(title, fontsize=10)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="lower right")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0)
     if note:
         fig.text(0.01, 0.005, note, fontsize=6, color="#444444", ha="left", va="bottom")
         fig.get_layout_engine().set(rect=(0, 0.04, 1, 0.96))

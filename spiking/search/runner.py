@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import hashlib
 import io
 import json
 import os
@@ -61,25 +60,14 @@ NORMALIZE_ROWS = 1000
 EXPERIMENT_FILE = "experiment.json"
 
 
+from ..preprocess.prepare import _fingerprint, split_fingerprint  # noqa: E402  (re-exported)
+
+
 class SearchError(ValueError):
     """A search that cannot start (or finish): a clear message, no traceback needed."""
 
 
 # --------------------------------------------------------------------------- data
-def _fingerprint(classes, features, ids: dict) -> str:
-    h = hashlib.sha256()
-    h.update(json.dumps({"classes": list(classes), "features": list(features)}).encode())
-    for part in ("train", "val", "test"):
-        h.update(part.encode())
-        h.update("\n".join(map(str, ids[part])).encode())
-    return h.hexdigest()
-
-
-def split_fingerprint(prep) -> str:
-    """sha256 of the split (sample ids per part, class names, features): equal only for the same split."""
-    return _fingerprint(prep.class_names, prep.feature_names, prep.ids)
-
-
 def _sibling_split_fingerprint(fs, path: str) -> str | None:
     """Fingerprint of the ``split.json`` next to a main-job ``cnn.pt`` (``spiking run``/``train``), if any."""
     parent = os.path.dirname(path) if st.is_local(fs) else path.rsplit("/", 1)[0]
@@ -105,7 +93,8 @@ def subset_train(prep, max_rows: int | None, seed: int):
     keep = np.sort(keep)
     X, y, ids = dict(prep.X), dict(prep.y), dict(prep.ids)
     X["train"], y["train"], ids["train"] = prep.X["train"][keep], prep.y["train"][keep], prep.ids["train"][keep]
-    info = {**prep.split_info, "train_rows_used": int(max_rows)}
+    # the split is unchanged (train rows only dropped): networks keep the full split's fingerprint
+    info = {**prep.split_info, "train_rows_used": int(max_rows), "split_sha256": split_fingerprint(prep)}
     return dataclasses.replace(prep, X=X, y=y, ids=ids, split_info=info)
 
 

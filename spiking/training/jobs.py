@@ -18,6 +18,7 @@ from ..models.cnn import CNN1d, CNNArch, preset
 from ..models.conversion import activation_scales, normalize_weights
 from ..models.encoding import DELTA_THRESHOLD
 from ..models.snn import SpikingCNN1d, transfer_weights
+from ..preprocess.prepare import split_fingerprint
 from .loop import History, train
 from .objectives import CNNObjective, SpikeCountObjective
 
@@ -43,7 +44,8 @@ def train_cnn(prep, cfg, run_dir: str | Path, epoch_callback=None) -> tuple[CNN1
     model = CNN1d(L, arch, C)
     hist = train(model, CNNObjective(), prep.X["train"], prep.y["train"], prep.X["val"], prep.y["val"],
                  cfg.cnn.train, checkpoint_path=run_dir / "cnn.best.pt", desc="CNN", epoch_callback=epoch_callback)
-    _save(run_dir, "cnn", model, {"kind": "cnn", "arch": arch.as_dict(), "L": L, "n_classes": C}, hist)
+    _save(run_dir, "cnn", model, {"kind": "cnn", "arch": arch.as_dict(), "L": L, "n_classes": C,
+                                  "split_sha256": split_fingerprint(prep)}, hist)
     (run_dir / "cnn.best.pt").unlink(missing_ok=True)
     return model, hist
 
@@ -95,6 +97,7 @@ def train_snn(prep, cfg, run_dir: str | Path, cnn: CNN1d | None = None, epoch_ca
     meta = {"kind": "snn", "arch": arch.as_dict(), "L": L, "n_classes": C, "population": s.population,
             "neuron": s.neuron, "beta": s.beta, "num_steps": s.num_steps, "loss": s.resolved_loss(),
             "mode": s.mode, "encoding": encoding, "delta_threshold": s.delta_threshold, "transferred": copied,
+            "split_sha256": split_fingerprint(prep),
             "normalization": {"scales": scales, "percentile": s.percentile} if scales else None}
     _save(run_dir, name, model, meta, hist)
     (run_dir / f"{name}.best.pt").unlink(missing_ok=True)
@@ -122,6 +125,21 @@ def model_from_checkpoint(ckpt: dict):
 
 
 def load_model(path: str | Path, device: str = "cpu"):
-    """Rebuild a saved network from ``cnn.pt`` or ``snn*.pt``; returns ``(model, meta)``."""
-    ckpt = torch.load(path, map_location=device, weights_only=False)
-    return model_from_checkpoint(ckpt), ckpt
+    """Rebuild a saved network from ``cnn.pt`` or ``snn*.pt``; returns ``(model, meta)``.
+
+    Raises:
+        ValueError: the file cannot be read as a saved network (message names the file).
+        OSError: the file cannot be opened.
+    """
+    try:
+        ckpt = torch.load(path, map_location=device, weights_only=False)
+    except OSError:
+        raise
+    except Exception as e:  # truncated zip, pickle garbage, empty file...
+        raise ValueError(f"{path}: not a saved network ({type(e).__name__}: {e})") from None
+    if not isinstance(ckpt, dict) or ckpt.get("kind") not in ("cnn", "snn"):
+        raise ValueError(f"{path}: not a saved network (no 'kind' cnn/snn in it)")
+    try:
+        return model_from_checkpoint(ckpt), ckpt
+    except (KeyError, TypeError, ValueError, RuntimeError) as e:
+        raise ValueError(f"{path}: cannot rebuild the network ({type(e).__name__}: {e})") from None

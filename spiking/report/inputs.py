@@ -1,0 +1,304 @@
+"""Read and check what a run or an experiment folder holds, for the report.
+
+A **run folder** (``spiking run`` / ``train`` + ``evaluate``) holds ``config.json`` and
+``results.json``, plus ``history_*.json``, the saved networks ``<name>.pt`` and the
+split (``split.json``, ``preprocessor.joblib``). An **experiment folder** (``spiking
+tune``) holds ``experiment.json``, ``results.json`` and ``trials.json``, plus
+``best_model.pt`` (and ``tradeoff_model.pt`` for SNNs), whose checkpoints carry the
+training history. Every JSON file is checked up front: a malformed one is a
+:class:`ReportError` naming the file and the field.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from ..ingest.shards import locate_shards
+
+
+class ReportError(ValueError):
+    """The target cannot be reported on (not a run or experiment folder, results missing or
+    unreadable). The CLI prints it as one line and exits with code 2."""
+
+
+# --------------------------------------------------------------------------- inputs
+def _read_json(path: Path, what: str) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except ValueError as e:  # JSONDecodeError, and UnicodeDecodeError for a binary file
+        raise ReportError(f"{path} is not valid JSON ({what}): {e}") from None
+
+
+def _detect(root: Path) -> str:
+    """``"run"`` or ``"experiment"``; raises ReportError with what is missing."""
+    if not root.exists():
+        raise ReportError(f"{root} does not exist")
+    if not root.is_dir():
+        raise ReportError(f"{root} is not a folder (expected a run folder or an experiment folder)")
+    if (root / "experiment.json").is_file():
+        missing = [f for f in ("results.json", "trials.json") if not (root / f).is_file()]
+        if missing:
+            raise ReportError(f"experiment folder {root} has no {' or '.join(missing)}: the search has not "
+                              "finished (run `spiking tune` to the end, or with --resume)")
+        return "experiment"
+    if (root / "config.json").is_file():
+        if not (root / "results.json").is_file():
+            raise ReportError(f"run folder {root} has no results.json: evaluate it first "
+                              f"(`spiking evaluate --runs-dir {root.parent} --run-name {root.name}`)")
+        return "run"
+    raise ReportError(f"{root} is neither a run folder (config.json + results.json) nor an experiment folder "
+                      "(experiment.json + results.json + trials.json)")
+
+
+def _is_num(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _kind(v: Any) -> str:
+    if _is_num(v):
+        return f"the number {v!r}"
+    if isinstance(v, str):
+        return f"the string {v[:40]!r}" + ("..." if len(v) > 40 else "")
+    return {dict: "an object", list: "a list", bool: f"the boolean {str(v).lower()}",
+            type(None): "null"}.get(type(v), type(v).__name__)
+
+
+class _Shape:
+    """Checks the structure of one JSON file; every failure is a ReportError naming the file and the field."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def fail(self, where: str, what: str):
+        raise ReportError(f"{self.path}: {where} {what}" if where else f"{self.path}: {what}")
+
+    def obj(self, v: Any, where: str, optional: bool = True) -> dict:
+        """``v`` as a dict (``{}`` for an optional null/absent value)."""
+        if v is None and optional:
+            return {}
+        if not isinstance(v, dict):
+            self.fail(where, f"must be a JSON object, not {_kind(v)}" if where else
+                      f"must hold a JSON object, not {_kind(v)}")
+        return v
+
+    def arr(self, v: Any, where: str, optional: bool = True) -> list:
+        if v is None and optional:
+            return []
+        if not isinstance(v, list):
+            self.fail(where, f"must be a list, not {_kind(v)}")
+        return v
+
+    def num(self, d: dict, key: str, where: str, minimum: float | None = None) -> None:
+        """``d[key]`` is absent, null or a number (>= ``minimum``)."""
+        v = d.get(key)
+        if v is None:
+            return
+        w = f"{where}.{key}" if where else key
+        if not _is_num(v):
+            self.fail(w, f"must be a number, not {_kind(v)}")
+        if minimum is not None and not v >= minimum:  # NaN fails too
+            self.fail(w, f"must be >= {minimum:g}, not {v!r}")
+
+    def text(self, d: dict, key: str, where: str) -> None:
+        v = d.get(key)
+        if v is not None and not isinstance(v, str):
+            self.fail(f"{where}.{key}" if where else key, f"must be a string, not {_kind(v)}")
+
+
+def _check_matrix(c: _Shape, cm: Any, where: str, n: int) -> None:
+    ok = (isinstance(cm, list) and len(cm) == n
+          and all(isinstance(r, list) and len(r) == n and all(_is_num(v) and v >= 0 for v in r) for r in cm))
+    if not ok:
+        got = _kind(cm) if not isinstance(cm, list) else f"a list of {len(cm)} rows"
+        c.fail(where, f"must be a {n} x {n} matrix of counts (a row and a column per class of dataset.classes), "
+                      f"not {got}" + (" with other lengths or values" if isinstance(cm, list) and len(cm) == n else ""))
+
+
+def _check_results(results: Any, path: Path) -> dict:
+    c = _Shape(path)
+    if not isinstance(results, dict) or not isinstance(results.get("models"), list) or not results["models"]:
+        raise ReportError(f"{path} holds no model results (a 'models' list is expected)")
+    d = c.obj(results.get("dataset"), "dataset")
+    classes = d.get("classes")
+    if not isinstance(classes, list) or not classes:
+        raise ReportError(f"{path} lacks dataset.classes")
+    if not all(isinstance(x, str) or _is_num(x) for x in classes):
+        c.fail("dataset.classes", "must be a list of class names")
+    c.num(d, "n_features", "dataset", minimum=1)
+    c.text(d, "shards", "dataset")
+    split = c.obj(results.get("split"), "split")
+    c.obj(split.get("sizes"), "split.sizes")
+    counts = c.obj(split.get("test_class_counts"), "split.test_class_counts")
+    for k in counts:
+        c.num(counts, k, "split.test_class_counts", minimum=0)
+    search = c.obj(results.get("search"), "search")
+    for k in ("best", "tradeoff"):
+        c.obj(search.get(k), f"search.{k}")
+    c.obj(results.get("run"), "run")
+    for i, m in enumerate(results["models"]):
+        if not isinstance(m, dict) or "name" not in m or "test" not in m:
+            raise ReportError(f"{path}: a model entry lacks 'name' or 'test'")
+        if not isinstance(m["name"], str) or not m["name"]:
+            c.fail(f"models[{i}].name", f"must be a non-empty string, not {_kind(m['name'])}")
+        w = f"models[{i}] ({m['name']})"
+        t = c.obj(m["test"], f"{w}.test", optional=False)
+        for k in ("accuracy", "balanced_accuracy", "macro_f1"):
+            c.num(t, k, f"{w}.test")
+        if t.get("confusion_matrix") is not None:
+            _check_matrix(c, t["confusion_matrix"], f"{w}.test.confusion_matrix", len(classes))
+        c.num(m, "parameters", w, minimum=0)
+        c.num(m, "train_seconds", w, minimum=0)
+        eff = c.obj(m.get("efficiency"), f"{w}.efficiency")
+        for k in ("energy_pj", "macs", "synops", "input_spikes", "energy_ratio_vs_cnn"):
+            c.num(eff, k, f"{w}.efficiency", minimum=0)
+        c.num(eff, "num_steps", f"{w}.efficiency", minimum=1)
+        c.text(eff, "encoding", f"{w}.efficiency")
+        c.text(eff, "convention", f"{w}.efficiency")
+        for j, n in enumerate(c.arr(eff.get("neurons"), f"{w}.efficiency.neurons")):
+            wn = f"{w}.efficiency.neurons[{j}]"
+            n = c.obj(n, wn, optional=False)
+            for k in ("layer", "firing_rate"):
+                if n.get(k) is None:
+                    c.fail(wn, f"lacks '{k}'")
+            c.num(n, "firing_rate", wn, minimum=0)
+        s = c.obj(m.get("snn"), f"{w}.snn")
+        c.num(s, "num_steps", f"{w}.snn", minimum=1)
+        c.num(s, "population", f"{w}.snn", minimum=1)
+        c.num(s, "delta_threshold", f"{w}.snn", minimum=0)
+        c.text(s, "encoding", f"{w}.snn")
+        spikes = c.obj(m.get("mean_spikes_per_sample"), f"{w}.mean_spikes_per_sample")
+        for k in spikes:
+            c.num(spikes, k, f"{w}.mean_spikes_per_sample", minimum=0)
+    return results
+
+
+def _check_config(cfg: Any, path: Path) -> dict:
+    c = _Shape(path)
+    cfg = c.obj(cfg, "", optional=False)
+    data = c.obj(cfg.get("data"), "data")
+    c.text(data, "shards", "data")
+    c.obj(cfg.get("cnn"), "cnn")
+    return cfg
+
+
+def _check_experiment(exp: Any, path: Path) -> dict:
+    c = _Shape(path)
+    exp = c.obj(exp, "", optional=False)
+    c.text(exp, "shards", "")
+    c.text(exp, "split_sha256", "")
+    c.obj(exp.get("budget"), "budget")
+    spec = c.obj(exp.get("spec"), "spec")
+    c.obj(spec.get("data"), "spec.data")
+    return exp
+
+
+def _check_trials(trials: Any, path: Path) -> list:
+    c = _Shape(path)
+    if not isinstance(trials, list):
+        raise ReportError(f"{path} is not a list of trials")
+    for i, t in enumerate(trials):
+        w = f"trials[{i}]"
+        t = c.obj(t, w, optional=False)
+        c.num(t, "best_val_balanced_accuracy", w)
+        cfg = c.obj(t.get("config"), f"{w}.config")
+        c.num(cfg, "num_steps", f"{w}.config", minimum=0)
+        eff = c.obj(t.get("efficiency"), f"{w}.efficiency")
+        c.num(eff, "energy_pj", f"{w}.efficiency", minimum=0)
+    return trials
+
+
+def _read_manifest(shards: str) -> dict:
+    if "://" in shards:
+        import pyarrow.fs as pafs
+
+        fs, base = pafs.FileSystem.from_uri(shards)
+        with fs.open_input_stream(base.rstrip("/") + "/manifest.json") as fh:
+            return json.loads(fh.read().decode("utf-8"))
+    return json.loads((Path(shards) / "manifest.json").read_text())
+
+
+class _Inputs:
+    """Everything read from the target folder (lazily for the data)."""
+
+    def __init__(self, root: Path, kind: str, source: str | None = None):
+        self.root, self.kind = root, kind
+        self.source = source or str(root)  # what the report calls the folder (the URI of a copied-down one)
+        self.results = _check_results(_read_json(root / "results.json", "results"), root / "results.json")
+        self.classes: list[str] = [str(c) for c in self.results["dataset"]["classes"]]
+        self.config = self.experiment = self.trials = None
+        if kind == "run":
+            self.config = _check_config(_read_json(root / "config.json", "run settings"), root / "config.json")
+        else:
+            self.experiment = _check_experiment(_read_json(root / "experiment.json", "experiment"),
+                                                root / "experiment.json")
+            self.trials = _check_trials(_read_json(root / "trials.json", "trials"), root / "trials.json")
+        if kind == "run":
+            named = (self.config.get("data") or {}).get("shards") or self.results["dataset"].get("shards")
+        else:
+            named = (self.experiment or {}).get("shards") or self.results["dataset"].get("shards")
+        self.shards_named = named
+        self.shards = locate_shards(named, root)
+        self._prep = None
+        self._prep_error: str | None = None
+        self._ckpts: dict[Path, dict | None] = {}
+
+    def model_file(self, entry: dict) -> Path:
+        """The saved network of a results.json model entry."""
+        name = str(entry["name"])
+        if self.kind == "experiment":
+            role = name.rsplit(":", 1)[-1]
+            return self.root / f"{role}_model.pt"
+        return self.root / f"{name}.pt"
+
+    def checkpoint(self, path: Path) -> dict | None:
+        if path not in self._ckpts:
+            import torch
+
+            try:
+                self._ckpts[path] = torch.load(path, map_location="cpu", weights_only=False) if path.is_file() else None
+            except Exception:  # an unreadable checkpoint is reported as missing
+                self._ckpts[path] = None
+        return self._ckpts[path]
+
+    def prepared(self):
+        """The run's prepared data (saved split and scaling re-applied), or None with ``prep_error`` set."""
+        if self._prep is not None or self._prep_error is not None:
+            return self._prep
+        if self.shards is None:
+            self._prep_error = f"the shards ({self.shards_named}) are not there any more"
+            return None
+        try:
+            from ..ingest import load_dataset
+
+            ds = load_dataset(self.shards)
+            if self.kind == "run":
+                from ..preprocess.prepare import load_prepared
+
+                if not (self.root / "split.json").is_file() or not (self.root / "preprocessor.joblib").is_file():
+                    self._prep_error = "the run's split.json / preprocessor.joblib are missing"
+                    return None
+                self._prep = load_prepared(ds, self.root)
+            else:
+                from ..preprocess.prepare import prepare
+                from ..search.runner import split_fingerprint
+
+                d = ((self.experiment or {}).get("spec") or {}).get("data")
+                if not d:
+                    self._prep_error = "experiment.json does not record the data settings"
+                    return None
+                prep = prepare(ds, top_k=int(d["top_k"]), fractions=tuple(d["fractions"]), seed=int(d["seed"]),
+                               log2=bool(d["log2"]), zscore=str(d["zscore"]))
+                want = (self.experiment or {}).get("split_sha256")
+                if want and split_fingerprint(prep) != want:
+                    self._prep_error = "re-preparing the data gave another split than the experiment's"
+                    return None
+                self._prep = prep
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            self._prep_error = f"the data could not be re-prepared: {e}"
+        return self._prep
+
+    @property
+    def prep_error(self) -> str | None:
+        return self._prep_error
