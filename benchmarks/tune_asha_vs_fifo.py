@@ -179,7 +179,7 @@ def main(argv=None) -> int:
 
     load_dataset(args.shards)
     if not ray.is_initialized() and not os.environ.get("RAY_ADDRESS"):  # the first start of Ray is the slowest
-        ray.init(num_cpus=args.ray_cpus, include_dashboard=False, log_to_driver=False)
+        ray.init(address="local", num_cpus=args.ray_cpus, include_dashboard=False, log_to_driver=False)
         ray.shutdown()
 
     parent = Path(args.storage) if args.storage else Path(tempfile.mkdtemp(prefix="tune-asha-vs-fifo-"))

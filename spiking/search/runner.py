@@ -203,7 +203,8 @@ def _ray_init(ray_num_cpus: int | None) -> bool:
     if address:
         ray.init(address=address, log_to_driver=False)
     else:
-        ray.init(num_cpus=ray_num_cpus, include_dashboard=False, log_to_driver=False)
+        # address="local": always a new embedded instance, never one started by `ray start` on this machine
+        ray.init(address="local", num_cpus=ray_num_cpus, include_dashboard=False, log_to_driver=False)
     return True
 
 
