@@ -5,23 +5,58 @@ PY     := $(VENV)/bin/python
 DATA   ?= ../shared/data/tcga-mirna
 RUN    ?= demo
 STAMP  := $(VENV)/.installed
+# The TensorFlow/NengoDL environment (make install-nengo); the same pins as the Dockerfile's `nengo` target.
+NENGO_VENV  ?= .venv-nengo
+NENGO_STAMP := $(NENGO_VENV)/.installed
+NENGO_PINS  := tensorflow==2.12.1 nengo==3.2.0 nengo-dl==3.6.0 "numpy<1.25"
 
 .DEFAULT_GOAL := help
 EXP    ?= cnn_search
 BUDGET ?= smoke
+# Extra `spiking tune` options, e.g. ARGS=--resume or ARGS=--overwrite.
+ARGS   ?=
+
+# ---- Kubernetes (make deploy, make submit K8S=1): every object lives in this namespace.
+NAMESPACE := spiking
+# metadata.name of the RayCluster in raycluster.yaml (its head Service is $(CLUSTER)-head-svc).
+CLUSTER   := spiking
+# The bucket k8s/minio-bucket-job.yaml creates; a pod cannot reach this machine's folders,
+# so on the cluster the searches and their shards live in object storage.
+BUCKET    ?= spiking
+ifeq ($(K8S),1)
+STORAGE ?= s3://$(BUCKET)/tune
+SHARDS  ?= s3://$(BUCKET)/shards/tcga-mirna-rpm
+endif
+# GPU fraction per trial on the cluster (the experiment files ask for none: they were made on CPUs).
+GPUS_PER_TRIAL ?= 0.25
+# The RayJob's name: one per experiment (e.g. spiking-snn-pt1); pass RAYJOB=... to run one again.
+RAYJOB ?= spiking-$(subst _,-,$(EXP))
+# The image: IMAGE and TAG default to the two halves of the one value in raycluster.yaml (its `&image` anchor).
+IMAGE_REF := $(shell sed -n 's/^[[:space:]]*image:[[:space:]]*&image[[:space:]]\{1,\}\([^[:space:]]*\).*$$/\1/p' raycluster.yaml)
+IMAGE  ?= $(shell echo '$(IMAGE_REF)' | sed 's/:[^:/]*$$//')
+TAG    ?= $(shell echo '$(IMAGE_REF)' | sed -n 's/^.*:\([^:/]*\)$$/\1/p')
+PLATFORM ?= linux/amd64
+VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
+# raycluster.yaml with the anchor's value replaced by IMAGE:TAG.
+RENDER_RAYCLUSTER = sed 's|\(image:[[:space:]]*\)&image[[:space:]].*$$|\1\&image $(IMAGE):$(TAG)|' raycluster.yaml
+# k8s/rayjob.yaml with its __PLACEHOLDERS__ filled in.
+RENDER_RAYJOB = sed -e 's|__NAME__|$(RAYJOB)|g' -e 's|__IMAGE__|$(IMAGE):$(TAG)|g' \
+	-e 's|__EXP__|$(EXP)|g' -e 's|__BUDGET__|$(BUDGET)|g' -e 's|__STORAGE__|$(STORAGE)|g' \
+	-e 's|__SHARDS__|$(SHARDS)|g' -e 's|__GPUS__|$(GPUS_PER_TRIAL)|g' -e 's|__ARGS__|$(ARGS)|g' k8s/rayjob.yaml
+
 STORAGE ?= runs/tune
 SHARDS ?= data/shards/tcga-mirna-rpm
 # Local paths are made absolute: a Ray job runs in a copy of the repository.
 uri = $(if $(findstring ://,$(1)),$(1),$(abspath $(1)))
-TUNE_ARGS = $(EXP) --budget $(BUDGET) --storage $(call uri,$(STORAGE)) --shards $(call uri,$(SHARDS))
+TUNE_ARGS = $(EXP) --budget $(BUDGET) --storage $(call uri,$(STORAGE)) --shards $(call uri,$(SHARDS))$(if $(ARGS), $(ARGS))
 RAY_PORT ?= 6379
 # What workers need of the repository when a job is shipped to a Ray cluster.
 RUNTIME_ENV := {"working_dir": ".", "excludes": [".venv", ".venv-nengo", "data", "runs", ".git"]}
 
-.PHONY: help install demo test tune submit ray-up ray-down clean
+.PHONY: help install install-nengo demo test tune submit image push deploy dashboard logs ray-up ray-down clean
 
 help: ## list the targets
-	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +68,16 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP) ## make .venv and install the package with its test extras
 
+$(NENGO_STAMP):
+	$(PYTHON) -m venv $(NENGO_VENV)
+	$(NENGO_VENV)/bin/python -m pip install --upgrade pip
+	# Only the Keras/NengoDL stack: the package's own pins (numpy 2.4, pandas 3.1,
+	# scikit-learn 1.9) cannot be installed beside numpy<1.25, with or without torch.
+	$(NENGO_VENV)/bin/python -m pip install $(NENGO_PINS)
+	touch $(NENGO_STAMP)
+
+install-nengo: $(NENGO_STAMP) ## make .venv-nengo: TensorFlow 2.12.1, Keras, Nengo 3.2.0, NengoDL 3.6.0 (not the package)
+
 demo: $(STAMP) ## install if needed, then run the main job on the shared TCGA miRNA data
 	$(VENV)/bin/spiking run --data-dir $(DATA) --run-name $(RUN)
 
@@ -42,12 +87,41 @@ test: $(STAMP) ## run the test suite (exit code 5, no tests collected, counts as
 tune: $(STAMP) ## run a Ray Tune experiment locally: make tune EXP=cnn_search BUDGET=smoke
 	$(VENV)/bin/spiking tune $(TUNE_ARGS)
 
-submit: $(STAMP) ## run EXP as a Ray job on the cluster at RAY_ADDRESS, or on an embedded local Ray without it
-ifdef RAY_ADDRESS
+submit: $(if $(filter 1,$(K8S)),,$(STAMP)) ## run EXP as a Ray job: RAY_ADDRESS's cluster, else local; K8S=1: a RayJob on the Kubernetes cluster
+ifeq ($(K8S),1)
+	$(if $(findstring ://,$(STORAGE)),,$(error K8S=1 needs an object-store STORAGE (s3://...), not $(STORAGE)))
+	$(if $(findstring ://,$(SHARDS)),,$(error K8S=1 needs SHARDS in object storage (s3://...), not $(SHARDS)))
+	$(RENDER_RAYJOB) | kubectl create -f -
+	@echo "RayJob $(RAYJOB) created: make logs EXP=$(EXP) follows it, make dashboard shows it on http://127.0.0.1:8265"
+else ifdef RAY_ADDRESS
 	$(VENV)/bin/ray job submit --address $(RAY_ADDRESS) --runtime-env-json '$(RUNTIME_ENV)' -- \
 		python -m spiking.cli.main tune $(TUNE_ARGS)
 else
 	$(VENV)/bin/spiking tune $(TUNE_ARGS)
+endif
+
+image: ## docker build the training image IMAGE:TAG and the NengoDL image IMAGE:TAG-nengo
+	DOCKER_BUILDKIT=1 docker build --platform $(PLATFORM) --build-arg VERSION=$(VERSION) --target train -t $(IMAGE):$(TAG) .
+	DOCKER_BUILDKIT=1 docker build --platform $(PLATFORM) --target nengo -t $(IMAGE):$(TAG)-nengo .
+
+push: ## docker push both images (build them first with make image)
+	docker push $(IMAGE):$(TAG)
+	docker push $(IMAGE):$(TAG)-nengo
+
+deploy: ## kubectl apply -k k8s/ (namespace, secret, MinIO, bucket), then raycluster.yaml with IMAGE:TAG
+	@test -f k8s/secret.yaml || { echo "k8s/secret.yaml is missing: cp k8s/secret.template.yaml k8s/secret.yaml, then fill in its values" >&2; exit 1; }
+	@if grep -q CHANGE-ME k8s/secret.yaml; then echo "k8s/secret.yaml still holds CHANGE-ME placeholders" >&2; exit 1; fi
+	kubectl apply -k k8s/
+	$(RENDER_RAYCLUSTER) | kubectl apply -f -
+
+dashboard: ## forward the cluster's Ray dashboard to http://127.0.0.1:8265 (Ctrl-C ends it)
+	kubectl port-forward -n $(NAMESPACE) --address 127.0.0.1 svc/$(CLUSTER)-head-svc 8265:8265
+
+logs: ## follow RayJob RAYJOB's log (its submitter pod; default the one of EXP); HEAD=1: the Ray head pod's
+ifeq ($(HEAD),1)
+	kubectl logs -n $(NAMESPACE) -f --tail=200 -c ray-head -l ray.io/cluster=$(CLUSTER),ray.io/node-type=head
+else
+	kubectl logs -n $(NAMESPACE) -f --tail=-1 -l job-name=$(RAYJOB)
 endif
 
 ray-up: $(STAMP) ## start a local Ray head node (dashboard on 127.0.0.1:8265) for development
@@ -60,6 +134,6 @@ ray-up: $(STAMP) ## start a local Ray head node (dashboard on 127.0.0.1:8265) fo
 ray-down: ## stop the local Ray node started by ray-up
 	$(VENV)/bin/ray stop
 
-clean: ## remove runs, ingested shards and caches (keeps .venv)
+clean: ## remove runs, ingested shards and caches (keeps .venv and .venv-nengo)
 	rm -rf runs data .pytest_cache .hypothesis
 	find . -name __pycache__ -prune -exec rm -rf {} +

@@ -249,8 +249,17 @@ def build_tuner(exp: Experiment, b: Budget, trainable, *, fs, root: str, seed: i
 
 
 # --------------------------------------------------------------------------- results
+def _node_ids(df) -> list[str]:
+    """Ray node ids that ran a trial's epochs, in order, each run of repeats once (more than one: it moved)."""
+    if df is None or "node_id" not in df:
+        return []
+    ids = [v for v in df["node_id"].tolist() if isinstance(v, str) and v]
+    return [v for i, v in enumerate(ids) if i == 0 or v != ids[i - 1]]
+
+
 def summarize_trials(grid, max_epochs: int) -> list[dict]:
-    """One record per trial: config, best validation balanced accuracy and its epoch, epochs run, status."""
+    """One record per trial: config, best validation balanced accuracy and its epoch, epochs run, status,
+    and ``node_id`` (the Ray node of its last epoch) with ``node_ids`` (every node it ran on, in order)."""
     out = []
     for r in grid:
         rec = {"trial_id": (r.metrics or {}).get("trial_id") or os.path.basename(r.path).removeprefix("trial_"),
@@ -264,6 +273,8 @@ def summarize_trials(grid, max_epochs: int) -> list[dict]:
             rec["arch"] = arch or (r.metrics or {}).get("arch")
         else:
             rec.update(best_val_balanced_accuracy=None, best_epoch=None, epochs=0, last_val_balanced_accuracy=None)
+        rec["node_ids"] = _node_ids(df)
+        rec["node_id"] = rec["node_ids"][-1] if rec["node_ids"] else None
         rec["stopped_early"] = rec["error"] is None and rec["epochs"] < max_epochs
         rec["_result"] = r
         out.append(rec)

@@ -4,8 +4,9 @@ The prepared arrays (and, for weight transfer, the source CNN's weights and
 activation scales) reach each trial through ``tune.with_parameters`` (Ray's object
 store: put once, shared by the trials of a node). After every epoch the trial calls
 ``tune.report`` with ``val_balanced_accuracy``, ``loss``, ``epoch`` (1-based,
-epochs completed; the scheduler's time attribute), the derived architecture, and a
-checkpoint directory holding ``checkpoint.pt``:
+epochs completed; the scheduler's time attribute), the derived architecture,
+``node_id`` (the Ray node that ran the epoch; a retried trial may move to another
+node), and a checkpoint directory holding ``checkpoint.pt``:
 
     {"state_dict", "optimizer", "epoch", "arch", "kind", "L", "n_classes",
      "population", "neuron", "beta", "num_steps", "loss", "mode", "config",
@@ -90,8 +91,10 @@ def _cpu(state: dict) -> dict:
 
 def train_trial(config: dict, payload: dict) -> None:
     """Ray Tune function trainable (wrap with ``tune.with_parameters(train_trial, payload=...)``)."""
+    import ray
     from ray import tune
 
+    node_id = ray.get_runtime_context().get_node_id()
     torch.set_num_threads(max(1, int(payload.get("cpus_per_trial", 1))))
     use_cuda = bool(payload.get("gpus_per_trial")) and torch.cuda.is_available()
     device = "cuda" if use_cuda else "cpu"
@@ -130,7 +133,7 @@ def train_trial(config: dict, payload: dict) -> None:
                  "split_sha256": payload.get("split_sha256"), "saved_at": time.time()}
         metrics = {"val_balanced_accuracy": row["val_balanced_accuracy"], "loss": row["loss"], "epoch": epoch,
                    "epoch_seconds": row["seconds"], "train_seconds": clock["seconds"], "arch": meta["arch"],
-                   "resumed_from_epoch": start_epoch}
+                   "resumed_from_epoch": start_epoch, "node_id": node_id}
         with tempfile.TemporaryDirectory(prefix="spiking-ckpt-") as d:
             torch.save(state, os.path.join(d, CHECKPOINT_FILE))
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(d))
