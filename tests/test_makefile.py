@@ -17,7 +17,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 # Variables of the Makefile a caller's environment could set; each test starts without them.
 MAKE_VARS = ("RAY_ADDRESS", "K8S", "HEAD", "IMAGE", "TAG", "STORAGE", "SHARDS", "ARGS", "RAYJOB", "BUCKET",
-             "EXP", "BUDGET", "GPUS_PER_TRIAL")
+             "EXP", "BUDGET", "GPUS_PER_TRIAL", "MAKEFLAGS", "MFLAGS", "MAKELEVEL")
 REQUIRED_TARGETS = ("install", "install-nengo", "demo", "test", "image", "push", "deploy", "submit", "dashboard",
                     "logs", "ray-up", "ray-down", "clean", "tune", "help")
 
@@ -25,7 +25,9 @@ REQUIRED_TARGETS = ("install", "install-nengo", "demo", "test", "image", "push",
 def _run(*args: str, env_extra: dict | None = None, check: bool = True) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k not in MAKE_VARS}
     env.update(env_extra or {})
-    return subprocess.run(["make", *args], cwd=ROOT, env=env, capture_output=True, text=True, check=check)
+    # --no-print-directory: under `make test` the inherited MAKEFLAGS would add "Entering directory" lines
+    return subprocess.run(["make", "--no-print-directory", *args], cwd=ROOT, env=env, capture_output=True,
+                          text=True, check=check)
 
 
 def _dry(*args: str, env_extra: dict | None = None) -> str:
