@@ -9,7 +9,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..training.jobs import load_model
+from ..models.encoding import ENCODINGS
+from ..preprocess.prepare import split_fingerprint
+from ..training.jobs import load_model, snn_name
 from ..training.loop import predict
 from ..training.objectives import CNNObjective, SpikeCountObjective
 from .baseline import fit_logistic_regression
@@ -57,8 +59,6 @@ def evaluate_network(path: str | Path, prep) -> dict:
 
     The ``efficiency`` block is :func:`spiking.evaluation.operations.count_operations` on the test
     split (``energy_ratio_vs_cnn`` is filled in by :func:`evaluate_run`)."""
-    from ..preprocess.prepare import split_fingerprint
-
     model, meta = load_model(path)
     n_classes, L = len(prep.class_names), prep.n_features
     if meta.get("n_classes") != n_classes or meta.get("L") != L:
@@ -113,9 +113,6 @@ def add_energy_ratios(models: list[dict], reference: dict | None = None) -> None
 def network_files(run_dir: str | Path) -> list[Path]:
     """The saved networks of a run, in table order: ``cnn.pt``, ``snn.pt``, then ``snn_<encoding>.pt``
     in the order of :data:`spiking.models.encoding.ENCODINGS`."""
-    from ..models.encoding import ENCODINGS
-    from ..training.jobs import snn_name
-
     run_dir = Path(run_dir)
     names = ["cnn"] + [snn_name(e) for e in ENCODINGS]
     return [run_dir / f"{n}.pt" for n in names if (run_dir / f"{n}.pt").exists()]
@@ -142,8 +139,6 @@ def evaluate_run(run_dir: str | Path, prep, dataset_info: dict, seed: int = 42) 
     for f in network_files(run_dir):
         entry = evaluate_network(f, prep)
         if "snn" in entry:
-            from ..training.jobs import snn_name
-
             want = snn_name(entry["snn"]["encoding"])
             if f.stem != want:
                 raise ValueError(f"{f} holds a {entry['snn']['encoding']}-input network, which belongs in {want}.pt")
