@@ -39,6 +39,13 @@ PLATFORM ?= linux/amd64
 VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
 # raycluster.yaml with the anchor's value replaced by IMAGE:TAG.
 RENDER_RAYCLUSTER = sed 's|\(image:[[:space:]]*\)&image[[:space:]].*$$|\1\&image $(IMAGE):$(TAG)|' raycluster.yaml
+# Values pasted into the sed script of RENDER_RAYJOB may only hold these characters (no quote, |, &, $, ;):
+# whatever is left after removing them (strip_chars) makes submit K8S=1 refuse.
+SAFE_CHARS := a b c d e f g h i j k l m n o p q r s t u v w x y z A B C D E F G H I J K L M N O P Q R S T U V W X Y Z \
+	0 1 2 3 4 5 6 7 8 9 - _ . / : =
+DNS_CHARS  := a b c d e f g h i j k l m n o p q r s t u v w x y z 0 1 2 3 4 5 6 7 8 9 -
+strip_chars = $(if $(2),$(call strip_chars,$(subst $(firstword $(2)),,$(1)),$(wordlist 2,$(words $(2)),$(2))),$(1))
+EXPERIMENTS := $(basename $(notdir $(wildcard spiking/search/experiments/*.toml)))
 # k8s/rayjob.yaml with its __PLACEHOLDERS__ filled in.
 RENDER_RAYJOB = sed -e 's|__NAME__|$(RAYJOB)|g' -e 's|__IMAGE__|$(IMAGE):$(TAG)|g' \
 	-e 's|__EXP__|$(EXP)|g' -e 's|__BUDGET__|$(BUDGET)|g' -e 's|__STORAGE__|$(STORAGE)|g' \
@@ -89,6 +96,9 @@ tune: $(STAMP) ## run a Ray Tune experiment locally: make tune EXP=cnn_search BU
 
 submit: $(if $(filter 1,$(K8S)),,$(STAMP)) ## run EXP as a Ray job: RAY_ADDRESS's cluster, else local; K8S=1: a RayJob on the Kubernetes cluster
 ifeq ($(K8S),1)
+	$(if $(filter-out 1,$(words $(EXP)))$(filter-out $(EXPERIMENTS),$(EXP)),$(error unknown experiment EXP=$(EXP); valid: $(EXPERIMENTS)))
+	$(if $(strip $(call strip_chars,$(RAYJOB),$(DNS_CHARS))),$(error RAYJOB must be a Kubernetes name (lower-case letters, digits, -), got: $(RAYJOB)))
+	$(if $(strip $(call strip_chars,$(BUDGET)$(STORAGE)$(SHARDS)$(GPUS_PER_TRIAL)$(ARGS),$(SAFE_CHARS))),$(error BUDGET, STORAGE, SHARDS, GPUS_PER_TRIAL and ARGS may hold only letters, digits and - _ . / : =))
 	$(if $(findstring ://,$(STORAGE)),,$(error K8S=1 needs an object-store STORAGE (s3://...), not $(STORAGE)))
 	$(if $(findstring ://,$(SHARDS)),,$(error K8S=1 needs SHARDS in object storage (s3://...), not $(SHARDS)))
 	$(RENDER_RAYJOB) | kubectl create -f -

@@ -136,3 +136,18 @@ def test_help_lists_every_target_once(target):
     lines = _run("help").stdout.splitlines()
     hits = [ln for ln in lines if ln.split()[0] == target]
     assert len(hits) == 1 and len(hits[0].split()) > 1, f"{target}: {hits}"
+
+
+def test_submit_k8s_refuses_unsafe_values_before_any_command(tmp_path):
+    """Values are pasted into a sed script: a quote in EXP once ran an injected command."""
+    marker = tmp_path / "pwned"
+    for args, words in (([f"EXP=x'; touch {marker}; echo '"], "unknown experiment"),
+                        (["EXP=unknown_exp"], "unknown experiment"),
+                        (["EXP=snn_pt1", "RAYJOB=Bad;x"], "Kubernetes name"),
+                        (["EXP=snn_pt1", "ARGS=--resume'|x"], "may hold only")):
+        r = _run("submit", "K8S=1", *args, check=False)
+        assert r.returncode != 0 and words in r.stderr, (args, r.stderr)
+        assert "kubectl" not in r.stdout
+    assert not marker.exists()
+    ok = _run("-n", "submit", "K8S=1", "EXP=snn_pt1", "ARGS=--resume --overwrite").stdout
+    assert "--resume --overwrite" in ok
