@@ -8,11 +8,11 @@
 #       CUDA build (never torchvision). Runs as the Ray images' user `ray` (uid 1000,
 #       group `users`, gid 100).
 #         docker build --target train -t IMAGE:TAG .
-#   target `nengo`: TensorFlow 2.12.1 / Keras / Nengo 3.2.0 / NengoDL 3.6.0 with
-#       numpy<1.25 on Python 3.11 (these versions only work together), as
-#       `make install-nengo` builds locally. The package itself is not installed there:
-#       its pins (numpy 2.4, pandas 3.1, scikit-learn 1.9) cannot coexist with numpy<1.25.
-#       CPU only (TensorFlow 2.12 wheels use the GPU only with a system CUDA 11.8/cuDNN 8.6).
+#   target `nengo`: the package with its `nengo` extra (TensorFlow 2.12.1 / Keras / Nengo
+#       3.2.0 / NengoDL 3.6.0 / numpy 1.24 / Ray 2.60 on Python 3.11: these versions only work
+#       together), as `make install-nengo` builds locally; runs `spiking nas` and the `snn_k`
+#       experiment. CPU only (TensorFlow 2.12 wheels use the GPU only with a system CUDA
+#       11.8/cuDNN 8.6).
 #         docker build --target nengo -t IMAGE:TAG-nengo .
 #
 # Base images are pinned by exact tag, not by digest: no registry is reachable from the
@@ -39,15 +39,22 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PATH=/opt/venv/bin:$PATH
-# One layer: the virtual environment, the pinned stack, and the unprivileged user
-# (uid 1000 in the existing group `users`, gid 100, as in the training image).
-RUN python -m venv /opt/venv \
-    && pip install --no-cache-dir tensorflow==2.12.1 nengo==3.2.0 nengo-dl==3.6.0 "numpy<1.25" \
-    && python -c "import numpy, tensorflow, nengo, nengo_dl; assert numpy.__version__ < '1.25', numpy.__version__" \
+ARG VERSION=0.1.0
+# One layer: the virtual environment, the package's wheel (bind-mounted from the builder) with
+# its pinned `nengo` extra, and the unprivileged user (uid 1000 in the existing group `users`,
+# gid 100, as in the training image). Ray Tune runs there without ray.train v2 (pydantic 2 is
+# excluded by tensorflow 2.12's typing-extensions pin).
+ENV RAY_TRAIN_V2_ENABLED=0 \
+    TF_CPP_MIN_LOG_LEVEL=2
+RUN --mount=type=bind,from=builder,source=/wheels,target=/tmp/wheels \
+    python -m venv /opt/venv \
+    && pip install --no-cache-dir "/tmp/wheels/spiking-${VERSION}-py3-none-any.whl[nengo]" \
+    && python -c "import numpy, tensorflow, nengo, nengo_dl, spiking.search.evolution; assert numpy.__version__ < '1.25', numpy.__version__" \
+    && ! pip show --quiet torch 2>/dev/null \
     && useradd --uid 1000 --gid 100 --create-home --shell /bin/bash nengo
 USER 1000:100
 WORKDIR /home/nengo
-CMD ["python", "-c", "import tensorflow as tf, nengo, nengo_dl; print('tensorflow', tf.__version__, 'nengo', nengo.__version__, 'nengo-dl', nengo_dl.__version__)"]
+CMD ["spiking", "nas", "--help"]
 
 # ---------------------------------------------------------------- train (default)
 FROM ${RAY_IMAGE} AS train
@@ -65,7 +72,7 @@ WORKDIR /home/ray
 # named explicitly (the package pins it too): on Linux, PyPI's default wheel is the CUDA
 # build. The checks fail the build if a CPU-only torch or torchvision slipped in.
 RUN --mount=type=bind,from=builder,source=/wheels,target=/tmp/wheels \
-    pip install --no-cache-dir torch==2.13.0 /tmp/wheels/spiking-${VERSION}-py3-none-any.whl \
+    pip install --no-cache-dir torch==2.13.0 "/tmp/wheels/spiking-${VERSION}-py3-none-any.whl[torch]" \
     && python -c "import torch, spiking, ray; assert torch.__version__.startswith('2.13.0') and torch.version.cuda, torch.__version__; assert ray.__version__ == '2.60.0', ray.__version__" \
     && ! pip show --quiet torchvision 2>/dev/null \
     && spiking --help > /dev/null

@@ -5,10 +5,12 @@ PY     := $(VENV)/bin/python
 DATA   ?= ../shared/data/tcga-mirna
 RUN    ?= demo
 STAMP  := $(VENV)/.installed
-# The TensorFlow/NengoDL environment (make install-nengo); the same pins as the Dockerfile's `nengo` target.
+# The Keras/NengoDL environment (make install-nengo): the package with its `nengo` extra
+# (tensorflow 2.12.1, nengo 3.2.0, nengo-dl 3.6.0, numpy 1.24), as in the Dockerfile's `nengo` target.
 NENGO_VENV  ?= .venv-nengo
 NENGO_STAMP := $(NENGO_VENV)/.installed
-NENGO_PINS  := tensorflow==2.12.1 nengo==3.2.0 nengo-dl==3.6.0 "numpy<1.25"
+# Ray Tune without ray.train v2 (which needs pydantic 2, excluded there by tensorflow 2.12's pins).
+NENGO_ENV   := RAY_TRAIN_V2_ENABLED=0 TF_CPP_MIN_LOG_LEVEL=2
 
 .DEFAULT_GOAL := help
 EXP    ?= cnn_search
@@ -46,6 +48,12 @@ SAFE_CHARS := a b c d e f g h i j k l m n o p q r s t u v w x y z A B C D E F G 
 DNS_CHARS  := a b c d e f g h i j k l m n o p q r s t u v w x y z 0 1 2 3 4 5 6 7 8 9 -
 strip_chars = $(if $(2),$(call strip_chars,$(subst $(firstword $(2)),,$(1)),$(wordlist 2,$(words $(2)),$(2))),$(1))
 EXPERIMENTS := $(basename $(notdir $(wildcard spiking/search/experiments/*.toml)))
+# Experiments that run in the Keras/NengoDL environment (environment = "nengo" in their file).
+NENGO_EXPERIMENTS := $(basename $(notdir $(shell grep -l '^environment *= *"nengo"' spiking/search/experiments/*.toml)))
+IS_NENGO  = $(filter $(EXP),$(NENGO_EXPERIMENTS))
+EXP_VENV  = $(if $(IS_NENGO),$(NENGO_VENV),$(VENV))
+EXP_STAMP = $(if $(IS_NENGO),$(NENGO_STAMP),$(STAMP))
+EXP_ENV   = $(if $(IS_NENGO),$(NENGO_ENV) )
 # k8s/rayjob.yaml with its __PLACEHOLDERS__ filled in.
 RENDER_RAYJOB = sed -e 's|__NAME__|$(RAYJOB)|g' -e 's|__IMAGE__|$(IMAGE):$(TAG)|g' \
 	-e 's|__EXP__|$(EXP)|g' -e 's|__BUDGET__|$(BUDGET)|g' -e 's|__STORAGE__|$(STORAGE)|g' \
@@ -60,41 +68,57 @@ RAY_PORT ?= 6379
 # What workers need of the repository when a job is shipped to a Ray cluster.
 RUNTIME_ENV := {"working_dir": ".", "excludes": [".venv", ".venv-nengo", "data", "runs", ".git"]}
 
-.PHONY: help install install-nengo demo test tune submit image push deploy dashboard logs ray-up ray-down clean
+.PHONY: help install install-nengo demo test tune nas submit image push deploy dashboard logs ray-up ray-down clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
 
+# (VENV=.venv-nengo, e.g. for make ray-up: that environment's own recipe below makes it.)
+ifneq ($(VENV),$(NENGO_VENV))
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --upgrade pip
 	# torch first, pinned: the CPU wheel. An unpinned request pulls a multi-GB CUDA build.
 	$(PY) -m pip install torch==2.13.0
-	$(PY) -m pip install -e '.[test]'
+	$(PY) -m pip install -e '.[torch,test]'
 	touch $(STAMP)
+endif
 
 install: $(STAMP) ## make .venv and install the package with its test extras
 
-$(NENGO_STAMP):
+$(NENGO_STAMP): pyproject.toml
 	$(PYTHON) -m venv $(NENGO_VENV)
 	$(NENGO_VENV)/bin/python -m pip install --upgrade pip
-	# Only the Keras/NengoDL stack: the package's own pins (numpy 2.4, pandas 3.1,
-	# scikit-learn 1.9) cannot be installed beside numpy<1.25, with or without torch.
-	$(NENGO_VENV)/bin/python -m pip install $(NENGO_PINS)
+	# The package without torch: its `nengo` extra pins the TensorFlow 2.12 stack (numpy 1.24).
+	$(NENGO_VENV)/bin/python -m pip install -e '.[nengo,test-core]'
 	touch $(NENGO_STAMP)
 
-install-nengo: $(NENGO_STAMP) ## make .venv-nengo: TensorFlow 2.12.1, Keras, Nengo 3.2.0, NengoDL 3.6.0 (not the package)
+install-nengo: $(NENGO_STAMP) ## make .venv-nengo: the package with TensorFlow 2.12.1, Nengo 3.2.0, NengoDL 3.6.0 (no torch)
 
 demo: $(STAMP) ## install if needed, then run the main job on the shared TCGA miRNA data
 	$(VENV)/bin/spiking run --data-dir $(DATA) --run-name $(RUN)
 
-test: $(STAMP) ## run the test suite (exit code 5, no tests collected, counts as success)
-	$(PY) -m pytest -q tests; rc=$$?; if [ $$rc -eq 5 ]; then echo "no tests collected"; exit 0; fi; exit $$rc
+# pytest's exit code 5 (no tests collected) counts as success; both suites run even if the first fails.
+# -p no:nengo: nengo registers a pytest plugin (for its own test suite) that pytest 9 refuses.
+pytest_rc = rc=$$?; if [ $$rc -eq 5 ]; then echo "no tests collected"; rc=0; fi
+test: $(STAMP) $(NENGO_STAMP) ## run both test suites: torch (.venv) and Keras/NengoDL (.venv-nengo, tests/nengo)
+	$(PY) -m pytest -q tests --ignore=tests/nengo -m "not nengo"; $(pytest_rc); rc_torch=$$rc; \
+	$(NENGO_ENV) $(NENGO_VENV)/bin/python -m pytest -q -p no:nengo tests/nengo -m nengo; $(pytest_rc); \
+	if [ $$rc_torch -ne 0 ]; then exit $$rc_torch; fi; exit $$rc
 
-tune: $(STAMP) ## run a Ray Tune experiment locally: make tune EXP=cnn_search BUDGET=smoke
-	$(VENV)/bin/spiking tune $(TUNE_ARGS)
+tune: $(EXP_STAMP) ## run a Ray Tune experiment locally: make tune EXP=cnn_search BUDGET=smoke (EXP=snn_k: in .venv-nengo)
+	$(EXP_ENV)$(EXP_VENV)/bin/spiking tune $(TUNE_ARGS)
 
-submit: $(if $(filter 1,$(K8S)),,$(STAMP)) ## run EXP as a Ray job: RAY_ADDRESS's cluster, else local; K8S=1: a RayJob on the Kubernetes cluster
+# The grammar-based architecture search (CNN_K): NAS_BUDGET smoke|small|paper, NAS_NAME its folder in STORAGE,
+# NAS_GRAMMAR a grammar file or shipped name (fast_denser_1d_relu: ReLU only, so that snn_k has neurons to spike).
+NAS_BUDGET  ?= smoke
+NAS_NAME    ?= nas
+NAS_GRAMMAR ?= fast_denser_1d_relu
+nas: $(NENGO_STAMP) ## grammar-based architecture search of CNN_K (Fast-DENSER ES, in .venv-nengo): make nas NAS_BUDGET=small
+	$(NENGO_ENV) $(NENGO_VENV)/bin/spiking nas --budget $(NAS_BUDGET) --grammar $(NAS_GRAMMAR) --require-relu --name $(NAS_NAME) --storage $(call uri,$(STORAGE)) \
+		--shards $(call uri,$(SHARDS))$(if $(ARGS), $(ARGS))
+
+submit: $(if $(filter 1,$(K8S)),,$(EXP_STAMP)) ## run EXP as a Ray job: RAY_ADDRESS's cluster, else local; K8S=1: a RayJob on the Kubernetes cluster
 ifeq ($(K8S),1)
 	$(if $(filter-out 1,$(words $(EXP)))$(filter-out $(EXPERIMENTS),$(EXP)),$(error unknown experiment EXP=$(EXP); valid: $(EXPERIMENTS)))
 	$(if $(strip $(call strip_chars,$(RAYJOB),$(DNS_CHARS))),$(error RAYJOB must be a Kubernetes name (lower-case letters, digits, -), got: $(RAYJOB)))
@@ -104,10 +128,10 @@ ifeq ($(K8S),1)
 	$(RENDER_RAYJOB) | kubectl create -f -
 	@echo "RayJob $(RAYJOB) created: make logs EXP=$(EXP) follows it, make dashboard shows it on http://127.0.0.1:8265"
 else ifdef RAY_ADDRESS
-	$(VENV)/bin/ray job submit --address $(RAY_ADDRESS) --runtime-env-json '$(RUNTIME_ENV)' -- \
+	$(EXP_VENV)/bin/ray job submit --address $(RAY_ADDRESS) --runtime-env-json '$(RUNTIME_ENV)' -- \
 		python -m spiking.cli.main tune $(TUNE_ARGS)
 else
-	$(VENV)/bin/spiking tune $(TUNE_ARGS)
+	$(EXP_ENV)$(EXP_VENV)/bin/spiking tune $(TUNE_ARGS)
 endif
 
 image: ## docker build the training image IMAGE:TAG and the NengoDL image IMAGE:TAG-nengo
@@ -137,7 +161,8 @@ endif
 ray-up: $(STAMP) ## start a local Ray head node (dashboard on 127.0.0.1:8265) for development
 	# The venv first on PATH: a submitted job's entrypoint `python` is then this environment's.
 	# Ray >= 2.59 protects local clusters with a token (~/.ray/auth_token); clients need RAY_AUTH_MODE=token.
-	PATH=$(abspath $(VENV))/bin:$$PATH RAY_AUTH_MODE=token $(VENV)/bin/ray start --head --port=$(RAY_PORT) \
+	# VENV=.venv-nengo: a node for snn_k / spiking nas jobs (with that environment's variables).
+	$(if $(filter $(NENGO_VENV),$(VENV)),$(NENGO_ENV) )PATH=$(abspath $(VENV))/bin:$$PATH RAY_AUTH_MODE=token $(VENV)/bin/ray start --head --port=$(RAY_PORT) \
 		--dashboard-host=127.0.0.1 --dashboard-port=8265
 	@echo "export RAY_ADDRESS=http://127.0.0.1:8265 RAY_AUTH_MODE=token   # then: make submit EXP=..."
 

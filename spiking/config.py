@@ -6,7 +6,7 @@ import json
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
-from .training.loop import TrainConfig
+from .training.settings import TrainConfig
 
 
 @dataclass

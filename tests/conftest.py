@@ -6,11 +6,15 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-import torch
 
-# Two cores are shared by the test process and anything else running: more
-# threads than cores makes torch's CPU kernels crawl.
-torch.set_num_threads(1)
+try:  # the torch environment (.venv); tests/nengo runs in .venv-nengo, which has no torch
+    import torch
+except ImportError:
+    torch = None
+else:
+    # Two cores are shared by the test process and anything else running: more
+    # threads than cores makes torch's CPU kernels crawl.
+    torch.set_num_threads(1)
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 TCGA_DIR = SHARED_DATA / "tcga-mirna"

@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # Variables of the Makefile a caller's environment could set; each test starts without them.
 MAKE_VARS = ("RAY_ADDRESS", "K8S", "HEAD", "IMAGE", "TAG", "STORAGE", "SHARDS", "ARGS", "RAYJOB", "BUCKET",
              "EXP", "BUDGET", "GPUS_PER_TRIAL", "MAKEFLAGS", "MFLAGS", "MAKELEVEL")
-REQUIRED_TARGETS = ("install", "install-nengo", "demo", "test", "image", "push", "deploy", "submit", "dashboard",
+REQUIRED_TARGETS = ("install", "install-nengo", "demo", "test", "nas", "image", "push", "deploy", "submit", "dashboard",
                     "logs", "ray-up", "ray-down", "clean", "tune", "help")
 
 
@@ -123,12 +123,26 @@ def test_dashboard_and_logs_use_the_cluster_names():
     assert "-l ray.io/cluster=spiking,ray.io/node-type=head" in head and "-c ray-head" in head
 
 
-def test_install_nengo_makes_its_own_venv_without_the_package():
+def test_install_nengo_makes_its_own_venv_with_the_nengo_extra_and_no_torch():
     out = _dry("install-nengo", "NENGO_VENV=/tmp/never-made")
     assert "python3.11 -m venv /tmp/never-made" in out
-    assert 'pip install tensorflow==2.12.1 nengo==3.2.0 nengo-dl==3.6.0 "numpy<1.25"' in out
     installs = [ln for ln in out.splitlines() if "pip install" in ln and "--upgrade pip" not in ln]
-    assert len(installs) == 1 and "-e" not in installs[0].split() and "torch" not in installs[0]
+    assert installs == ["/tmp/never-made/bin/python -m pip install -e '.[nengo,test-core]'"]
+
+
+def test_nengo_experiments_and_nas_run_in_the_nengo_venv():
+    tune = _dry("tune", "EXP=snn_k")
+    assert ".venv-nengo/bin/spiking tune snn_k" in tune and "RAY_TRAIN_V2_ENABLED=0" in tune
+    assert ".venv/bin/spiking tune cnn_pt2" in _dry("tune", "EXP=cnn_pt2")
+    nas = _dry("nas", "NAS_BUDGET=small", "STORAGE=/tmp/st")
+    assert ".venv-nengo/bin/spiking nas --budget small --grammar fast_denser_1d_relu --require-relu --name nas --storage /tmp/st" in nas
+    assert ".venv-nengo/bin/spiking tune snn_k" in _dry("submit", "EXP=snn_k")
+
+
+def test_make_test_runs_both_environments_suites():
+    out = _dry("test")
+    assert "pytest -q tests --ignore=tests/nengo" in out
+    assert ".venv-nengo/bin/python -m pytest -q -p no:nengo tests/nengo -m nengo" in out
 
 
 @pytest.mark.parametrize("target", REQUIRED_TARGETS)

@@ -422,9 +422,10 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--out", default=None, help="output folder (default: TARGET/report/)")
     q.set_defaults(func=cmd_report)
 
-    from ..search.cli import add_tune_parser
+    from ..search.cli import add_nas_parser, add_tune_parser
 
     add_tune_parser(sub)
+    add_nas_parser(sub)
     return p
 
 
@@ -434,9 +435,22 @@ def main(argv: list[str] | None = None) -> int:
 
     from ..ingest.errors import IngestError
 
-    args = build_parser().parse_args(argv)
+    from ..search.frameworks import HINTS
+
+    # torch code runs in .venv, TensorFlow/NengoDL code in .venv-nengo: a command of the other one
+    # stops with a one-line error saying where it runs, not an ImportError traceback.
+    frameworks = {"torch": "torch", "snntorch": "torch", "neurobench": "torch", "tensorflow": "nengo",
+                  "nengo": "nengo", "nengo_dl": "nengo", "keras": "nengo"}
     try:
+        args = build_parser().parse_args(argv)
         return args.func(args)
+    except ModuleNotFoundError as e:
+        top = (e.name or "").split(".")[0]
+        if top not in frameworks:
+            raise
+        print(f"spiking: error: this command needs {top}, which this Python does not have: "
+              f"{HINTS[frameworks[top]]}", file=sys.stderr)
+        return 2
     except (CLIError, IngestError, ValueError, OSError, pickle.UnpicklingError) as e:
         # json.JSONDecodeError is a ValueError; ArchitectureError too.
         where = f" ({e.filename})" if isinstance(e, OSError) and e.filename else ""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 from sklearn.linear_model import LogisticRegression
 
@@ -16,3 +18,19 @@ def fit_logistic_regression(X_train: np.ndarray, y_train: np.ndarray, seed: int 
     """
     clf = LogisticRegression(max_iter=3000, random_state=seed)
     return clf.fit(X_train, y_train)
+
+
+def evaluate_logreg(prep, seed: int = 42) -> dict:
+    """Fit the logistic-regression baseline on train (same preprocessing) and score it on test."""
+    flat = {p: x.reshape(len(x), -1) for p, x in prep.X.items()}
+    from .metrics import classification_metrics
+
+    t0 = time.perf_counter()
+    clf = fit_logistic_regression(flat["train"], prep.y["train"], seed=seed)
+    train_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    pred = clf.predict(flat["test"])
+    ms = 1000 * (time.perf_counter() - t0) / len(pred)
+    return {"name": "logreg", "test": classification_metrics(prep.y["test"], pred, prep.class_names),
+            "parameters": int(clf.coef_.size + clf.intercept_.size), "train_seconds": train_s,
+            "inference_ms_per_sample": ms}

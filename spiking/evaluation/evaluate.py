@@ -14,7 +14,7 @@ from ..preprocess.prepare import split_fingerprint
 from ..training.jobs import load_model, snn_name
 from ..training.loop import predict
 from ..training.objectives import CNNObjective, SpikeCountObjective
-from .baseline import fit_logistic_regression
+from .baseline import evaluate_logreg, fit_logistic_regression  # noqa: F401  (evaluate_logreg re-exported)
 from .metrics import classification_metrics
 from .operations import count_operations
 
@@ -116,20 +116,6 @@ def network_files(run_dir: str | Path) -> list[Path]:
     run_dir = Path(run_dir)
     names = ["cnn"] + [snn_name(e) for e in ENCODINGS]
     return [run_dir / f"{n}.pt" for n in names if (run_dir / f"{n}.pt").exists()]
-
-
-def evaluate_logreg(prep, seed: int = 42) -> dict:
-    """Fit the logistic-regression baseline on train (same preprocessing) and score it on test."""
-    flat = {p: x.reshape(len(x), -1) for p, x in prep.X.items()}
-    t0 = time.perf_counter()
-    clf = fit_logistic_regression(flat["train"], prep.y["train"], seed=seed)
-    train_s = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    pred = clf.predict(flat["test"])
-    ms = 1000 * (time.perf_counter() - t0) / len(pred)
-    return {"name": "logreg", "test": classification_metrics(prep.y["test"], pred, prep.class_names),
-            "parameters": int(clf.coef_.size + clf.intercept_.size), "train_seconds": train_s,
-            "inference_ms_per_sample": ms}
 
 
 def evaluate_run(run_dir: str | Path, prep, dataset_info: dict, seed: int = 42) -> dict:

@@ -74,7 +74,7 @@ def format_table(models: list[dict]) -> str:
     (percent), parameters, training seconds, inference ms/sample, operations per inference
     (MACs for a CNN; synaptic operations plus first-layer MACs for an SNN), energy per inference
     (microjoules) and the SNN/CNN energy ratio; the energy convention is printed below."""
-    head = (f"{'model':<12} {'accuracy':>9} {'bal.acc':>9} {'macro-F1':>9} {'params':>10} {'train s':>9} "
+    head = (f"{'model':<15} {'accuracy':>9} {'bal.acc':>9} {'macro-F1':>9} {'params':>10} {'train s':>9} "
             f"{'ms/sample':>10} {'ops/inference':>24} {'energy uJ':>10} {'x CNN':>6}")
     lines = [head, "-" * len(head)]
     convention = None
@@ -85,9 +85,10 @@ def format_table(models: list[dict]) -> str:
         if eff:
             convention = eff.get("convention")
         ratio = eff.get("energy_ratio_vs_cnn") if eff else None
+        ts = m["train_seconds"]
         lines.append(
-            f"{m['name']:<12} {100 * t['accuracy']:>8.2f}% {100 * t['balanced_accuracy']:>8.2f}% "
-            f"{100 * t['macro_f1']:>8.2f}% {m['parameters']:>10,} {m['train_seconds']:>9.1f} "
+            f"{m['name']:<15} {100 * t['accuracy']:>8.2f}% {100 * t['balanced_accuracy']:>8.2f}% "
+            f"{100 * t['macro_f1']:>8.2f}% {m['parameters']:>10,} {(f'{ts:.1f}' if ts is not None else '-'):>9} "
             f"{(f'{ms:.3f}' if ms is not None else '-'):>10} {_ops_text(eff):>24} "
             f"{_energy_text(eff):>10} "
             f"{(f'{ratio:.2f}' if ratio is not None else '-'):>6}"

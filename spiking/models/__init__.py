@@ -1,37 +1,24 @@
-"""CNN_PT (1-D CNN of the original study) and its snnTorch spiking version."""
+"""Networks: CNN_PT (1-D CNN of the original study), its snnTorch spiking version, spike
+encodings, and the networks built from grammar-search phenotypes (PyTorch and Keras).
 
-from .cnn import (
-    MIN_S1,
-    PRESET_L,
-    PRESETS,
-    SEARCH_SPACE,
-    CNN1d,
-    ArchitectureError,
-    CNNArch,
-    count_parameters,
-    derive_architecture,
-    preset,
-    stage_lengths,
-)
-from .snn import NEURONS, SpikingCNN1d, class_scores, transfer_weights
-from .conversion import activation_scales, normalize_weights
+The names below are loaded on first use (PEP 562) so that the package imports in both
+environments: torch code only in the torch environment (``.venv``), TensorFlow code only in
+the Keras/NengoDL one (``.venv-nengo``).
+"""
 
-__all__ = [
-    "activation_scales",
-    "normalize_weights",
-    "ArchitectureError",
-    "CNNArch",
-    "CNN1d",
-    "MIN_S1",
-    "NEURONS",
-    "PRESETS",
-    "PRESET_L",
-    "SEARCH_SPACE",
-    "SpikingCNN1d",
-    "class_scores",
-    "count_parameters",
-    "derive_architecture",
-    "preset",
-    "stage_lengths",
-    "transfer_weights",
-]
+from importlib import import_module
+
+_LAZY = {
+    "MIN_S1": ".cnn", "PRESET_L": ".cnn", "PRESETS": ".cnn", "SEARCH_SPACE": ".cnn", "CNN1d": ".cnn",
+    "ArchitectureError": ".cnn", "CNNArch": ".cnn", "count_parameters": ".cnn", "derive_architecture": ".cnn",
+    "preset": ".cnn", "stage_lengths": ".cnn",
+    "NEURONS": ".snn", "SpikingCNN1d": ".snn", "class_scores": ".snn", "transfer_weights": ".snn",
+    "activation_scales": ".conversion", "normalize_weights": ".conversion",
+}
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        return getattr(import_module(_LAZY[name], __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

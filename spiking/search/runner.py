@@ -25,8 +25,6 @@ step 3 only.
 
 from __future__ import annotations
 
-import dataclasses
-import functools
 import io
 import json
 import os
@@ -42,12 +40,15 @@ from .registry import (
     METRIC,
     Budget,
     Experiment,
-    clean_config,
     ExperimentError,
     list_experiments,
     load_experiment,
-    suggest_config,
     validate_space,
+)
+from .data import load_data, subset_train  # noqa: F401  (subset_train re-exported)
+from .tuner import (  # noqa: F401  (re-exported)
+    TRADEOFF_TOLERANCE,
+    SearchError, _public, _ray_init, build_tuner, pick_best, pick_tradeoff, summarize_trials,
 )
 from .trainable import CHECKPOINT_FILE, FAIL_AT_EPOCH_VAR, train_trial
 
@@ -55,16 +56,11 @@ BEST_MODEL = "best_model.pt"
 TRADEOFF_MODEL = "tradeoff_model.pt"
 #: Validation rows on which each trial's energy per inference is estimated.
 EFFICIENCY_ROWS = 256
-TRADEOFF_TOLERANCE = 0.01  # 1 percentage point of balanced accuracy
 NORMALIZE_ROWS = 1000
 EXPERIMENT_FILE = "experiment.json"
 
 
 from ..preprocess.prepare import _fingerprint, split_fingerprint  # noqa: E402  (re-exported)
-
-
-class SearchError(ValueError):
-    """A search that cannot start (or finish): a clear message, no traceback needed."""
 
 
 # --------------------------------------------------------------------------- data
@@ -76,41 +72,6 @@ def _sibling_split_fingerprint(fs, path: str) -> str | None:
         return None
     d = json.loads(st.read_text(fs, sp))
     return _fingerprint(d["class_names"], d["feature_names"], d["ids"])
-
-
-def subset_train(prep, max_rows: int | None, seed: int):
-    """``prep`` with its train part cut to ``max_rows`` rows (stratified, seeded); val and test untouched."""
-    n = len(prep.y["train"])
-    if not max_rows or max_rows >= n:
-        return prep
-    from sklearn.model_selection import train_test_split
-
-    idx = np.arange(n)
-    try:
-        keep, _ = train_test_split(idx, train_size=max_rows, stratify=prep.y["train"], random_state=seed)
-    except ValueError:  # a class too small to stratify
-        keep = np.random.default_rng(seed).choice(n, size=max_rows, replace=False)
-    keep = np.sort(keep)
-    X, y, ids = dict(prep.X), dict(prep.y), dict(prep.ids)
-    X["train"], y["train"], ids["train"] = prep.X["train"][keep], prep.y["train"][keep], prep.ids["train"][keep]
-    # the split is unchanged (train rows only dropped): networks keep the full split's fingerprint
-    info = {**prep.split_info, "train_rows_used": int(max_rows), "split_sha256": split_fingerprint(prep)}
-    return dataclasses.replace(prep, X=X, y=y, ids=ids, split_info=info)
-
-
-def load_data(exp: Experiment, shards: str, budget: Budget, seed: int):
-    """``(prep_full, prep_used, dataset_info)``; prep_used has the budget's train-row limit applied."""
-    from ..ingest import load_dataset
-    from ..preprocess.prepare import prepare
-
-    ds = load_dataset(shards)
-    d = exp.data
-    prep = prepare(ds, top_k=int(d["top_k"]), fractions=tuple(d["fractions"]), seed=int(d["seed"]),
-                   log2=bool(d["log2"]), zscore=str(d["zscore"]))
-    used = subset_train(prep, budget.max_train_rows, seed)
-    from ..evaluation.results import dataset_block
-
-    return prep, used, dataset_block(ds.manifest, prep, shards)
 
 
 # --------------------------------------------------------------------------- weights
@@ -188,114 +149,7 @@ def load_transfer(exp: Experiment, located: tuple, prep, split_sha: str) -> dict
             "source_val_balanced_accuracy": ckpt.get("val_balanced_accuracy")}
 
 
-# --------------------------------------------------------------------------- ray
-def _trial_dirname(trial) -> str:
-    return f"trial_{trial.trial_id}"
-
-
-def _ray_init(ray_num_cpus: int | None) -> bool:
-    """Start Ray unless it runs already; True if this call started it."""
-    import ray
-
-    if ray.is_initialized():
-        return False
-    address = os.environ.get("RAY_ADDRESS")
-    if address:
-        ray.init(address=address, log_to_driver=False)
-    else:
-        # address="local": always a new embedded instance, never one started by `ray start` on this machine
-        ray.init(address="local", num_cpus=ray_num_cpus, include_dashboard=False, log_to_driver=False)
-    return True
-
-
-def build_tuner(exp: Experiment, b: Budget, trainable, *, fs, root: str, seed: int, max_concurrent: int,
-                resume: bool, verbose: int, max_failures: int):
-    from ray import tune
-    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
-    from ray.tune.search import ConcurrencyLimiter
-
-    exp_path = st.join(fs, root, exp.name)
-    custom_fs = None if st.is_local(fs) else fs
-    if resume:
-        return tune.Tuner.restore(exp_path, trainable=trainable, resume_errored=True, storage_filesystem=custom_fs)
-    search_alg = None
-    param_space = None
-    if exp.search["algorithm"] == "optuna-tpe":
-        import optuna
-        from ray.tune.search.optuna import OptunaSearch
-
-        optuna.logging.set_verbosity(optuna.logging.WARNING)
-        space = functools.partial(suggest_config, space=b.space, exclude=exp.exclude, fixed=exp.fixed, seed=seed,
-                                  searched_arch=exp.arch == "search")
-        sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=b.n_startup_trials)
-        search_alg = ConcurrencyLimiter(OptunaSearch(space=space, metric=METRIC, mode="max", sampler=sampler), max_concurrent=max_concurrent)
-    else:
-        param_space = dict(exp.fixed)
-    if exp.scheduler["type"] == "asha":
-        scheduler = ASHAScheduler(time_attr="epoch", max_t=b.epochs, grace_period=b.grace_period,
-                                  reduction_factor=b.reduction_factor)
-    else:
-        scheduler = FIFOScheduler()
-    tune_config = tune.TuneConfig(metric=METRIC, mode="max", search_alg=search_alg, scheduler=scheduler,
-                                  num_samples=b.trials, max_concurrent_trials=None if search_alg else max_concurrent,
-                                  reuse_actors=True,
-                                  trial_dirname_creator=_trial_dirname, trial_name_creator=_trial_dirname)
-    run_config = tune.RunConfig(
-        name=exp.name, storage_path=root, storage_filesystem=custom_fs, verbose=verbose,
-        checkpoint_config=tune.CheckpointConfig(num_to_keep=2, checkpoint_score_attribute=METRIC,
-                                                checkpoint_score_order="max"),
-        failure_config=tune.FailureConfig(max_failures=max_failures))
-    return tune.Tuner(trainable, param_space=param_space, tune_config=tune_config, run_config=run_config)
-
-
 # --------------------------------------------------------------------------- results
-def _node_ids(df) -> list[str]:
-    """Ray node ids that ran a trial's epochs, in order, each run of repeats once (more than one: it moved)."""
-    if df is None or "node_id" not in df:
-        return []
-    ids = [v for v in df["node_id"].tolist() if isinstance(v, str) and v]
-    return [v for i, v in enumerate(ids) if i == 0 or v != ids[i - 1]]
-
-
-def summarize_trials(grid, max_epochs: int) -> list[dict]:
-    """One record per trial: config, best validation balanced accuracy and its epoch, epochs run, status,
-    and ``node_id`` (the Ray node of its last epoch) with ``node_ids`` (every node it ran on, in order)."""
-    out = []
-    for r in grid:
-        rec = {"trial_id": (r.metrics or {}).get("trial_id") or os.path.basename(r.path).removeprefix("trial_"),
-               "config": clean_config(r.config), "path": r.path, "error": str(r.error) if r.error else None}
-        df = r.metrics_dataframe
-        if df is not None and len(df) and METRIC in df:
-            i = int(np.argmax(df[METRIC].to_numpy()))
-            rec.update(best_val_balanced_accuracy=float(df[METRIC].iloc[i]), best_epoch=int(df["epoch"].iloc[i]),
-                       epochs=int(df["epoch"].max()), last_val_balanced_accuracy=float(df[METRIC].iloc[-1]))
-            arch = {k.split("/", 1)[1]: int(df[k].iloc[-1]) for k in df.columns if k.startswith("arch/")}
-            rec["arch"] = arch or (r.metrics or {}).get("arch")
-        else:
-            rec.update(best_val_balanced_accuracy=None, best_epoch=None, epochs=0, last_val_balanced_accuracy=None)
-        rec["node_ids"] = _node_ids(df)
-        rec["node_id"] = rec["node_ids"][-1] if rec["node_ids"] else None
-        rec["stopped_early"] = rec["error"] is None and rec["epochs"] < max_epochs
-        rec["_result"] = r
-        out.append(rec)
-    return out
-
-
-def pick_best(trials: list[dict]) -> dict:
-    ok = [t for t in trials if t["best_val_balanced_accuracy"] is not None]
-    if not ok:
-        errors = [t["error"] for t in trials if t["error"]]
-        raise SearchError("no trial reported a result" + (f"; first error:\n{errors[0]}" if errors else ""))
-    return max(ok, key=lambda t: (t["best_val_balanced_accuracy"], -t["best_epoch"]))
-
-
-def pick_tradeoff(trials: list[dict], best: dict, tolerance: float = TRADEOFF_TOLERANCE) -> dict:
-    """Fewest ``num_steps`` whose best validation balanced accuracy is within ``tolerance`` of the best."""
-    ok = [t for t in trials if t["best_val_balanced_accuracy"] is not None and "num_steps" in t["config"]]
-    near = [t for t in ok if t["best_val_balanced_accuracy"] >= best["best_val_balanced_accuracy"] - tolerance - 1e-12]
-    return min(near, key=lambda t: (int(t["config"]["num_steps"]), -t["best_val_balanced_accuracy"]))
-
-
 def _load_best_checkpoint(trial: dict) -> tuple[dict, str]:
     r = trial["_result"]
     ckpt = r.get_best_checkpoint(METRIC, "max") or r.checkpoint
@@ -304,10 +158,6 @@ def _load_best_checkpoint(trial: dict) -> tuple[dict, str]:
     with ckpt.as_directory() as d:
         state = torch.load(os.path.join(d, CHECKPOINT_FILE), map_location="cpu", weights_only=False)
     return state, st.to_uri(ckpt.filesystem, ckpt.path)
-
-
-def _public(trial: dict) -> dict:
-    return {k: v for k, v in trial.items() if not k.startswith("_")}
 
 
 def trial_efficiency(trials: list[dict], prep, max_rows: int = EFFICIENCY_ROWS) -> None:

@@ -20,25 +20,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from tqdm.auto import tqdm
 
 from .reproducibility import resolve_device, seed_everything
-
-
-@dataclass
-class TrainConfig:
-    """Optimiser and stopping settings.
-
-    epochs: maximum epochs; batch_size: samples per step; lr: Adam learning rate;
-    patience: epochs without a better validation balanced accuracy before stopping
-    (0 = never stop early); seed: seeds shuffling and initialisation;
-    device: ``auto|cpu|cuda``; progress: show a tqdm bar.
-    """
-
-    epochs: int = 30
-    batch_size: int = 64
-    lr: float = 1e-3
-    patience: int = 8
-    seed: int = 42
-    device: str = "auto"
-    progress: bool = True
+from .settings import TrainConfig  # noqa: F401  (re-exported; torch-free for spiking.config)
 
 
 @dataclass

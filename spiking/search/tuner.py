@@ -1,0 +1,132 @@
+"""Ray Tune plumbing shared by the PyTorch experiments (:mod:`spiking.search.runner`) and the NengoDL
+one (:mod:`spiking.search.snn_k`): starting Ray, building the Tuner (Optuna TPE behind a
+``ConcurrencyLimiter``, ASHA or FIFO), and summarising its trials. Torch-free.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+
+import numpy as np
+
+from . import storage as st
+from .registry import METRIC, Budget, Experiment, clean_config, suggest_config
+
+TRADEOFF_TOLERANCE = 0.01  # 1 percentage point of balanced accuracy
+
+
+class SearchError(ValueError):
+    """A search that cannot start (or finish): a clear message, no traceback needed."""
+
+
+def _trial_dirname(trial) -> str:
+    return f"trial_{trial.trial_id}"
+
+
+def _ray_init(ray_num_cpus: int | None) -> bool:
+    """Start Ray unless it runs already; True if this call started it."""
+    import ray
+
+    if ray.is_initialized():
+        return False
+    address = os.environ.get("RAY_ADDRESS")
+    if address:
+        ray.init(address=address, log_to_driver=False)
+    else:
+        # address="local": always a new embedded instance, never one started by `ray start` on this machine
+        ray.init(address="local", num_cpus=ray_num_cpus, include_dashboard=False, log_to_driver=False)
+    return True
+
+
+def build_tuner(exp: Experiment, b: Budget, trainable, *, fs, root: str, seed: int, max_concurrent: int,
+                resume: bool, verbose: int, max_failures: int):
+    from ray import tune
+    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+    from ray.tune.search import ConcurrencyLimiter
+
+    exp_path = st.join(fs, root, exp.name)
+    custom_fs = None if st.is_local(fs) else fs
+    if resume:
+        return tune.Tuner.restore(exp_path, trainable=trainable, resume_errored=True, storage_filesystem=custom_fs)
+    search_alg = None
+    param_space = None
+    if exp.search["algorithm"] == "optuna-tpe":
+        import optuna
+        from ray.tune.search.optuna import OptunaSearch
+
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        space = functools.partial(suggest_config, space=b.space, exclude=exp.exclude, fixed=exp.fixed, seed=seed,
+                                  searched_arch=exp.arch == "search")
+        sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=b.n_startup_trials)
+        search_alg = ConcurrencyLimiter(OptunaSearch(space=space, metric=METRIC, mode="max", sampler=sampler), max_concurrent=max_concurrent)
+    else:
+        param_space = dict(exp.fixed)
+    if exp.scheduler["type"] == "asha":
+        scheduler = ASHAScheduler(time_attr="epoch", max_t=b.epochs, grace_period=b.grace_period,
+                                  reduction_factor=b.reduction_factor)
+    else:
+        scheduler = FIFOScheduler()
+    tune_config = tune.TuneConfig(metric=METRIC, mode="max", search_alg=search_alg, scheduler=scheduler,
+                                  num_samples=b.trials, max_concurrent_trials=None if search_alg else max_concurrent,
+                                  reuse_actors=True,
+                                  trial_dirname_creator=_trial_dirname, trial_name_creator=_trial_dirname)
+    run_config = tune.RunConfig(
+        name=exp.name, storage_path=root, storage_filesystem=custom_fs, verbose=verbose,
+        checkpoint_config=tune.CheckpointConfig(num_to_keep=2, checkpoint_score_attribute=METRIC,
+                                                checkpoint_score_order="max"),
+        failure_config=tune.FailureConfig(max_failures=max_failures))
+    return tune.Tuner(trainable, param_space=param_space, tune_config=tune_config, run_config=run_config)
+
+
+def _node_ids(df) -> list[str]:
+    """Ray node ids that ran a trial's epochs, in order, each run of repeats once (more than one: it moved)."""
+    if df is None or "node_id" not in df:
+        return []
+    ids = [v for v in df["node_id"].tolist() if isinstance(v, str) and v]
+    return [v for i, v in enumerate(ids) if i == 0 or v != ids[i - 1]]
+
+
+def summarize_trials(grid, max_epochs: int) -> list[dict]:
+    """One record per trial: config, best validation balanced accuracy and its epoch, epochs run, status,
+    and ``node_id`` (the Ray node of its last epoch) with ``node_ids`` (every node it ran on, in order)."""
+    out = []
+    for r in grid:
+        rec = {"trial_id": (r.metrics or {}).get("trial_id") or os.path.basename(r.path).removeprefix("trial_"),
+               "config": clean_config(r.config), "path": r.path, "error": str(r.error) if r.error else None}
+        df = r.metrics_dataframe
+        if df is not None and len(df) and METRIC in df:
+            i = int(np.argmax(df[METRIC].to_numpy()))
+            rec.update(best_val_balanced_accuracy=float(df[METRIC].iloc[i]), best_epoch=int(df["epoch"].iloc[i]),
+                       epochs=int(df["epoch"].max()), last_val_balanced_accuracy=float(df[METRIC].iloc[-1]))
+            arch = {k.split("/", 1)[1]: int(df[k].iloc[-1]) for k in df.columns if k.startswith("arch/")}
+            rec["arch"] = arch or (r.metrics or {}).get("arch")
+        else:
+            rec.update(best_val_balanced_accuracy=None, best_epoch=None, epochs=0, last_val_balanced_accuracy=None)
+        rec["node_ids"] = _node_ids(df)
+        rec["node_id"] = rec["node_ids"][-1] if rec["node_ids"] else None
+        rec["stopped_early"] = rec["error"] is None and rec["epochs"] < max_epochs
+        rec["_result"] = r
+        out.append(rec)
+    return out
+
+
+def pick_best(trials: list[dict]) -> dict:
+    ok = [t for t in trials if t["best_val_balanced_accuracy"] is not None]
+    if not ok:
+        errors = [t["error"] for t in trials if t["error"]]
+        raise SearchError("no trial reported a result" + (f"; first error:\n{errors[0]}" if errors else ""))
+    return max(ok, key=lambda t: (t["best_val_balanced_accuracy"], -t["best_epoch"]))
+
+
+def pick_tradeoff(trials: list[dict], best: dict, tolerance: float = TRADEOFF_TOLERANCE,
+                  steps_key: str = "num_steps") -> dict:
+    """Fewest time steps (``config[steps_key]``: ``num_steps`` for snnTorch, ``n_steps`` for NengoDL)
+    whose best validation balanced accuracy is within ``tolerance`` of the best."""
+    ok = [t for t in trials if t["best_val_balanced_accuracy"] is not None and steps_key in t["config"]]
+    near = [t for t in ok if t["best_val_balanced_accuracy"] >= best["best_val_balanced_accuracy"] - tolerance - 1e-12]
+    return min(near, key=lambda t: (int(t["config"][steps_key]), -t["best_val_balanced_accuracy"]))
+
+
+def _public(trial: dict) -> dict:
+    return {k: v for k, v in trial.items() if not k.startswith("_")}
