@@ -48,7 +48,7 @@ from spiking.search.registry import (
 from spiking.search.trainable import CHECKPOINT_FILE
 from spiking.training.jobs import load_model
 
-EXPECTED = {"cnn_search", "cnn_pt1", "cnn_pt2", "snn_pt1", "snn_pt2", "snn_mse_pt1", "snn_mse_pt2"}
+EXPECTED = {"cnn_search", "cnn_pt1", "cnn_pt2", "snn_pt1", "snn_pt2", "snn_mse_pt1", "snn_mse_pt2", "snn_k"}
 
 
 # --------------------------------------------------------------------------- registry and spaces
@@ -64,6 +64,12 @@ def test_every_registry_file_loads_with_its_budgets():
     for name in list_experiments():
         exp = load_experiment(name)
         assert exp.metric == "val_balanced_accuracy" and exp.mode == "max"
+        if exp.kind == "snn_k":  # tests/nengo/test_nas.py runs it; here only its file
+            assert exp.environment == "nengo" and exp.weight_transfer and exp.snn["weights"] == "nas"
+            assert all(exp.budget(b).epochs == 1 for b in ("smoke", "small", "paper"))
+            assert validate_space(exp, "paper", 1046, 10) == 4 * 5 * 5 * 6  # every combination checked
+            continue
+        assert exp.environment == "torch"
         smoke, paper = exp.budget("smoke"), exp.budget("paper")
         assert paper.epochs == (50 if exp.kind == "cnn" else 30)
         assert 2 <= smoke.epochs <= 4 and smoke.trials <= 6 and smoke.max_train_rows
@@ -115,6 +121,36 @@ def test_snn_space_avoids_lapicque_with_beta_one():
         assert set(clean_config(c)) == {"neuron", "beta", "lr", "num_steps", "population"}
         study.tell(t, 0.5)
     assert ("lapicque", 0.95) in seen and ("leaky", 1.0) in seen
+
+
+def test_snn_k_file_is_checked_like_the_others():
+    raw = load_experiment("snn_k").raw
+    bad = json.loads(json.dumps(raw))
+    bad["space"]["neuron"]["values"].append("Izhikevich")
+    with pytest.raises(ExperimentError, match="neuron must be one of"):
+        validate_space(parse_experiment("x", bad), "paper", 1046, 10)
+    bad = json.loads(json.dumps(raw))
+    bad["space"]["n_steps"]["values"] = [0, 10]
+    with pytest.raises(ExperimentError, match="n_steps"):
+        validate_space(parse_experiment("x", bad), "paper", 1046, 10)
+    bad = json.loads(json.dumps(raw))
+    del bad["environment"]  # a NengoDL experiment cannot run in the torch environment
+    with pytest.raises(ExperimentError, match="environment = 'nengo'"):
+        parse_experiment("x", bad)
+    bad = json.loads(json.dumps(raw))
+    bad["scheduler"]["type"] = "asha"  # nothing is trained: no epochs to stop at
+    with pytest.raises(ExperimentError, match="fifo"):
+        parse_experiment("x", bad)
+
+
+def test_nengo_commands_refuse_the_torch_environment_clearly(capsys):
+    from spiking.cli.main import main
+
+    assert main(["tune", "snn_k", "--shards", "/nonexistent"]) == 2
+    err = capsys.readouterr().err
+    assert "experiment snn_k needs tensorflow" in err and "make install-nengo" in err
+    assert main(["nas", "--shards", "/nonexistent"]) == 2
+    assert ".venv-nengo/bin/spiking" in capsys.readouterr().err
 
 
 def test_malformed_experiment_files_are_refused():

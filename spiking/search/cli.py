@@ -52,7 +52,18 @@ def add_tune_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def cmd_tune(a) -> int:
-    """Handler of ``spiking tune``; returns the exit code."""
+    """Handler of ``spiking tune``; returns the exit code. Experiments with ``environment = "nengo"``
+    (``snn_k``) run through :func:`spiking.search.snn_k.run_snn_k`, the others through
+    :func:`spiking.search.runner.run_experiment`; each refuses the other environment clearly."""
+    from .frameworks import require
+    from .registry import load_experiment
+
+    exp = load_experiment(a.experiment)
+    require(exp.environment, f"experiment {exp.name}")
+    if exp.environment == "nengo":
+        from .snn_k import cmd_snn_k
+
+        return cmd_snn_k(a)
     from .runner import run_experiment
 
     out = run_experiment(a.experiment, shards=a.shards, budget=a.budget, storage=a.storage, resume=a.resume,
@@ -71,4 +82,74 @@ def cmd_tune(a) -> int:
     print(f"\nTest split ({out['results']['split']['sizes']['test']} samples, touched once):")
     print(out["table"])
     print(f"\nresults: {out['path']} (results.json, best_config.json, best_model.pt); {out['seconds']:.1f} s")
+    return 0
+
+
+def add_nas_parser(subparsers) -> argparse.ArgumentParser:
+    """Add the ``nas`` sub-command (grammar-based architecture search, :mod:`spiking.search.evolution`)."""
+    from .evolution import BUDGETS, DEFAULT_NAME
+    from .storage import DEFAULT_STORAGE
+
+    p = subparsers.add_parser(
+        "nas", help="grammar-based architecture search (Fast-DENSER (1+lambda) ES) of a Keras CNN (CNN_K)",
+        description="Evolve Keras CNNs from a Fast-DENSER-style grammar: (1+lambda) evolution strategy, fitness = "
+                    "validation accuracy (optionally with the parameter count as a second objective), offspring "
+                    "trained in parallel on Ray under a time budget each; every generation's rows, the best network "
+                    "and the random state are saved so --resume continues an interrupted search. The best network "
+                    "is scored once on the test split at the end. Runs in the Keras/NengoDL environment "
+                    "(.venv-nengo, make nas).")
+    p.add_argument("--budget", choices=sorted(BUDGETS), default="smoke",
+                   help="preset of generations/offspring/time budget: "
+                        + "; ".join(f"{k}: {v['generations']} x {v['offspring']}, {v['time_budget_s']:g} s"
+                                    for k, v in BUDGETS.items()) + " (default smoke)")
+    p.add_argument("--generations", type=int, default=None, help="generations incl. generation 0 (overrides budget)")
+    p.add_argument("--lambda", dest="offspring", type=int, default=None, help="offspring per generation")
+    p.add_argument("--time-budget", type=float, default=None, help="training seconds per individual")
+    p.add_argument("--max-params", type=int, default=2_000_000, help="largest network allowed (default 2,000,000)")
+    p.add_argument("--max-epochs", type=int, default=1000, help="epoch cap per individual (default 1000)")
+    p.add_argument("--objectives", choices=["accuracy", "accuracy,parameters"], default="accuracy",
+                   help="fitness; accuracy,parameters also returns the accuracy/size Pareto front")
+    p.add_argument("--grammar", default=None,
+                   help="grammar file, or a shipped one: fast_denser_1d (default: the study's grammar adapted to "
+                        "1-D) or fast_denser_1d_relu (ReLU activations only, for the NengoDL conversion)")
+    p.add_argument("--max-train-rows", type=int, default=None, help="stratified train subset (default: the budget's)")
+    p.add_argument("--require-relu", action="store_true",
+                   help="only networks with a ReLU layer (something the NengoDL conversion can make spike)")
+    p.add_argument("--seed", type=int, default=42, help="seed of the evolution, initialisation and training")
+    p.add_argument("--cpus-per-individual", type=float, default=1.0, help="Ray CPUs per training task")
+    p.add_argument("--ray-cpus", type=int, default=None, help="CPUs of the embedded Ray (when RAY_ADDRESS is unset)")
+    p.add_argument("--storage", default=None, help=f"local folder or s3://bucket/prefix (default {DEFAULT_STORAGE})")
+    p.add_argument("--name", default=DEFAULT_NAME, help=f"search folder name in the storage (default {DEFAULT_NAME})")
+    p.add_argument("--shards", default=DEFAULT_SHARDS, help="Parquet shards folder or URI")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted search")
+    p.add_argument("--overwrite", action="store_true", help="delete an existing search folder and start over")
+    p.set_defaults(func=cmd_nas)
+    return p
+
+
+def cmd_nas(a) -> int:
+    """Handler of ``spiking nas``; returns the exit code."""
+    from .frameworks import require
+
+    require("nengo", "spiking nas (Keras networks for the NengoDL conversion)")
+    from .evolution import BUDGETS, NASSettings, run_nas
+
+    b = BUDGETS[a.budget]
+    s = NASSettings(generations=a.generations or b["generations"], offspring=a.offspring or b["offspring"],
+                    time_budget_s=a.time_budget or b["time_budget_s"], max_params=a.max_params,
+                    max_epochs=a.max_epochs, objectives=tuple(a.objectives.split(",")), seed=a.seed,
+                    cpus_per_individual=a.cpus_per_individual, require_relu=a.require_relu,
+                    max_train_rows=a.max_train_rows if a.max_train_rows is not None else b["max_train_rows"])
+    out = run_nas(shards=a.shards, storage=a.storage, name=a.name, settings=s, grammar_path=a.grammar,
+                  resume=a.resume, overwrite=a.overwrite, ray_num_cpus=a.ray_cpus, budget=a.budget)
+    best = out["best"]
+    print(f"\nbest individual {best['id']} (generation {best['generation']}): validation accuracy "
+          f"{best['fitness']:.4f}, {best['parameters']:,} parameters, {best['epochs']} epochs")
+    print(f"  {best['phenotype']}")
+    if len(out["front"]) > 1:
+        print("accuracy/size front: " + ", ".join(f"{r['id']} {r['fitness']:.3f}/{r['parameters']:,}"
+                                                   for r in out["front"]))
+    print(f"\nTest split ({out['results']['split']['sizes']['test']} samples, touched once):")
+    print(out["table"])
+    print(f"\nresults: {out['path']} (generations.csv, best_model.keras, results.json); {out['seconds']:.1f} s")
     return 0

@@ -1,7 +1,9 @@
 """Registry of named search experiments: one TOML file each in ``spiking/search/experiments/``.
 
-A file says what is trained (``kind = "cnn" | "snn"``; ``arch = "search" |
-"preset" | "transfer"``), the fixed settings (``[fixed]``, ``[train]``,
+A file says what is trained (``kind = "cnn" | "snn" | "snn_k"``; ``arch = "search" |
+"preset" | "transfer"``) and in which environment (``environment = "torch"``, the
+default, or ``"nengo"`` for ``snn_k``: the Keras/NengoDL conversion tuned in
+``.venv-nengo``), the fixed settings (``[fixed]``, ``[train]``,
 ``[snn]``, ``[data]``), the metric, the scheduler, the search algorithm, the
 trial resources, the search space (``[space]``, ``[[exclude]]``) and the budgets
 ``smoke | small | paper``. :func:`load_experiment` checks all of it;
@@ -38,13 +40,20 @@ import random
 import tomllib
 from dataclasses import dataclass, field
 from importlib import resources
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ..models.cnn import PRESETS, SEARCH_SPACE, ArchitectureError, CNNArch, derive_architecture, preset, stage_lengths
-from ..models.snn import SpikingCNN1d
+# The torch models (CNN_PT and its snnTorch version) are imported inside the functions that check
+# cnn/snn configs, so that this module also imports in the Keras/NengoDL environment (no torch).
+if TYPE_CHECKING:
+    from ..models.cnn import CNNArch
 
 BUDGETS = ("smoke", "small", "paper")
-KINDS = ("cnn", "snn")
+KINDS = ("cnn", "snn", "snn_k")
+ENVIRONMENTS = ("torch", "nengo")
+#: NengoDL spiking neuron types an snn_k trial may use (the keys of
+#: ``spiking.models.nengo_conversion.NEURON_TYPES``; a test in tests/nengo checks they agree).
+NENGO_NEURONS = ("SpikingRectifiedLinear", "LIF", "RegularSpiking", "PoissonSpiking")
+#: Parameters of the CNN_PT search space (their bounds: ``spiking.models.cnn.SEARCH_SPACE``).
 ARCHS = ("search", "preset", "transfer")
 SCHEDULERS = ("asha", "fifo")
 ALGORITHMS = ("optuna-tpe", "none")
@@ -54,11 +63,12 @@ CNN_SEARCH_PARAMS = ("w1", "wd1", "h1", "w2", "w3")
 CONFIG_KEYS = {
     "cnn": {"w1", "wd1", "h1", "w2", "w3", "preset", "arch_seed", "lr", "batch_size"},
     "snn": {"neuron", "beta", "lr", "num_steps", "population", "preset", "arch_seed", "batch_size"},
+    "snn_k": {"neuron", "synapse", "n_steps", "scale_firing_rates"},
 }
-_TOP_KEYS = {"description", "kind", "arch", "train", "metric", "scheduler", "search", "resources", "space",
+_TOP_KEYS = {"description", "kind", "environment", "arch", "train", "metric", "scheduler", "search", "resources", "space",
              "exclude", "fixed", "budgets", "snn", "data"}
 _BUDGET_KEYS = {"trials", "epochs", "grace_period", "reduction_factor", "max_concurrent", "n_startup_trials",
-                "max_train_rows", "batch_size", "space"}
+                "max_train_rows", "batch_size", "space", "max_eval_rows"}
 _SNN_DEFAULTS = {"mode": "transfer", "loss": None, "weights": None, "normalize": True, "percentile": 99.9}
 _TRAIN_DEFAULTS = {"lr": 0.001, "batch_size": 64, "patience": 0}
 _DATA_DEFAULTS = {"top_k": 10, "fractions": [0.7, 0.1, 0.2], "seed": 42, "log2": True, "zscore": "feature"}
@@ -82,12 +92,14 @@ class Budget:
     max_train_rows: int | None
     batch_size: int  # mini-batch size (the file's [train] batch_size unless the budget overrides it)
     space: dict  # the effective space (file space with this budget's narrowing applied)
+    max_eval_rows: int | None = None  # snn_k: validation rows each trial simulates (None = all)
 
     def as_dict(self) -> dict:
         return {"name": self.name, "trials": self.trials, "epochs": self.epochs, "grace_period": self.grace_period,
                 "reduction_factor": self.reduction_factor, "max_concurrent": self.max_concurrent,
                 "n_startup_trials": self.n_startup_trials, "max_train_rows": self.max_train_rows,
-                "batch_size": self.batch_size, "space": copy.deepcopy(self.space)}
+                "batch_size": self.batch_size, "space": copy.deepcopy(self.space),
+                "max_eval_rows": self.max_eval_rows}
 
 
 @dataclass(frozen=True)
@@ -112,6 +124,7 @@ class Experiment:
     budgets: dict = field(repr=False)
     source: str = ""
     raw: dict = field(default_factory=dict, repr=False)
+    environment: str = "torch"
 
     def budget(self, name: str) -> Budget:
         """The named budget (``smoke|small|paper``); unknown name -> ExperimentError listing the valid ones."""
@@ -121,15 +134,16 @@ class Experiment:
 
     @property
     def weight_transfer(self) -> bool:
-        return self.kind == "snn" and self.snn["mode"] == "transfer"
+        return self.kind in ("snn", "snn_k") and self.snn["mode"] == "transfer"
 
     def loss(self) -> str:
         """The SNN loss (``ce`` for transfer, ``mse`` from scratch unless the file says otherwise)."""
         return self.snn["loss"] or ("ce" if self.snn["mode"] == "transfer" else "mse")
 
     def as_dict(self) -> dict:
-        return {"name": self.name, "description": self.description, "kind": self.kind, "arch": self.arch,
-                "train": self.train, "data": self.data, "snn": self.snn if self.kind == "snn" else None,
+        return {"name": self.name, "description": self.description, "kind": self.kind,
+                "environment": self.environment, "arch": self.arch,
+                "train": self.train, "data": self.data, "snn": self.snn if self.kind != "cnn" else None,
                 "fixed": self.fixed, "metric": self.metric, "mode": self.mode, "scheduler": self.scheduler,
                 "search": self.search, "resources": self.resources, "space": self.space,
                 "exclude": self.exclude, "source": self.source}
@@ -176,6 +190,11 @@ def parse_experiment(name: str, raw: dict, source: str = "") -> Experiment:
     kind, arch = raw.get("kind"), raw.get("arch")
     if kind not in KINDS:
         fail(f"kind must be one of {KINDS}, got {kind!r}")
+    environment = raw.get("environment", "torch")
+    if environment not in ENVIRONMENTS:
+        fail(f"environment must be one of {ENVIRONMENTS}, got {environment!r}")
+    if (kind == "snn_k") != (environment == "nengo"):
+        fail("kind = 'snn_k' (the Keras/NengoDL conversion) goes with environment = 'nengo', and only it")
     if arch not in ARCHS:
         fail(f"arch must be one of {ARCHS}, got {arch!r}")
     train = {**_TRAIN_DEFAULTS, **raw.get("train", {})}
@@ -217,9 +236,18 @@ def parse_experiment(name: str, raw: dict, source: str = "") -> Experiment:
         missing = [p for p in CNN_SEARCH_PARAMS if p not in space]
         if missing:
             fail(f"arch = 'search' needs {list(CNN_SEARCH_PARAMS)} in [space], missing {missing}")
-    if arch == "preset" and fixed.get("preset") not in PRESETS:
-        fail(f"arch = 'preset' needs [fixed] preset in {sorted(PRESETS)}, got {fixed.get('preset')!r}")
-    if kind == "snn":
+    if arch == "preset":
+        from ..models.cnn import PRESETS
+
+        if fixed.get("preset") not in PRESETS:
+            fail(f"arch = 'preset' needs [fixed] preset in {sorted(PRESETS)}, got {fixed.get('preset')!r}")
+    if kind == "snn_k":
+        if arch != "transfer" or snn["mode"] != "transfer" or not snn["weights"]:
+            fail("kind = 'snn_k' converts a trained Keras CNN: arch = 'transfer' and [snn] weights = "
+                 "'<spiking nas run name>' or the URI of a saved Keras model")
+        if sched["type"] != "fifo":
+            fail("kind = 'snn_k' has no epochs to stop early at: [scheduler] type = 'fifo'")
+    elif kind == "snn":
         if snn["mode"] not in ("transfer", "scratch"):
             fail(f"[snn] mode must be 'transfer' or 'scratch', got {snn['mode']!r}")
         if (arch == "transfer") != (snn["mode"] == "transfer"):
@@ -231,7 +259,7 @@ def parse_experiment(name: str, raw: dict, source: str = "") -> Experiment:
         if not 0 < float(snn["percentile"]) <= 100:
             fail(f"[snn] percentile must be in (0, 100], got {snn['percentile']}")
     elif arch == "transfer":
-        fail("arch = 'transfer' is for kind = 'snn'")
+        fail("arch = 'transfer' is for kind = 'snn' or 'snn_k'")
     if search["algorithm"] == "none" and space:
         fail("[search] algorithm = 'none' cannot explore a [space]; use 'optuna-tpe'")
     if search["algorithm"] != "none" and not space:
@@ -267,6 +295,9 @@ def parse_experiment(name: str, raw: dict, source: str = "") -> Experiment:
         mtr = b.get("max_train_rows")
         if mtr is not None and (not isinstance(mtr, int) or mtr < 2):
             fail(f"[budgets.{bname}] max_train_rows must be an integer >= 2")
+        mer = b.get("max_eval_rows")
+        if mer is not None and (not isinstance(mer, int) or mer < 2):
+            fail(f"[budgets.{bname}] max_eval_rows must be an integer >= 2")
         bs = b.get("batch_size", train["batch_size"])
         if not isinstance(bs, int) or bs < 1:
             fail(f"[budgets.{bname}] batch_size must be an integer >= 1")
@@ -276,11 +307,12 @@ def parse_experiment(name: str, raw: dict, source: str = "") -> Experiment:
                 fail(f"[budgets.{bname}] space narrows {k!r}, which is not in [space]")
             eff[k] = _narrow(k, space[k], over, lambda m, bn=bname: fail(f"[budgets.{bn}] {m}"))
         budgets[bname] = Budget(bname, trials, epochs, grace, rf, maxc,
-                                int(b.get("n_startup_trials", search["n_startup_trials"])), mtr, bs, eff)
+                                int(b.get("n_startup_trials", search["n_startup_trials"])), mtr, bs, eff, mer)
 
     return Experiment(name=name, description=str(raw.get("description", "")), kind=kind, arch=arch, train=train,
                       data=data, snn=snn, fixed=fixed, metric=METRIC, mode="max", scheduler=sched, search=search,
-                      resources=res, space=space, exclude=exclude, budgets=budgets, source=source, raw=raw)
+                      resources=res, space=space, exclude=exclude, budgets=budgets, source=source, raw=raw,
+                      environment=environment)
 
 
 def _check_param(name: str, spec: Any, fail) -> dict:
@@ -303,7 +335,9 @@ def _check_param(name: str, spec: Any, fail) -> dict:
     log = bool(spec.get("log", False))
     if log and lo <= 0:
         fail(f"[space].{name}: log = true needs low > 0")
-    if name in SEARCH_SPACE:
+    if name in CNN_SEARCH_PARAMS:
+        from ..models.cnn import SEARCH_SPACE
+
         slo, shi = SEARCH_SPACE[name]
         if lo < slo or hi > shi:
             fail(f"[space].{name} = [{lo}, {hi}] leaves the CNN_PT search space [{slo}, {shi}]")
@@ -411,6 +445,8 @@ class _Excluded(Exception):
 # --------------------------------------------------------------------------- checks
 def trial_architecture(exp: Experiment, config: dict, L: int, transfer_arch: CNNArch | None = None) -> CNNArch:
     """The network architecture of one trial config for input length ``L``."""
+    from ..models.cnn import derive_architecture, preset
+
     if exp.arch == "search":
         return derive_architecture(L, **{k: config[k] for k in CNN_SEARCH_PARAMS}, rng=config["arch_seed"])
     if exp.arch == "preset":
@@ -428,6 +464,11 @@ def check_config(exp: Experiment, config: dict, L: int, n_classes: int,
     neuron settings are checked by building a tiny ``SpikingCNN1d`` (the model's own
     checks, e.g. Lapicque with beta = 1).
     """
+    if exp.kind == "snn_k":
+        return check_snn_k_config(config)
+    from ..models.cnn import CNNArch, stage_lengths
+    from ..models.snn import SpikingCNN1d
+
     arch = trial_architecture(exp, config, L, transfer_arch)
     stage_lengths(L, arch)
     if exp.kind == "snn":
@@ -440,6 +481,22 @@ def check_config(exp: Experiment, config: dict, L: int, n_classes: int,
         if float(config["lr"]) <= 0:
             raise ExperimentError(f"lr must be > 0, got {config['lr']}")
     return arch
+
+
+def check_snn_k_config(config: dict) -> None:
+    """Raise ExperimentError unless an snn_k config is one NengoDL can simulate: a known spiking
+    neuron type (:data:`NENGO_NEURONS`), integer ``n_steps`` >= 1, ``scale_firing_rates`` > 0 and
+    ``synapse`` >= 0 (seconds; 0 = no synaptic filter)."""
+    if config.get("neuron") not in NENGO_NEURONS:
+        raise ExperimentError(f"neuron must be one of {NENGO_NEURONS}, got {config.get('neuron')!r}")
+    n = config.get("n_steps")
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ExperimentError(f"n_steps must be an integer >= 1, got {n!r}")
+    if not float(config.get("scale_firing_rates", 0)) > 0:
+        raise ExperimentError(f"scale_firing_rates must be > 0, got {config.get('scale_firing_rates')!r}")
+    if not float(config.get("synapse", -1)) >= 0:
+        raise ExperimentError(f"synapse must be >= 0 s (0 = none), got {config.get('synapse')!r}")
+    return None
 
 
 def sample_configs(exp: Experiment, budget: str | Budget, n: int = 300, seed: int = 0) -> list[dict]:
@@ -477,7 +534,7 @@ def validate_space(exp: Experiment, budget: str | Budget, L: int, n_classes: int
     for c in configs:
         try:
             check_config(exp, c, L, n_classes, transfer_arch)
-        except (ArchitectureError, ValueError) as e:
+        except ValueError as e:  # ArchitectureError and ExperimentError are ValueErrors
             bad.append(f"{c}: {e}")
     if bad:
         raise ExperimentError(f"experiment {exp.name!r}: {len(bad)} of {len(configs)} configs checked give an invalid "

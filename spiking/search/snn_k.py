@@ -1,0 +1,359 @@
+"""The ``snn_k`` experiment: tune the NengoDL conversion of the grammar-searched Keras CNN (CNN_K).
+
+``run_snn_k(name, shards=..., budget=..., storage=...)`` (``spiking tune snn_k`` in
+``.venv-nengo``) follows the PyTorch experiments (:mod:`spiking.search.runner`):
+
+1. checks before any trial: the experiment file and budget, the storage (writable probe), that
+   the experiment folder is new (or ``resume``/``overwrite``), the weight source (a finished
+   ``spiking nas`` run in the same storage, its ``best_model.keras``, or a URI of a ``.keras``
+   file) built on the same split (the ``split_sha256`` of the search's ``nas.json``), and every
+   configuration of the space;
+2. runs the trials with Ray Tune (Optuna TPE, FIFO: nothing is trained, so there are no epochs
+   to stop early at): each converts CNN_K with ``nengo_dl.Converter`` (ReLU swapped for the
+   trial's spiking neuron type, ``scale_firing_rates``, ``synapse``, max-pool -> average-pool)
+   and reports the validation balanced accuracy of the spiking network simulated for
+   ``n_steps`` steps, its mean firing rate, SynOps and energy;
+3. exports ``best_config.json`` and ``tradeoff_config.json`` (fewest ``n_steps`` within 1
+   percentage point of the best), ``trials.json``, ``activity.png`` (one test sample's layer
+   activity at firing-rate scale 1 and at the best scale) and ``results.json``/``results.txt``:
+   CNN_K (the Keras network, rate-based) and both spiking conversions scored ONCE on the test
+   split, beside the logistic regression, with the energy per inference under the 45 nm
+   convention and the SNN/CNN energy ratio.
+
+Method: Rueckauer et al., "Conversion of continuous-valued deep networks to efficient
+event-driven networks for image classification", Front. Neurosci. 2017 (rate-based conversion);
+NengoDL's Converter and its firing-rate scaling (Rasmussen, "NengoDL", Neuroinformatics 2019;
+nengo-dl docs, "Converting a Keras model to a spiking neural network").
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from . import storage as st
+from .frameworks import prepare_nengo_process
+from .registry import METRIC, load_experiment, validate_space
+from .tuner import SearchError, _public, _ray_init, build_tuner, pick_best, pick_tradeoff, summarize_trials
+
+SOURCE_MODEL = "best_model.keras"
+EXPERIMENT_FILE = "experiment.json"
+#: Samples per NengoDL simulator minibatch.
+MINIBATCH = 50
+
+
+def locate_keras_weights(source: str, fs, root: str) -> tuple:
+    """``(filesystem, path, label, split_sha256 or None)`` of the Keras network named by ``source``:
+    a ``spiking nas`` run name (``<storage>/<name>/best_model.keras``), or the URI/path of a
+    ``.keras`` file or of a folder holding ``best_model.keras``. The split fingerprint comes from
+    the ``nas.json`` beside it.
+
+    Raises:
+        SearchError: nothing usable there, with what was looked for.
+    """
+    if "/" not in source and "://" not in source and not source.endswith(".keras"):
+        folder = st.join(fs, root, source)
+        path = st.join(fs, folder, SOURCE_MODEL)
+        if not st.is_file(fs, path):
+            raise SearchError(f"weight source {source!r}: no finished `spiking nas --name {source}` run in storage "
+                              f"{st.to_uri(fs, root)} ({st.to_uri(fs, path)} not found). Run `spiking nas` with the "
+                              f"same --storage first (make nas), or pass --weights with the URI of a .keras file")
+        sfs = fs
+    else:
+        try:
+            sfs, path = st.resolve_storage(source)
+        except st.StorageError as e:
+            raise SearchError(f"weight source {source!r}: {e}") from None
+        import pyarrow.fs as pafs
+
+        info = sfs.get_file_info(path)
+        if info.type == pafs.FileType.Directory:
+            path = st.join(sfs, path, SOURCE_MODEL)
+            if not st.is_file(sfs, path):
+                raise SearchError(f"weight source {source!r} is a folder without {SOURCE_MODEL}")
+        elif info.type != pafs.FileType.File:
+            raise SearchError(f"weight source {source!r} not found")
+        folder = path.rsplit("/", 1)[0] if not st.is_local(sfs) else os.path.dirname(path)
+    nas_json = st.join(sfs, folder, "nas.json")
+    sha = json.loads(st.read_text(sfs, nas_json)).get("split_sha256") if st.is_file(sfs, nas_json) else None
+    return sfs, path, st.to_uri(sfs, path), sha
+
+
+def source_train_seconds(fs, model_path: str) -> float | None:
+    """Training seconds of CNN_K as its search recorded them (``results.json`` beside the model), if any."""
+    folder = model_path.rsplit("/", 1)[0] if not st.is_local(fs) else os.path.dirname(model_path)
+    res = st.join(fs, folder, "results.json")
+    if not st.is_file(fs, res):
+        return None
+    cnn = next((m for m in json.loads(st.read_text(fs, res)).get("models", []) if m.get("name") == "cnn_k"), None)
+    return None if cnn is None else cnn.get("train_seconds")
+
+
+def _flat(x: np.ndarray) -> np.ndarray:
+    """Samples as float32 ``(N, L)`` (the prepared arrays are ``(N, 1, L)``)."""
+    return np.ascontiguousarray(np.asarray(x, dtype=np.float32).reshape(len(x), -1))
+
+
+def _load_model(model_bytes: bytes):
+    from ..training.keras_fit import load_keras
+
+    with tempfile.TemporaryDirectory(prefix="spiking-snnk-") as tmp:
+        p = Path(tmp) / SOURCE_MODEL
+        p.write_bytes(model_bytes)
+        return load_keras(p)
+
+
+def score_conversion(model, config: dict, X: np.ndarray, y: np.ndarray, class_names: list[str], *,
+                     L: int, n_classes: int, phenotype: str | None = None) -> dict:
+    """Convert ``model`` with ``config`` (neuron, synapse, n_steps, scale_firing_rates), simulate it on
+    ``X`` (n, L) in [0, 1] and return the metrics (:func:`spiking.evaluation.metrics.classification_metrics`)
+    with ``predictions``, ``firing_rates`` (Hz per spiking layer), ``mean_firing_rate_hz``, ``efficiency``
+    (SynOps, MACs, energy in pJ under the 45 nm convention) and the conversion ``notes``."""
+    from ..evaluation.metrics import classification_metrics
+    from ..models.nengo_conversion import convert, count_synops, simulate
+
+    synapse = float(config["synapse"]) or None
+    conv = convert(model, neuron=config["neuron"], scale_firing_rates=float(config["scale_firing_rates"]),
+                   synapse=synapse, max_to_avg_pool=True)
+    t0 = time.perf_counter()
+    sim = simulate(conv, X, n_steps=int(config["n_steps"]), minibatch_size=MINIBATCH, probe_layers=True)
+    ms = 1000 * (time.perf_counter() - t0) / max(len(X), 1)
+    m = classification_metrics(y, sim.predictions, class_names)
+    rates = {k: float(v) for k, v in sim.firing_rates_hz.items()}
+    syn = count_synops(conv.keras_model, sim.spiking_spikes_per_neuron())
+    eff = {"macs": int(syn.macs), "synops": float(syn.synops), "energy_pj": float(syn.energy_pj),
+           "mac_layers": list(syn.mac_layers), "synops_per_layer": {k: float(v) for k, v in syn.synops_per_layer.items()},
+           "spikes_per_inference": {k: float(v) for k, v in sim.spikes_per_inference.items()},
+           "n_steps": int(config["n_steps"])}
+    return {"metrics": m, "predictions": sim.predictions, "firing_rates": rates,
+            "mean_firing_rate_hz": float(np.mean(list(rates.values()))) if rates else 0.0,
+            "efficiency": eff, "notes": list(conv.notes), "inference_ms_per_sample": ms}
+
+
+def snn_k_trial(config: dict, payload: dict) -> None:
+    """Ray Tune function trainable: one conversion setting scored on validation rows (one report)."""
+    prepare_nengo_process()
+    import tensorflow as tf
+    from ray import tune
+
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(1)
+        tf.config.threading.set_inter_op_parallelism_threads(1)
+    except RuntimeError:
+        pass
+    model = _load_model(payload["model_bytes"])
+    out = score_conversion(model, config, payload["X_val"], payload["y_val"], payload["class_names"],
+                           L=payload["L"], n_classes=payload["n_classes"])
+    m, eff = out["metrics"], out["efficiency"]
+    tune.report({METRIC: m["balanced_accuracy"], "val_accuracy": m["accuracy"], "epoch": 1,
+                 "mean_firing_rate_hz": out["mean_firing_rate_hz"], "energy_pj": eff["energy_pj"],
+                 "synops": eff["synops"], "rows": int(len(payload["y_val"]))})
+
+
+def run_snn_k(name: str = "snn_k", *, shards: str, budget: str = "smoke", storage: str | None = None,
+              resume: bool = False, overwrite: bool = False, weights: str | None = None, seed: int = 42,
+              cpus_per_trial: float | None = None, max_concurrent: int | None = None,
+              ray_num_cpus: int | None = None, verbose: int = 1, max_failures: int = 1) -> dict:
+    """Run the ``snn_k`` experiment (module doc) and export its results.
+
+    Arguments as :func:`spiking.search.runner.run_experiment`; ``weights`` is a ``spiking nas`` run
+    name in the same storage or the URI of a ``.keras`` file (default: the file's, ``nas``).
+
+    Returns:
+        ``{"experiment", "budget", "storage", "path", "best", "tradeoff", "results", "table", "trials", "seconds"}``.
+
+    Raises:
+        SearchError, StorageError, ExperimentError (ValueErrors): anything that stops the
+        experiment before a trial starts, with the reason.
+    """
+    prepare_nengo_process()
+    from .data import load_split
+    from ..preprocess.prepare import split_fingerprint
+
+    t0 = time.perf_counter()
+    exp = load_experiment(name)
+    if exp.kind != "snn_k":
+        raise SearchError(f"experiment {name!r} is not a NengoDL conversion (kind {exp.kind!r})")
+    b = exp.budget(budget)
+    fs, root = st.open_storage(storage)
+    exp_dir = st.join(fs, root, exp.name)
+    exp_uri = st.to_uri(fs, exp_dir)
+    custom_fs = None if st.is_local(fs) else fs
+    if resume:
+        from ray import tune
+
+        if not tune.Tuner.can_restore(exp_dir, storage_filesystem=custom_fs):
+            raise SearchError(f"nothing to resume at {exp_uri} (no Tune experiment state there)")
+    elif st.is_file(fs, st.join(fs, exp_dir, EXPERIMENT_FILE)):
+        if not overwrite:
+            raise SearchError(f"experiment folder {exp_uri} already holds a search; use --resume to continue it, "
+                              "--overwrite to start over, or another --storage")
+    sfs, spath, label, src_sha = locate_keras_weights(weights or exp.snn["weights"], fs, root)
+
+    prep_full, prep, dataset_info = load_split(shards, exp.data, b.max_train_rows, seed)
+    split_sha = split_fingerprint(prep_full)
+    if src_sha is not None and src_sha != split_sha:
+        raise SearchError(f"weight source {label} was trained on a different split than this experiment's (its "
+                          "test samples may have been training samples of CNN_K); use the same [data] settings "
+                          "and shards")
+    L, C = prep.n_features, len(prep.class_names)
+    model_bytes = st.read_bytes(sfs, spath)
+    try:
+        model = _load_model(model_bytes)
+    except Exception as e:
+        raise SearchError(f"weight source {label}: cannot read it as a saved Keras network: {e}") from None
+    if tuple(model.input_shape[1:]) != (L, 1) or int(model.output_shape[-1]) != C:
+        raise SearchError(f"weight source {label} takes input {model.input_shape[1:]} with {model.output_shape[-1]} "
+                          f"classes; this data has L={L}, {C} classes")
+    if not any(getattr(getattr(layer, "activation", None), "__name__", "") == "relu" for layer in model.layers):
+        raise SearchError(f"weight source {label} has no ReLU layer, so its conversion would have nothing to spike "
+                          "(linear layers pass real values, sigmoid layers stay rate neurons); search CNN_K with "
+                          "`spiking nas --grammar fast_denser_1d_relu` (make nas)")
+    n_checked = validate_space(exp, b, L, C, seed=seed)
+    cpus = float(cpus_per_trial if cpus_per_trial is not None else exp.resources["cpus_per_trial"])
+    maxc = int(max_concurrent if max_concurrent is not None else b.max_concurrent)
+    if cpus <= 0 or maxc < 1:
+        raise SearchError(f"cpus_per_trial must be > 0 and max_concurrent >= 1, got {cpus}, {maxc}")
+    n_val = len(prep.y["val"]) if not b.max_eval_rows else min(b.max_eval_rows, len(prep.y["val"]))
+    meta = {"experiment": exp.name, "description": exp.description, "budget": b.as_dict(), "seed": seed,
+            "storage": st.to_uri(fs, root), "path": exp_uri, "shards": str(shards), "cpus_per_trial": cpus,
+            "max_concurrent": maxc, "configs_checked": n_checked, "split_sha256": split_sha,
+            "val_rows_per_trial": int(n_val), "weights": {"source": label, "split_verified": src_sha is not None},
+            "spec": exp.as_dict()}
+    if not resume:
+        if overwrite and st.exists(fs, exp_dir):
+            fs.delete_dir(exp_dir)
+        st.write_text(fs, st.join(fs, exp_dir, EXPERIMENT_FILE), json.dumps(meta, indent=2, default=str) + "\n")
+
+    started = _ray_init(ray_num_cpus)
+    try:
+        from ray import tune
+
+        # the first n_val validation rows, stratified order kept by the split
+        payload = {"model_bytes": model_bytes, "X_val": _flat(prep.X["val"][:n_val]),
+                   "y_val": prep.y["val"][:n_val], "class_names": list(prep.class_names), "L": L, "n_classes": C}
+        trainable = tune.with_resources(tune.with_parameters(snn_k_trial, payload=payload), {"cpu": cpus})
+        tuner = build_tuner(exp, b, trainable, fs=fs, root=root, seed=seed, max_concurrent=maxc, resume=resume,
+                            verbose=verbose, max_failures=max_failures)
+        grid = tuner.fit()
+    finally:
+        if started:
+            import ray
+
+            ray.shutdown()
+    trials = summarize_trials(grid, b.epochs)
+    for t in trials:
+        last = (t["_result"].metrics or {})
+        t["val"] = {k: last.get(k) for k in ("val_accuracy", "mean_firing_rate_hz", "energy_pj", "synops", "rows")}
+    out = _export(exp, b, trials, fs=fs, exp_dir=exp_dir, model=model, prep=prep, dataset_info=dataset_info,
+                  seed=seed, meta=meta, source_label=label, source_seconds=source_train_seconds(sfs, spath))
+    return {"experiment": exp.name, "budget": b.name, "storage": st.to_uri(fs, root), "path": exp_uri, **out,
+            "seconds": time.perf_counter() - t0}
+
+
+def _export(exp, b, trials, *, fs, exp_dir, model, prep, dataset_info, seed, meta, source_label,
+            source_seconds) -> dict:
+    from ..evaluation.baseline import evaluate_logreg
+    from ..evaluation.energy import CONVENTION, E_MAC_PJ
+    from ..evaluation.metrics import classification_metrics
+    from ..evaluation.results import format_table, write_results
+    from ..models.nengo_conversion import plot_layer_activity
+
+    best = pick_best(trials)
+    tradeoff = pick_tradeoff(trials, best, steps_key="n_steps")
+    L, C = prep.n_features, len(prep.class_names)
+    X, y, names = _flat(prep.X["test"]), prep.y["test"], list(prep.class_names)
+    t = time.perf_counter()
+    logits = model.predict(X[..., None], batch_size=256, verbose=0)
+    ms = 1000 * (time.perf_counter() - t) / len(X)
+    macs = _keras_macs(model)
+    cnn = {"name": "cnn_k", "test": classification_metrics(y, np.argmax(logits, axis=1), names),
+           "parameters": int(model.count_params()), "inference_ms_per_sample": ms, "source": source_label,
+           # the search's training time (None if the model came without its search's results.json)
+           "train_seconds": source_seconds,
+           "efficiency": {"macs": macs, "synops": 0, "energy_pj": macs * E_MAC_PJ, "convention": CONVENTION}}
+    models, exported = [cnn], {}
+    for role, trial in (("best", best), ("tradeoff", tradeoff)):
+        cfg = trial["config"]
+        out = score_conversion(model, cfg, X, y, names, L=L, n_classes=C)
+        eff = dict(out["efficiency"])
+        eff["energy_ratio_vs_cnn"] = eff["energy_pj"] / cnn["efficiency"]["energy_pj"] if macs else None
+        eff["convention"] = CONVENTION
+        doc = {"experiment": exp.name, "role": role, "budget": b.name, "trial_id": trial["trial_id"], "config": cfg,
+               "val_balanced_accuracy": trial["best_val_balanced_accuracy"], "source": source_label,
+               "notes": out["notes"]}
+        if role == "tradeoff":
+            doc["rule"] = "fewest n_steps with validation balanced accuracy >= best - 1 pp"
+        st.write_text(fs, st.join(fs, exp_dir, f"{role}_config.json"), json.dumps(doc, indent=2, default=str) + "\n")
+        exported[role] = doc
+        models.append({"name": f"{exp.name}:{role}", "test": out["metrics"], "parameters": cnn["parameters"],
+                       "train_seconds": 0.0,  # converted, not trained
+                       "inference_ms_per_sample": out["inference_ms_per_sample"],
+                       "snn": {"framework": "nengo-dl", **cfg}, "firing_rates_hz": out["firing_rates"],
+                       "mean_firing_rate_hz": out["mean_firing_rate_hz"], "efficiency": eff,
+                       "conversion_notes": out["notes"],
+                       "search": {"trial_id": trial["trial_id"], "config": cfg,
+                                  "val_balanced_accuracy": trial["best_val_balanced_accuracy"]}})
+    models.append(evaluate_logreg(prep, seed=seed))
+    counts = {c: int(np.sum(y == i)) for i, c in enumerate(names)}
+    public = [_public(t) for t in trials]
+    results = {"dataset": dataset_info, "split": {**prep.split_info, "test_class_counts": counts}, "models": models,
+               "search": {**meta, "n_trials": len(trials), "n_errors": sum(t["error"] is not None for t in trials),
+                          "n_stopped_early": 0, "best": exported["best"], "tradeoff": exported["tradeoff"]},
+               "run": {"name": exp.name, "config": {"experiment": exp.name, "budget": b.name, "seed": seed}}}
+    with tempfile.TemporaryDirectory(prefix="spiking-snnk-") as tmp:
+        local = write_results(results, Path(tmp) / "results.json")
+        st.write_bytes(fs, st.join(fs, exp_dir, "results.json"), local.read_bytes())
+        png = Path(tmp) / "activity.png"
+        scale = float(best["config"]["scale_firing_rates"])
+        plot_layer_activity(model, X[0], scales=(1.0, scale if scale > 1 else 300.0),
+                            n_steps=int(best["config"]["n_steps"]), path=png)
+        st.write_bytes(fs, st.join(fs, exp_dir, "activity.png"), png.read_bytes())
+    table = format_table(models)
+    st.write_text(fs, st.join(fs, exp_dir, "results.txt"), table + "\n")
+    st.write_text(fs, st.join(fs, exp_dir, "trials.json"), json.dumps(public, indent=2, default=str) + "\n")
+    return {"results": results, "table": table, "best": exported["best"], "tradeoff": exported["tradeoff"],
+            "trials": public}
+
+
+def _keras_macs(model) -> int:
+    """MACs of one inference through the Conv1D and Dense layers of a Keras model (input (L, 1))."""
+    import tensorflow as tf
+
+    total = 0
+    for layer in model.layers:
+        if isinstance(layer, tf.keras.layers.Conv1D):
+            out_len, filters = layer.output_shape[1], layer.output_shape[2]
+            total += int(out_len) * int(filters) * int(layer.kernel_size[0]) * int(layer.input_shape[-1])
+        elif isinstance(layer, tf.keras.layers.Dense):
+            total += int(np.prod(layer.input_shape[1:])) * int(layer.units)
+    return total
+
+
+def cmd_snn_k(a) -> int:
+    """``spiking tune snn_k`` (called by :func:`spiking.search.cli.cmd_tune`); returns the exit code."""
+    if a.gpus_per_trial:
+        print("note: snn_k trials run NengoDL on CPU here; --gpus-per-trial is ignored")
+    out = run_snn_k(a.experiment, shards=a.shards, budget=a.budget, storage=a.storage, resume=a.resume,
+                    overwrite=a.overwrite, weights=a.weights, seed=a.seed, cpus_per_trial=a.cpus_per_trial,
+                    max_concurrent=a.max_concurrent, ray_num_cpus=a.ray_cpus, verbose=0 if a.quiet else 1)
+    s = out["results"]["search"]
+    print(f"\n{out['experiment']} ({out['budget']}): {s['n_trials']} trials, {s['n_errors']} errors; "
+          f"CNN_K from {s['weights']['source']}")
+    for role in ("best", "tradeoff"):
+        d = out[role]
+        print(f"{role}: validation balanced accuracy {d['val_balanced_accuracy']:.4f}, config {d['config']}")
+    for note in out["best"]["notes"]:
+        print(f"  conversion: {note}")
+    print(f"\nTest split ({out['results']['split']['sizes']['test']} samples, touched once):")
+    print(out["table"])
+    print(f"\nresults: {out['path']} (results.json, best_config.json, activity.png); {out['seconds']:.1f} s")
+    return 0
+
+
+__all__ = ["run_snn_k", "score_conversion", "locate_keras_weights", "snn_k_trial", "cmd_snn_k"]
