@@ -48,7 +48,7 @@ from .registry import (
 from .data import load_data, subset_train  # noqa: F401  (subset_train re-exported)
 from .tuner import (  # noqa: F401  (re-exported)
     TRADEOFF_TOLERANCE,
-    SearchError, _public, _ray_init, build_tuner, pick_best, pick_tradeoff, summarize_trials,
+    SearchError, _public, build_tuner, fit_trials, pick_best, pick_tradeoff,
 )
 from .trainable import CHECKPOINT_FILE, FAIL_AT_EPOCH_VAR, train_trial
 
@@ -362,8 +362,8 @@ def run_experiment(name: str, *, shards: str, budget: str = "smoke", storage: st
 
     # Tune warns at every forced experiment snapshot (one per num_to_keep checkpoints); short epochs make that noise.
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
-    started = _ray_init(ray_num_cpus)
-    try:
+
+    def make_trainable():  # once Ray is up: the GPU request depends on what the cluster has
         import ray
         from ray import tune
 
@@ -378,18 +378,11 @@ def run_experiment(name: str, *, shards: str, budget: str = "smoke", storage: st
                    "epochs": b.epochs, "seed": seed, "lr": exp.train["lr"], "batch_size": b.batch_size,
                    "patience": exp.train["patience"], "cpus_per_trial": cpus, "gpus_per_trial": gpus,
                    "split_sha256": split_sha, "fail_at_epoch": int(os.environ.get(FAIL_AT_EPOCH_VAR) or 0)}
-        trainable = tune.with_resources(tune.with_parameters(train_trial, payload=payload),
-                                        {"cpu": cpus, "gpu": gpus})
-        tuner = build_tuner(exp, b, trainable, fs=fs, root=root, seed=seed, max_concurrent=maxc, resume=resume,
-                            verbose=verbose, max_failures=max_failures)
-        grid = tuner.fit()
-    finally:
-        if started:
-            import ray
+        return tune.with_resources(tune.with_parameters(train_trial, payload=payload), {"cpu": cpus, "gpu": gpus})
 
-            ray.shutdown()
-
-    trials = summarize_trials(grid, b.epochs)
+    trials = fit_trials(exp, b, make_trainable, fs=fs, root=root, seed=seed, max_concurrent=maxc, resume=resume,
+                        verbose=verbose, max_failures=max_failures, ray_num_cpus=ray_num_cpus,
+                        build=build_tuner)  # this module's name: benchmarks patch runner.build_tuner
     out = export_and_evaluate(exp, b, trials, fs=fs, root=root, prep=prep, dataset_info=dataset_info, seed=seed,
                               meta=meta, transfer=transfer)
     return {"experiment": exp.name, "budget": b.name, "storage": st.to_uri(fs, root), "path": exp_uri,

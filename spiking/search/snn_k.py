@@ -39,7 +39,7 @@ import numpy as np
 from . import storage as st
 from .frameworks import prepare_nengo_process
 from .registry import METRIC, load_experiment, validate_space
-from .tuner import SearchError, _public, _ray_init, build_tuner, pick_best, pick_tradeoff, summarize_trials
+from .tuner import SearchError, _public, fit_trials, pick_best, pick_tradeoff
 
 SOURCE_MODEL = "best_model.keras"
 EXPERIMENT_FILE = "experiment.json"
@@ -230,23 +230,16 @@ def run_snn_k(name: str = "snn_k", *, shards: str, budget: str = "smoke", storag
             fs.delete_dir(exp_dir)
         st.write_text(fs, st.join(fs, exp_dir, EXPERIMENT_FILE), json.dumps(meta, indent=2, default=str) + "\n")
 
-    started = _ray_init(ray_num_cpus)
-    try:
+    def make_trainable():
         from ray import tune
 
-        # the first n_val validation rows, stratified order kept by the split
+        # the first n_val validation rows (the split's order: stratified by cohort)
         payload = {"model_bytes": model_bytes, "X_val": _flat(prep.X["val"][:n_val]),
                    "y_val": prep.y["val"][:n_val], "class_names": list(prep.class_names), "L": L, "n_classes": C}
-        trainable = tune.with_resources(tune.with_parameters(snn_k_trial, payload=payload), {"cpu": cpus})
-        tuner = build_tuner(exp, b, trainable, fs=fs, root=root, seed=seed, max_concurrent=maxc, resume=resume,
-                            verbose=verbose, max_failures=max_failures)
-        grid = tuner.fit()
-    finally:
-        if started:
-            import ray
+        return tune.with_resources(tune.with_parameters(snn_k_trial, payload=payload), {"cpu": cpus})
 
-            ray.shutdown()
-    trials = summarize_trials(grid, b.epochs)
+    trials = fit_trials(exp, b, make_trainable, fs=fs, root=root, seed=seed, max_concurrent=maxc, resume=resume,
+                        verbose=verbose, max_failures=max_failures, ray_num_cpus=ray_num_cpus)
     for t in trials:
         last = (t["_result"].metrics or {})
         t["val"] = {k: last.get(k) for k in ("val_accuracy", "mean_firing_rate_hz", "energy_pj", "synops", "rows")}

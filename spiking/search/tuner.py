@@ -79,6 +79,27 @@ def build_tuner(exp: Experiment, b: Budget, trainable, *, fs, root: str, seed: i
     return tune.Tuner(trainable, param_space=param_space, tune_config=tune_config, run_config=run_config)
 
 
+def fit_trials(exp: Experiment, b: Budget, make_trainable, *, fs, root: str, seed: int, max_concurrent: int,
+               resume: bool, verbose: int, max_failures: int, ray_num_cpus: int | None, build=None) -> list[dict]:
+    """Run an experiment's trials and summarise them (:func:`summarize_trials`).
+
+    Starts an embedded Ray (or joins ``RAY_ADDRESS``) unless Ray runs already, calls
+    ``make_trainable()`` once Ray is up (so it may look at the cluster's resources), builds the
+    Tuner with ``build`` (default :func:`build_tuner`), fits it, and shuts down a Ray it started."""
+    started = _ray_init(ray_num_cpus)
+    try:
+        tuner = (build or build_tuner)(exp, b, make_trainable(), fs=fs, root=root, seed=seed,
+                                       max_concurrent=max_concurrent, resume=resume, verbose=verbose,
+                                       max_failures=max_failures)
+        grid = tuner.fit()
+    finally:
+        if started:
+            import ray
+
+            ray.shutdown()
+    return summarize_trials(grid, b.epochs)
+
+
 def _node_ids(df) -> list[str]:
     """Ray node ids that ran a trial's epochs, in order, each run of repeats once (more than one: it moved)."""
     if df is None or "node_id" not in df:
