@@ -16,7 +16,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import spiking.search
-from spiking.models.phenotype_torch import build_torch_model, same_padding, torch_parameter_count
+from spiking.models.phenotype_torch import (
+    build_torch_model,
+    load_keras_weights,
+    read_weights_npz,
+    same_padding,
+    torch_parameter_count,
+)
 from spiking.search.genotype import (
     GenotypeError,
     Individual,
@@ -450,3 +456,71 @@ def test_phenotype_network_trains_with_the_training_loop():
     acc = float((predict(net, obj, X[:120]) == y[:120]).mean())
     assert acc > 0.9, (before, acc, hist.epochs)
     assert hist.best_val_balanced_accuracy > 0.9
+
+
+# ------------------------------------------------------------------- Keras weights into the torch net
+KERAS_XFER = ("layer:conv num-filters:3 filter-shape:4 stride:2 padding:same act:relu bias:True layer:batch-norm "
+              "layer:pool-max kernel-size:2 stride:2 padding:valid "
+              "layer:conv num-filters:2 filter-shape:3 stride:1 padding:valid act:sigmoid bias:False "
+              "layer:dropout rate:0.3 layer:fc num-units:5 act:relu bias:False "
+              "layer:fc num-units:4 act:linear bias:True")
+
+
+def _as_keras_weights(net) -> list[np.ndarray]:
+    """``net``'s weights in the layout of ``keras_model.get_weights()`` (the inverse transposes)."""
+    out = []
+    for m in net.body:
+        if hasattr(m, "conv"):
+            out += [m.conv.weight.detach().numpy().transpose(2, 1, 0)]
+            out += [m.conv.bias.detach().numpy()] if m.conv.bias is not None else []
+        elif isinstance(m, torch.nn.BatchNorm1d):
+            out += [t.detach().numpy() for t in (m.weight, m.bias, m.running_mean, m.running_var)]
+        elif isinstance(m, torch.nn.Linear):
+            out += [m.weight.detach().numpy().T]
+            out += [m.bias.detach().numpy()] if m.bias is not None else []
+    return [np.array(w) for w in out]
+
+
+def test_load_keras_weights_round_trip_and_errors(tmp_path):
+    L, n_classes = 60, 4
+    torch.manual_seed(0)
+    src = build_torch_model(f"{KERAS_XFER} {LEARN}", L, n_classes, init="torch").eval()
+    with torch.no_grad():  # BN not the identity
+        bn = src.body[2]
+        bn.running_mean.uniform_(-1, 1), bn.running_var.uniform_(0.5, 2), bn.weight.uniform_(0.5, 2)
+        bn.bias.uniform_(-1, 1)
+    weights = _as_keras_weights(src)
+    # conv_0 kernel+bias, batch_norm_1 x4, conv_3 kernel, fc_5 kernel, fc_6 kernel+bias, logits kernel+bias
+    assert [w.shape for w in weights][:3] == [(4, 1, 3), (3,), (3,)] and len(weights) == 12
+    np.savez(tmp_path / "w.npz", *weights)
+    loaded = read_weights_npz(tmp_path / "w.npz")
+    assert all(np.array_equal(a, b) for a, b in zip(loaded, weights)) and len(loaded) == len(weights)
+    dst = build_torch_model(f"{KERAS_XFER} {LEARN}", L, n_classes).eval()
+    assert load_keras_weights(dst, loaded) is dst
+    x = torch.rand(5, 1, L)
+    with torch.no_grad():
+        assert torch.equal(src(x), dst(x))
+    for k, v in src.state_dict().items():
+        if "num_batches" not in k:
+            assert torch.equal(v, dst.state_dict()[k]), k
+    # errors name the Keras layer, and leave the model unchanged
+    fresh = build_torch_model(f"{KERAS_XFER} {LEARN}", L, n_classes).eval()
+    before = {k: v.clone() for k, v in fresh.state_dict().items()}
+    bad = list(weights)
+    bad[6] = bad[6][:2]  # conv_3 kernel (3, 3, 2) -> (2, 3, 2)
+    with pytest.raises(ValueError, match=r"'conv_3' kernel .*\(3, 3, 2\)"):
+        load_keras_weights(fresh, bad)
+    with pytest.raises(ValueError, match=r"'batch_norm_1' moving_variance"):
+        load_keras_weights(fresh, weights[:5] + [np.ones(4, np.float32)] + weights[6:])
+    with pytest.raises(ValueError, match=r"too few .*'logits' bias"):
+        load_keras_weights(fresh, weights[:-1])
+    with pytest.raises(ValueError, match=r"too many"):
+        load_keras_weights(fresh, weights + [np.zeros(4, np.float32)])
+    with pytest.raises(ValueError, match=r"'conv_3' kernel .*one missing or extra"):
+        load_keras_weights(fresh, weights[:6] + weights[7:])  # conv_3 kernel dropped
+    with pytest.raises(TypeError):
+        load_keras_weights(torch.nn.Linear(2, 2), weights)
+    assert all(torch.equal(v, before[k]) for k, v in fresh.state_dict().items())
+    np.savez(tmp_path / "named.npz", kernel=weights[0])
+    with pytest.raises(ValueError, match="arr_0"):
+        read_weights_npz(tmp_path / "named.npz")

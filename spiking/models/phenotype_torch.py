@@ -24,20 +24,26 @@ same phenotype (:mod:`spiking.models.phenotype_keras`), layer for layer:
 * ``fc``: ``Linear(num-units, bias)`` + activation; the output: ``Linear(n_classes)`` with bias.
 
 Weights are initialised as Keras does by default (``init="keras"``: Glorot-uniform kernels,
-zero biases) or with PyTorch's defaults (``init="torch"``).
+zero biases) or with PyTorch's defaults (``init="torch"``). :func:`load_keras_weights` copies the
+weights of the equivalent Keras model (``keras_model.get_weights()``, e.g. exchanged as an
+``.npz`` read by :func:`read_weights_npz`) into a :class:`PhenotypeNet`.
 """
 
 from __future__ import annotations
 
 import math
+import os
+from collections.abc import Sequence
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ..search.phenotype import Phenotype, PhenotypeError, parse_phenotype
 
-__all__ = ["PhenotypeNet", "build_torch_model", "torch_parameter_count", "same_padding"]
+__all__ = ["PhenotypeNet", "build_torch_model", "torch_parameter_count", "same_padding", "load_keras_weights",
+           "read_weights_npz"]
 
 
 def same_padding(n: int, kernel: int, stride: int) -> tuple[int, int]:
@@ -190,3 +196,111 @@ def torch_parameter_count(model: nn.Module) -> int:
         if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats:
             total += m.running_mean.numel() + m.running_var.numel()
     return total
+
+
+def _keras_weight_plan(model: PhenotypeNet) -> list[tuple[str, str, torch.Tensor, tuple[int, ...], str]]:
+    """The arrays ``keras_model.get_weights()`` holds for ``model``'s phenotype, in order:
+    ``(keras layer name, weight name, torch tensor to fill, expected Keras shape, transform)``."""
+    convs = [m.conv for m in model.body if isinstance(m, SameConv1d)]
+    bns = [m for m in model.body if isinstance(m, nn.BatchNorm1d)]
+    linears = [m for m in model.body if isinstance(m, nn.Linear)]
+    plan: list[tuple[str, str, torch.Tensor, tuple[int, ...], str]] = []
+
+    def dense(name: str, lin: nn.Linear) -> None:
+        plan.append((name, "kernel", lin.weight, (lin.in_features, lin.out_features), "T"))
+        if lin.bias is not None:
+            plan.append((name, "bias", lin.bias, (lin.out_features,), ""))
+
+    for i, spec in enumerate(model.phenotype.layers):
+        name = f"{spec.kind.replace('-', '_')}_{i}"  # phenotype_keras.layer_name
+        if spec.kind == "conv":
+            conv = convs.pop(0)
+            f, c_in, k = conv.weight.shape
+            plan.append((name, "kernel", conv.weight, (k, c_in, f), "conv"))
+            if conv.bias is not None:
+                plan.append((name, "bias", conv.bias, (f,), ""))
+        elif spec.kind == "batch-norm":
+            bn = bns.pop(0)
+            c = bn.num_features
+            for wname, t in (("gamma", bn.weight), ("beta", bn.bias), ("moving_mean", bn.running_mean),
+                             ("moving_variance", bn.running_var)):
+                plan.append((name, wname, t, (c,), ""))
+        elif spec.kind == "fc":
+            dense(name, linears.pop(0))
+    dense("logits", linears.pop(0))
+    if convs or bns or linears:  # pragma: no cover - PhenotypeNet builds one module per layer
+        raise AssertionError("PhenotypeNet modules do not match its phenotype")
+    return plan
+
+
+def load_keras_weights(model: PhenotypeNet, weights: Sequence[np.ndarray]) -> PhenotypeNet:
+    """Copy the weights of the equivalent Keras model into ``model`` (in place) and return it.
+
+    ``weights`` is what ``keras_model.get_weights()`` returns for the Keras network of the same
+    phenotype, ``L`` and ``n_classes`` (:func:`spiking.models.phenotype_keras.build_keras_model`):
+    one list of arrays in layer order, each layer's arrays in Keras' own order (Keras layer
+    ``build()`` creates them in this order; these are the layouts of ``Conv1D``,
+    ``BatchNormalization`` and ``Dense`` in Keras 2)::
+
+        conv_i        Conv1D kernel (k, c_in, f)          -> Conv1d.weight (f, c_in, k)  [transposed]
+                      [bias (f,) if bias:True]             -> Conv1d.bias
+        batch_norm_i  gamma (C,), beta (C,)                -> BatchNorm1d.weight, .bias
+                      moving_mean (C,), moving_variance (C,) -> .running_mean, .running_var
+        fc_i          Dense kernel (in, out)               -> Linear.weight (out, in)    [transposed]
+                      [bias (out,) if bias:True]           -> Linear.bias
+        logits        Dense kernel (in, n_classes), bias (n_classes,) -> the output Linear
+
+    Pooling, dropout and flatten layers have no weights. The flatten order already matches
+    (channels last, :class:`KerasFlatten`), so the first dense kernel needs no reordering. Values
+    are cast to each tensor's dtype (float32). ``num_batches_tracked`` is left as it is.
+    Put the model in ``eval()`` mode to use the moving statistics, as Keras' ``training=False``.
+
+    Everything is checked before anything is copied: on an error ``model`` is unchanged.
+
+    Raises:
+        TypeError: ``model`` is not a :class:`PhenotypeNet`.
+        ValueError: the number of arrays differs from what the network needs, or an array's
+            shape differs from the expected Keras shape; the message names the Keras layer
+            (e.g. ``conv_0``, ``batch_norm_2``, ``fc_4``, ``logits``) and the weight.
+    """
+    if not isinstance(model, PhenotypeNet):
+        raise TypeError(f"model must be a PhenotypeNet, got {type(model).__name__}")
+    plan = _keras_weight_plan(model)
+    arrays = [np.asarray(w) for w in weights]
+    counts = f"got {len(arrays)} arrays, the network needs {len(plan)}"
+    for j, (name, wname, _, shape, _) in enumerate(plan):
+        if j >= len(arrays):
+            raise ValueError(f"too few weight arrays: {counts}; layer {name!r} {wname} "
+                             f"(array {j}, Keras shape {shape}) and the rest are missing")
+        if tuple(arrays[j].shape) != shape:
+            hint = f" ({counts}: one missing or extra?)" if len(arrays) != len(plan) else ""
+            raise ValueError(f"layer {name!r} {wname} (array {j}): expected Keras shape {shape}, "
+                             f"got {tuple(arrays[j].shape)}{hint}")
+    if len(arrays) > len(plan):
+        raise ValueError(f"too many weight arrays: {counts} (the last is layer 'logits' bias, "
+                         f"array {len(plan) - 1})")
+    with torch.no_grad():
+        for (name, wname, tensor, _, how), w in zip(plan, arrays):
+            if how == "conv":
+                w = w.transpose(2, 1, 0)
+            elif how == "T":
+                w = w.T
+            tensor.copy_(torch.as_tensor(np.ascontiguousarray(w), dtype=tensor.dtype))
+    return model
+
+
+def read_weights_npz(path: str | os.PathLike) -> list[np.ndarray]:
+    """The arrays of an ``.npz`` written by ``np.savez(path, *keras_model.get_weights())``, in
+    their order (``arr_0``, ``arr_1``, ..., ``arr_{n-1}``), ready for :func:`load_keras_weights`.
+
+    Raises:
+        ValueError: the file holds other names than ``arr_0..arr_{n-1}`` (e.g. keyword arrays).
+        OSError: the file cannot be read.
+    """
+    with np.load(path, allow_pickle=False) as data:
+        names = list(data.files)
+        expected = [f"arr_{i}" for i in range(len(names))]
+        if sorted(names) != sorted(expected):
+            raise ValueError(f"{path}: expected arrays arr_0..arr_{len(names) - 1} "
+                             f"(np.savez(path, *weights)), found {sorted(names)}")
+        return [data[n] for n in expected]
