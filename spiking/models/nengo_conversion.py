@@ -404,6 +404,10 @@ def _run(conversion: Conversion, x2d: np.ndarray, n_steps: int, minibatch_size: 
     amplitudes = {name: float(obj.ensemble.neuron_type.amplitude) for name, obj in conversion.neuron_layers.items()}
     logits, counts = [], {name: [] for name in probes}
     try:
+        # NengoDL draws initial neuron states (and Poisson spikes) with TensorFlow's and numpy's global
+        # generators as well as the simulator seed: seeding all three makes a simulation repeatable.
+        tf.random.set_seed(seed)
+        np.random.seed(seed)
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="No GPU support detected")
             sim = nengo_dl.Simulator(net, minibatch_size=mb, dt=DT, seed=seed, progress_bar=False)
@@ -441,7 +445,9 @@ def simulate(conversion: Conversion, x: np.ndarray, *, n_steps: int, minibatch_s
         probe_layers: also measure the activity of every ReLU layer (firing rates, spike counts).
             Memory per minibatch: ``minibatch_size * n_steps * n_neurons`` floats.
         readout_steps: number of final steps averaged for the prediction (>= 1).
-        seed: simulator seed (initial membrane voltages of the spiking neurons, Poisson spikes).
+        seed: simulator seed (initial membrane voltages of the spiking neurons, Poisson spikes); also
+            seeds TensorFlow's and numpy's global generators, which NengoDL uses too, so that the
+            same call gives the same result.
 
     Returns:
         :class:`SimResult`.
@@ -615,6 +621,7 @@ def count_synops(model, spikes_per_neuron: Mapping[str, np.ndarray | float]) -> 
 
 def plot_layer_activity(model: tf.keras.Model, x_one_sample: np.ndarray, *, scales=(1, 300), n_steps: int = 100,
                         path, neuron: str = "SpikingRectifiedLinear", synapse: float | None = 0.005,
+                        class_names: list[str] | None = None,
                         n_show: int = 30, seed: int = 0) -> Path:
     """The study's figure: one sample's spiking activity of every neuron layer, per firing-rate scale.
 
@@ -632,6 +639,7 @@ def plot_layer_activity(model: tf.keras.Model, x_one_sample: np.ndarray, *, scal
         n_steps: time steps (1 ms) simulated.
         path: PNG file to write (parent folders are created).
         neuron, synapse: as in :func:`convert`.
+        class_names: legend of the logits (TCGA cohorts); default ``class 0..``.
         n_show: neurons shown per layer.
         seed: simulator seed.
 
@@ -684,7 +692,8 @@ def plot_layer_activity(model: tf.keras.Model, x_one_sample: np.ndarray, *, scal
         ax = axes[-1][col]
         ax.plot(t, logits)
         if col == 0:
-            ax.legend([f"class {j}" for j in range(logits.shape[1])], fontsize=7, ncol=2)
+            labels = list(class_names) if class_names else [f"class {j}" for j in range(logits.shape[1])]
+            ax.legend(labels, fontsize=7, ncol=2)
         ax.set_xlabel("time (ms)")
         ax.set_ylabel("logits")
         ax.set_title(f"output - scale {s:g} ({conv.neuron}, synapse {synapse})", fontsize=9)

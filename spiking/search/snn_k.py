@@ -129,7 +129,9 @@ def score_conversion(model, config: dict, X: np.ndarray, y: np.ndarray, class_na
     eff = {"macs": int(syn.macs), "synops": float(syn.synops), "energy_pj": float(syn.energy_pj),
            "mac_layers": list(syn.mac_layers), "synops_per_layer": {k: float(v) for k, v in syn.synops_per_layer.items()},
            "spikes_per_inference": {k: float(v) for k, v in sim.spikes_per_inference.items()},
-           "n_steps": int(config["n_steps"])}
+           "n_steps": int(config["n_steps"]),
+           # the profile is presented as a constant input current at every step (NengoDL's Node)
+           "encoding": "direct"}
     return {"metrics": m, "predictions": sim.predictions, "firing_rates": rates,
             "mean_firing_rate_hz": float(np.mean(list(rates.values()))) if rates else 0.0,
             "efficiency": eff, "notes": list(conv.notes), "inference_ms_per_sample": ms}
@@ -304,8 +306,9 @@ def _export(exp, b, trials, *, fs, exp_dir, model, prep, dataset_info, seed, met
         st.write_bytes(fs, st.join(fs, exp_dir, "results.json"), local.read_bytes())
         png = Path(tmp) / "activity.png"
         scale = float(best["config"]["scale_firing_rates"])
-        plot_layer_activity(model, X[0], scales=(1.0, scale if scale > 1 else 300.0),
-                            n_steps=int(best["config"]["n_steps"]), path=png)
+        cfg = best["config"]
+        plot_layer_activity(model, X[0], scales=(1.0, scale if scale > 1 else 300.0), n_steps=int(cfg["n_steps"]),
+                            neuron=cfg["neuron"], synapse=float(cfg["synapse"]) or None, class_names=names, path=png)
         st.write_bytes(fs, st.join(fs, exp_dir, "activity.png"), png.read_bytes())
     table = format_table(models)
     st.write_text(fs, st.join(fs, exp_dir, "results.txt"), table + "\n")

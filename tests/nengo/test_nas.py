@@ -208,3 +208,36 @@ def test_snn_k_refuses_weights_from_another_split(nas, snn_k, tmp_path):
         run_snn_k("snn_k", shards=nas["shards"], storage=str(tmp_path / "s"), weights=str(fake), verbose=0)
     with pytest.raises(SearchError, match="no finished `spiking nas"):
         run_snn_k("snn_k", shards=nas["shards"], storage=str(tmp_path / "s2"), weights="missing_run", verbose=0)
+
+
+def test_every_mutation_builds_in_keras_with_the_phenotype_parameter_count():
+    """Random individuals and chains of mutations, under both shipped grammars, build Keras networks for L."""
+    import random
+
+    from spiking.models.phenotype_keras import build_keras_model
+    from spiking.search.evolution import read_grammar
+    from spiking.search.genotype import MutationRates, Structure, mutate, random_individual
+    from spiking.search.grammar import Grammar
+
+    built = 0
+    for name in ("fast_denser_1d", "fast_denser_1d_relu"):
+        grammar = Grammar.from_text(*read_grammar(name))
+        rng = random.Random(name)
+        for L in (1046, 61):
+            ind = random_individual(grammar, Structure(), rng, L, 10, 500_000, id="r")
+            for k in range(4):
+                ind = mutate(ind, grammar, Structure(), MutationRates(), rng, L, 10, 500_000, id=f"m{k}")
+                phen = ind.phenotype(grammar)
+                model = build_keras_model(phen, L, 10)
+                assert model.count_params() == parse_phenotype(phen).count_parameters(L, 10) <= 500_000
+                assert model.output_shape == (None, 10)
+                built += 1
+    assert built == 16
+
+
+def test_nengo_neuron_names_of_the_registry_are_the_converters():
+    from spiking.models.nengo_conversion import NEURON_TYPES
+    from spiking.search.registry import NENGO_NEURONS, load_experiment
+
+    assert set(NENGO_NEURONS) == set(NEURON_TYPES)
+    assert set(load_experiment("snn_k").space["neuron"]["values"]) <= set(NEURON_TYPES)

@@ -246,3 +246,16 @@ def test_plot_layer_activity_writes_a_png(trained, prepared, tmp_path):
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000
     with pytest.raises(ValueError):
         plot_layer_activity(trained["model"], prepared["x"]["test"][:2], n_steps=5, path=tmp_path / "x.png")
+
+
+def test_a_simulation_is_repeatable_and_its_seed_matters(trained, prepared):
+    """NengoDL draws initial states with TensorFlow's and numpy's global generators: simulate seeds them."""
+    x = prepared["x"]["test"][:20]
+    conv = convert(trained["model"], neuron="RegularSpiking", scale_firing_rates=30, synapse=None)
+    a = simulate(conv, x, n_steps=8, minibatch_size=10, probe_layers=True)
+    np.random.rand(5)  # whatever ran in between
+    b = simulate(conv, x, n_steps=8, minibatch_size=10, probe_layers=True)
+    np.testing.assert_array_equal(a.logits, b.logits)
+    assert a.spikes_per_inference == b.spikes_per_inference
+    c = simulate(conv, x, n_steps=8, minibatch_size=10, probe_layers=True, seed=1)
+    assert not np.array_equal(a.logits, c.logits)  # other initial voltages, other spike times
