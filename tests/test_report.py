@@ -473,3 +473,251 @@ def test_report_dot_and_out_file_messages(tmp_path, monkeypatch, capsys):
     err = _one_line_error(capsys)
     assert f"{taken} is a file" in err and "Errno" not in err, err
     assert taken.read_text() == "x"
+
+
+# --------------------------------------------------------------------------- snn_k (NengoDL conversion) and nas folders
+SNNK_NOTES = ["dropout_0: Dropout (rate 0.1) removed - identity at inference",
+              "flatten: Flatten -> no-op (Nengo signals are flat vectors)"]
+
+
+def _tiny_png(path: Path) -> Path:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(1, 1), dpi=20)
+    FigureCanvasAgg(fig)
+    fig.add_subplot().plot([0, 1], [1, 0])
+    fig.savefig(path, format="png")
+    return path
+
+
+def _fake_snn_k(root: Path, *, activity: bool = True) -> Path:
+    """An snn_k experiment folder as `spiking tune snn_k` writes it: no .pt, activity.png, nengo-dl entries."""
+    classes = ["A", "B", "C"]
+    rng = np.random.default_rng(2)
+    d = root / "snn_k"
+    d.mkdir(parents=True)
+    keras = str(root / "nas" / "best_model.keras")
+
+    def snn(role: str, n_steps: int, scale: float, synapse: float, rates: dict) -> dict:
+        notes = SNNK_NOTES + [f"conv_1: Conv1D 4 filters -> RegularSpiking spiking neurons (firing rates x{scale:g})"]
+        return {"name": f"snn_k:{role}", "test": _metrics(3, rng), "parameters": 500, "train_seconds": 0.0,
+                "snn": {"framework": "nengo-dl", "neuron": "RegularSpiking", "synapse": synapse, "n_steps": n_steps,
+                        "scale_firing_rates": scale},
+                "firing_rates_hz": rates, "mean_firing_rate_hz": float(np.mean(list(rates.values()))),
+                "efficiency": {"macs": 1000, "synops": 2.0e5, "energy_pj": 1.9e5, "n_steps": n_steps,
+                               "encoding": "direct", "energy_ratio_vs_cnn": 0.8, "convention": CONVENTION},
+                "conversion_notes": notes,
+                "search": {"trial_id": "k1" if role == "best" else "k0", "config": {}}}
+
+    models = [{"name": "cnn_k", "test": _metrics(3, rng), "parameters": 500, "train_seconds": 12.0, "source": keras,
+               "efficiency": {"macs": 5.0e4, "synops": 0, "energy_pj": 2.3e5, "convention": CONVENTION}},
+              snn("best", 60, 300, 0.005, {"conv_1": 121.0, "conv_2": 34.0}),
+              snn("tradeoff", 10, 1000, 0.0, {"conv_1": 404.0, "conv_2": 145.0}),
+              {"name": "logreg", "test": _metrics(3, rng), "parameters": 30, "train_seconds": 0.1}]
+    steps, accs = [10, 60, 120, 30, 90], [0.95, 0.97, 0.96, 0.40, 0.20]
+    trials = [{"trial_id": f"k{i}", "config": {"neuron": "RegularSpiking", "synapse": 0.005, "n_steps": s,
+                                               "scale_firing_rates": 300},
+               "error": None, "best_val_balanced_accuracy": a,
+               "val": {"val_accuracy": a, "mean_firing_rate_hz": 80.0, "energy_pj": 3.0e3 * s, "synops": 3.0e3 * s,
+                       "rows": 30}}
+              for i, (s, a) in enumerate(zip(steps, accs))]
+    best_cfg = {"neuron": "RegularSpiking", "synapse": 0.005, "n_steps": 60, "scale_firing_rates": 300}
+    results = {"dataset": {"classes": classes, "shards": str(root / "no-shards"), "n_samples": 90, "n_features": 50},
+               "split": {"sizes": {"train": 60, "val": 10, "test": 20}, "seed": 42}, "models": models,
+               "search": {"n_trials": 5, "n_errors": 0, "n_stopped_early": 0,
+                          "best": {"trial_id": "k1", "config": best_cfg, "notes": SNNK_NOTES},
+                          "tradeoff": {"trial_id": "k0", "config": {**best_cfg, "n_steps": 10}}}}
+    (d / "results.json").write_text(json.dumps(results))
+    (d / "trials.json").write_text(json.dumps(trials))
+    (d / "experiment.json").write_text(json.dumps({
+        "experiment": "snn_k", "shards": str(root / "no-shards"), "budget": {"name": "small"}, "seed": 42,
+        "weights": {"source": keras, "split_verified": True},
+        "spec": {"name": "snn_k", "kind": "snn_k", "data": {"top_k": 3, "fractions": [0.7, 0.1, 0.2], "seed": 42,
+                                                            "log2": True, "zscore": "feature"}}}))
+    (d / "best_config.json").write_text(json.dumps({"role": "best", "trial_id": "k1", "config": best_cfg}))
+    if activity:
+        _tiny_png(d / "activity.png")
+    return d
+
+
+def test_snn_k_report_shows_the_conversion_not_missing_networks(tmp_path):
+    d = _fake_snn_k(tmp_path)
+    out = tmp_path / "out"
+    page = build_report(d, out)
+    md = (out / "report.md").read_text()
+    images = _md_images(md)
+    assert {"activity.png", "rates_snn_k_best.png", "rates_snn_k_tradeoff.png", "tradeoff_num_steps.png",
+            "tradeoff_energy.png", "confusion_cnn_k.png", "confusion_snn_k_best.png"} <= set(images)
+    for ref in images:
+        assert _is_png(out / ref), ref
+    assert (out / "activity.png").read_bytes() == (d / "activity.png").read_bytes()  # copied, not redrawn
+    # none of the notes meant for PyTorch experiments
+    for wrong in (".pt", "no history", "no firing rates", "Not applicable", "Energy per inference was not recorded",
+                  "beta None", "None steps"):
+        assert wrong not in md, wrong
+    notes = re.findall(r"^> Note: (.*)$", md, flags=re.M)
+    assert len(notes) == 1 and "shards" in notes[0]  # only the class frequencies, skipped: no shards here
+    assert md.count("Nothing was trained") == 1 and "spiking report " + str(tmp_path / "nas") in md
+    heads = [h.split(" ")[0] for h in re.findall(r"^## \d+\. (.+)$", md, flags=re.M)]
+    assert heads == ["Class", "Training", "Confusion", "Spiking", "Conversion", "Accuracy", "Summary"]
+    # the conversion notes as a list: the shared ones once, the scale-specific ones per network
+    assert md.count(f"- {SNNK_NOTES[0]}") == 1
+    assert "- conv_1: Conv1D 4 filters -> RegularSpiking spiking neurons (firing rates x300)" in md
+    assert "<ul><li>" in page.read_text()
+    assert "(trials.json val.energy_pj)" in md and "against its n_steps" in md
+    rows = _summary_rows(md)
+    assert [r[0].split(" ")[0] for r in rows] == ["cnn_k", "snn_k:best", "snn_k:tradeoff", "logreg"]
+    assert "NengoDL conversion: RegularSpiking, 60 steps, synapse 0.005 s, firing rates x300" in rows[1][0]
+    assert "no synapse filter" in rows[2][0]
+    assert rows[1][5] == "0 (converted)" and rows[0][5] == "12.0"
+    assert rows[1][6] == "200k SynOps + 1k MACs"
+
+
+def test_snn_k_firing_rates_are_drawn_in_hz(tmp_path, monkeypatch):
+    import spiking.report.figures as fg
+
+    calls = []
+    real = fg.firing_rates
+    monkeypatch.setattr(fg, "firing_rates",
+                        lambda rates, path, **k: (calls.append((rates, k)), real(rates, path, **k))[1])
+    build_report(_fake_snn_k(tmp_path), tmp_path / "out")
+    assert [c[0] for c in calls] == [{"conv_1": 121.0, "conv_2": 34.0}, {"conv_1": 404.0, "conv_2": 145.0}]
+    assert all(c[1]["ylabel"] == "firing rate (Hz)" for c in calls)
+
+
+def test_snn_k_without_activity_png_and_from_storage(tmp_path):
+    d = _fake_snn_k(tmp_path / "a", activity=False)
+    build_report(d, tmp_path / "out")
+    md = (tmp_path / "out" / "report.md").read_text()
+    assert "activity.png is not in the experiment folder" in md and "activity.png" not in _md_images(md)
+    assert "rates_snn_k_best.png" in _md_images(md)
+    # a copied-down storage target brings activity.png along
+    d2 = _fake_snn_k(tmp_path / "b")
+    build_report(f"file://{d2}")
+    assert "activity.png" in _md_images((d2 / "report" / "report.md").read_text())
+    assert _is_png(d2 / "report" / "activity.png")
+
+
+def _nas_row(rid: str, gen: int, parent: str | None, fitness: float, params: int, *, mutations=(),
+             train_longer: bool = False, error: str | None = None) -> dict:
+    return {"id": rid, "generation": gen, "parent": parent, "mutations": list(mutations), "train_longer": train_longer,
+            "phenotype": f"layer:conv num-filters:{params // 100} act:relu learning:adam lr:0.001",
+            "parameters": params, "macs": 3 * params, "fitness": fitness, "val_accuracy": fitness,
+            "val_balanced_accuracy": fitness - 0.01, "epochs": 5, "seconds": 2.5,
+            "stopped_by": "error" if error else "early_stop", "error": error}
+
+
+def _fake_nas(root: Path, *, shards: Path | None = None) -> Path:
+    """An architecture-search folder as `spiking nas` writes it (2 generations after the initial one, lambda 2)."""
+    classes = ["A", "B", "C"]
+    rng = np.random.default_rng(3)
+    d = root / "nas"
+    d.mkdir(parents=True)
+    rows = [_nas_row("g0_i0", 0, None, 0.80, 2000), _nas_row("g0_i1", 0, None, 0.60, 90000),
+            _nas_row("g0_i2", 0, None, 0.0, 5000, error="RuntimeError: boom"),
+            _nas_row("g1_i0", 1, "g0_i0", 0.85, 2000, mutations=["train_longer"], train_longer=True),
+            _nas_row("g1_i1", 1, "g0_i0", 0.70, 1200, mutations=["add_layer:features@0"]),
+            _nas_row("g2_i0", 2, "g1_i0", 0.90, 3000, mutations=["dsge_layer:features@1", "macro_layer:learning"]),
+            _nas_row("g2_i1", 2, "g1_i0", 0.83, 800, mutations=["remove_layer:features@0"])]
+    best = rows[5]
+    settings = {"generations": 3, "offspring": 2, "time_budget_s": 20.0, "max_params": 2000000, "max_epochs": 1000,
+                "objectives": ["accuracy", "parameters"], "seed": 42}
+    named = str(shards) if shards else str(root / "no-shards")
+    (d / "nas.json").write_text(json.dumps({
+        "name": "nas", "budget": "smoke", "settings": settings, "grammar": "<features> ::= ...",
+        "grammar_file": "fast_denser_1d_relu.grammar", "rates": {"add_layer": 0.25, "train_longer": 0.2},
+        "split_sha256": "ab" * 32, "class_names": classes, "shards": named}))
+    (d / "generations.json").write_text(json.dumps(rows))
+    (d / "best.json").write_text(json.dumps(best))
+    front = [rows[6], rows[4], rows[5]]  # 800 / 1200 / 3000 parameters
+    (d / "front.json").write_text(json.dumps(front))
+    (d / "state.json").write_text(json.dumps({"next_generation": 3, "parent": best["id"], "rng_state": [3, [1], None]}))
+    models = [{"name": "cnn_k", "test": _metrics(3, rng), "parameters": 3000, "train_seconds": 7.5,
+               "architecture": best["phenotype"],
+               "efficiency": {"macs": 9000, "synops": 0, "energy_pj": 41400.0, "convention": CONVENTION},
+               "search": {"id": best["id"], "generation": 2, "fitness": 0.9}},
+              {"name": "logreg", "test": _metrics(3, rng), "parameters": 30, "train_seconds": 0.1}]
+    (d / "results.json").write_text(json.dumps({
+        "dataset": {"classes": classes, "shards": named, "n_samples": 90, "n_features": 50},
+        "split": {"sizes": {"train": 60, "val": 10, "test": 20}, "seed": 42,
+                  "test_class_counts": {"A": 7, "B": 7, "C": 6}},
+        "models": models,
+        "search": {"kind": "nas", "method": "Fast-DENSER (1+lambda) ES", "budget": "smoke", "settings": settings,
+                   "n_individuals": len(rows), "n_failed": 1, "best": best, "front": front}}))
+    (d / "best_model.keras").write_bytes(b"not read by the report")
+    return d
+
+
+def test_nas_report_has_its_settings_generations_front_and_results(tmp_path):
+    shards = tmp_path / "shards"
+    shards.mkdir()
+    (shards / "manifest.json").write_text(json.dumps({"class_counts": {"A": 40, "B": 30, "C": 20, "D": 10}}))
+    d = _fake_nas(tmp_path, shards=shards)
+    page = main(["report", str(d), "--out", str(tmp_path / "out")])
+    assert page == 0
+    out = tmp_path / "out"
+    md = (out / "report.md").read_text()
+    images = _md_images(md)
+    assert {"class_frequencies.png", "nas_generations.png", "nas_accuracy_parameters.png", "confusion_cnn_k.png",
+            "confusion_logreg.png"} <= set(images)
+    for ref in images:
+        assert _is_png(out / ref), ref
+    assert md.startswith("# Architecture search report: nas")
+    heads = [h.split(" ")[0] for h in re.findall(r"^## \d+\. (.+)$", md, flags=re.M)]
+    assert heads == ["Class", "Search", "Search", "Best", "Individuals", "Confusion", "Summary"]
+    for setting in ("| generations | 3 |", "| lambda (offspring per generation) | 2 |",
+                    "| time budget per individual (s) | 20 |", "| objectives | accuracy, parameters |",
+                    "| grammar | fast_denser_1d_relu.grammar |"):
+        assert setting in md, setting
+    assert "layer:conv num-filters:30 act:relu learning:adam lr:0.001" in md  # the best phenotype
+    table = md.split("## 5. Individuals", 1)[1].split("## 6.", 1)[0]
+    body = [r for r in table.splitlines() if r.startswith("| g")]
+    assert len(body) == 7 and body[5].startswith("| g2_i0 (best) | 2 | g1_i0 | dsge_layer:features@1; "
+                                                 "macro_layer:learning | 3,000 | 90.00 | 5 | 2.5 |")
+    assert "RuntimeError: boom" in body[2]
+    assert "Pareto front (front.json" in md and "1 failed individuals are left out" in md
+    rows = _summary_rows(md)
+    assert [r[0] for r in rows] == ["cnn_k (Keras)", "logreg (baseline)"] and rows[0][6] == "9k MACs"
+    assert "Note:" not in md and ".pt" not in md
+
+
+def test_nas_figures_get_the_parent_line_and_the_front(tmp_path, monkeypatch):
+    import spiking.report.figures as fg
+
+    seen = {}
+    for name in ("nas_generations", "nas_accuracy_parameters"):
+        real = getattr(fg, name)
+        monkeypatch.setattr(fg, name, lambda *a, _real=real, _name=name, **k: (seen.__setitem__(_name, (a, k)),
+                                                                              _real(*a, **k))[1])
+    d = _fake_nas(tmp_path)
+    build_report(d, tmp_path / "out")
+    (gens, fit, _), k = seen["nas_generations"]
+    # parent after generation 0: g0_i0 (0.80), after 1: g1_i0 (0.85), after the last: the best (0.90)
+    assert k["parent_line"] == [(0, 0.80), (1, 0.85), (2, 0.90)]
+    assert k["failed"] == [False, False, True, False, False, False, False] and k["best"] == 5
+    (params, fit, _), k = seen["nas_accuracy_parameters"]
+    assert len(params) == 6 and 5000.0 not in params  # the failed individual is left out
+    assert sorted(params[i] for i in k["front"]) == [800.0, 1200.0, 3000.0]
+    md = (tmp_path / "out" / "report.md").read_text()
+    assert "Class frequencies" in md and "the shards" in md and "Note:" in md  # no shards: skipped with a note
+
+
+def test_nas_and_unknown_folders_are_one_line_errors(tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "notes.json").write_text("{}")
+    assert main(["report", str(tmp_path / "empty")]) == 2
+    err = _one_line_error(capsys)
+    for files in ("config.json + results.json", "experiment.json + results.json + trials.json",
+                  "nas.json + generations.json + results.json"):
+        assert files in err, err
+    d = _fake_nas(tmp_path)
+    (d / "results.json").unlink()
+    assert main(["report", str(d)]) == 2
+    assert "has no results.json" in _one_line_error(capsys)
+    d2 = _fake_nas(tmp_path / "x")
+    _edit_json(d2 / "generations.json", _set([1, "parameters"], "many"))
+    assert main(["report", str(d2), "--out", str(tmp_path / "out2")]) == 2
+    err = _one_line_error(capsys)
+    assert f"{d2 / 'generations.json'}:" in err and "[1].parameters" in err
+    assert not (tmp_path / "out2").exists()

@@ -1,6 +1,12 @@
-"""Collect what a run or an experiment folder holds and write its report.
+"""Collect what a run, an experiment or an architecture-search folder holds and write its report.
 
-The folders and their files are read and checked by :mod:`.inputs`.
+The folders and their files are read and checked by :mod:`.inputs`. The NengoDL
+conversion experiment (``spiking tune snn_k``) has no trained network and no
+training history: its report shows the study's ``activity.png``, the firing rate per
+layer recorded in results.json and the conversion notes instead. An architecture
+search (``spiking nas``) is reported by its settings, its generations (fitness per
+individual, the parent kept, accuracy against size with the front), the best
+phenotype and the test scores of the network it found.
 
 Nothing is trained: the figures come from the saved files. Only the spiking
 activity figures need the data again (one test sample, re-prepared from the shards
@@ -25,7 +31,7 @@ import numpy as np
 
 from . import figures as fg
 from .inputs import ReportError, _detect, _Inputs, _is_num, _read_manifest
-from .render import Image, Note, Section, Table, Text, write_report
+from .render import PNG_MAGIC, Bullets, Image, Note, Section, Table, Text, write_report
 
 DEFAULT_CONVENTION = ("45 nm CMOS, 32-bit float (Horowitz, ISSCC 2014): MAC 4.6 pJ, AC 0.9 pJ; "
                       "memory traffic is not counted")
@@ -82,6 +88,13 @@ def _describe(entry: dict, run_cfg: dict | None) -> str:
     if name == "logreg":
         return "logreg (baseline)"
     s = entry.get("snn")
+    if isinstance(s, dict) and _is_converted(entry):
+        bits = [str(s.get("neuron", "?")), f"{s.get('n_steps', s.get('num_steps'))} steps"]
+        if s.get("synapse") is not None:
+            bits.append(f"synapse {float(s['synapse']):g} s" if s["synapse"] else "no synapse filter")
+        if s.get("scale_firing_rates") is not None:
+            bits.append(f"firing rates x{float(s['scale_firing_rates']):g}")
+        return f"{name} (NengoDL conversion: {', '.join(bits)})"
     if isinstance(s, dict):
         eff = entry.get("efficiency") if isinstance(entry.get("efficiency"), dict) else {}
         bits = [str(s.get("neuron", "?")), f"beta {s.get('beta')}", f"{s.get('num_steps')} steps"]
@@ -94,7 +107,15 @@ def _describe(entry: dict, run_cfg: dict | None) -> str:
             bits.append(f"population {s['population']}")
         return f"{name} ({', '.join(bits)})"
     preset = ((run_cfg or {}).get("cnn") or {}).get("preset")
+    if entry.get("architecture") or str(entry.get("source") or "").endswith(".keras"):
+        return f"{name} (Keras)"
     return f"{name} ({preset})" if preset and name == "cnn" else name
+
+
+def _is_converted(entry: dict) -> bool:
+    """A spiking network converted from a trained network (NengoDL), not trained itself."""
+    s = entry.get("snn")
+    return isinstance(s, dict) and s.get("framework") == "nengo-dl"
 
 
 def _convention(results: dict) -> str:
@@ -128,15 +149,20 @@ def summary_table(results: dict, run_cfg: dict | None = None) -> Table:
         ratio = eff.get("energy_ratio_vs_cnn")
         params = m.get("parameters")
         secs = m.get("train_seconds")
+        secs_cell = ("0 (converted)" if _is_converted(m) and not secs else
+                     f"{float(secs):.1f}" if secs is not None else "-")
         rows.append([_describe(m, run_cfg), _pct(t.get("accuracy")), _pct(t.get("balanced_accuracy")),
                      _pct(t.get("macro_f1")), f"{int(params):,}" if params is not None else "-",
-                     f"{float(secs):.1f}" if secs is not None else "-", ops_cell(m),
+                     secs_cell, ops_cell(m),
                      f"{float(e) / div:.4g}" if e is not None else "-",
                      f"{float(ratio):.3g}" if ratio is not None else "-"])
     caption = ("Held-out test split, scored once. Energy per inference, mean over the test samples: "
                + _convention(results) + ". Energy vs CNN: the network's energy divided by the CNN's."
                if energies else
                "Held-out test split, scored once. No energy estimate recorded in this results.json ('-').")
+    if any(_is_converted(m) for m in results["models"]):
+        caption += (" The NengoDL conversions were not trained (training time 0): their weights are those of the "
+                    "Keras CNN they were converted from.")
     return Table(header, rows, caption)
 
 
@@ -165,7 +191,24 @@ def _history_rows(rows: list, zero_based: bool) -> list[dict]:
              "val_balanced_accuracy": float(r["val_balanced_accuracy"])} for r in rows]
 
 
+def _nas_report_hint(inp: _Inputs) -> str:
+    """Where the converted networks' Keras CNN was trained (the nas search folder), for the report's text."""
+    src = str(((inp.experiment or {}).get("weights") or {}).get("source") or "")
+    if not src:
+        src = next((str(m["source"]) for m in inp.results["models"] if m.get("source")), "")
+    if src.endswith(".keras"):
+        folder = src.rsplit("/", 1)[0] if "/" in src else "."
+        return f"{src}; its training is in the report of that architecture search (`spiking report {folder}`)"
+    return "its training is in the report of the architecture search (`spiking nas`) that found it"
+
+
 def _section_curves(inp: _Inputs, out: Path) -> Section:
+    if inp.converted:
+        names = ", ".join(str(m["name"]) for m in inp.results["models"] if _is_converted(m))
+        return Section("Training").add(Text(
+            f"Nothing was trained in this experiment: the spiking networks ({names}) are NengoDL conversions of the "
+            f"trained Keras CNN (cnn_k) and keep its weights; each trial only chose how to convert and simulate it "
+            f"(neuron type, synapse, time steps, firing-rate scale). The Keras CNN is {_nas_report_hint(inp)}."))
     sec = Section("Training curves")
     hists: dict[str, list[dict]] = {}
     notes = []
@@ -343,18 +386,31 @@ def _section_tradeoff(inp: _Inputs, out: Path) -> Section:
         tid = (search.get(key) or {}).get("trial_id")
         if tid is not None and str(tid) in ids:
             marks[label] = ids.index(str(tid))
-    steps = [(t.get("config") or {}).get("num_steps") for t in trials]
+    # torch experiments: config.num_steps and efficiency.energy_pj; snn_k: config.n_steps and val.energy_pj
+    key = "n_steps" if inp.converted else "num_steps"
+    steps = [(t.get("config") or {}).get(key) for t in trials]
+    if not any(s is not None for s in steps):
+        key = "n_steps" if key == "num_steps" else "num_steps"
+        steps = [(t.get("config") or {}).get(key) for t in trials]
     has_steps = any(s is not None for s in steps)
     if has_steps:
         idx = [i for i, s in enumerate(steps) if s is not None]
         p = fg.accuracy_tradeoff([float(steps[i]) for i in idx], [acc[i] for i in idx],
-                                 out / "tradeoff_num_steps.png", xlabel="time steps per inference (num_steps)",
+                                 out / "tradeoff_num_steps.png", xlabel=f"time steps per inference ({key})",
                                  title=f"{len(idx)} trials: accuracy vs time steps",
                                  marks={k: idx.index(v) for k, v in marks.items() if v in idx}, log_x=False)
-        sec.add(Image(p, "Best validation balanced accuracy of each trial against its num_steps; red: Pareto front "
-                         "(no other trial is as accurate with fewer or equal steps)."))
-    energy = [((t.get("efficiency") or {}) if isinstance(t.get("efficiency"), dict) else {}).get("energy_pj")
-              for t in trials]
+        sec.add(Image(p, f"Best validation balanced accuracy of each trial against its {key}; red: Pareto front "
+                         "(no other trial is as accurate with fewer or equal steps)."
+                         + (" NengoDL simulates 1 ms per step." if key == "n_steps" else "")))
+
+    def _energy(t: dict):
+        for block in ("efficiency", "val"):
+            b = t.get(block)
+            if isinstance(b, dict) and b.get("energy_pj") is not None:
+                return b["energy_pj"]
+        return None
+
+    energy = [_energy(t) for t in trials]
     idx = [i for i, e in enumerate(energy) if e is not None]
     conv = _convention(inp.results)
     if idx:
@@ -366,7 +422,9 @@ def _section_tradeoff(inp: _Inputs, out: Path) -> Section:
                                  note=f"Energy convention: {conv}.")
         sec.add(Image(p, "Best validation balanced accuracy of each trial against its estimated energy per inference "
                          f"({unit}); red: Pareto front (no other trial is as accurate for less or equal energy). "
-                         f"Energy convention: {conv}."))
+                         + ("Energy: mean over the trial's validation samples (trials.json val.energy_pj), "
+                            "from the spikes counted in its simulation. " if inp.converted else "")
+                         + f"Energy convention: {conv}."))
         if len(idx) < len(trials):
             sec.add(Note(f"{len(trials) - len(idx)} of {len(trials)} trials have no energy estimate and are not in "
                          "the energy plot."))
@@ -375,6 +433,271 @@ def _section_tradeoff(inp: _Inputs, out: Path) -> Section:
                                                                               if has_steps else ".")))
     if not has_steps and not idx:
         sec.add(Note("Not applicable: a CNN experiment has no num_steps."))
+    return sec
+
+
+# --------------------------------------------------------------------------- the NengoDL conversion (snn_k)
+def _section_activity_converted(inp: _Inputs, out: Path) -> Section | None:
+    """activity.png of the experiment (copied into the report) and the firing rate per layer of each conversion."""
+    spiking = [m for m in inp.results["models"] if _is_converted(m)]
+    src = inp.root / "activity.png"
+    if not spiking and not src.is_file():
+        return None
+    sec = Section("Spiking activity")
+    if not src.is_file():
+        sec.add(Note("activity.png is not in the experiment folder, so no layer activity figure."))
+    elif not src.read_bytes()[:8] == PNG_MAGIC:
+        sec.add(Note("activity.png in the experiment folder is not a PNG file; skipped."))
+    else:
+        shutil.copyfile(src, out / "activity.png")
+        best = (inp.results.get("search") or {}).get("best") or {}
+        cfg = best.get("config") if isinstance(best.get("config"), dict) else {}
+        scale = cfg.get("scale_firing_rates")
+        shown = (float(scale) if _is_num(scale) and float(scale) > 1 else 300.0) if scale is not None else None
+        syn = cfg.get("synapse")
+        syn = f"synapse {float(syn):g} s" if _is_num(syn) and syn else "no synapse filter"
+        what = (f" ({cfg.get('neuron')} neurons, {syn}, {cfg.get('n_steps')} steps of 1 ms)"
+                if cfg.get("neuron") else "")
+        sec.add(Image(out / "activity.png",
+                      "The experiment's activity.png (drawn by `spiking tune snn_k`): one test sample run through the "
+                      f"converted network with the best trial's settings{what}, at firing-rate scale 1 (left) and "
+                      + (f"at scale {shown:g} (right). " if shown is not None else
+                         "at the best trial's scale (right). ")
+                      + "Each panel above the last row is a spike raster of one converted ReLU layer, showing at most "
+                        "30 neurons, those that spike most at the larger scale (the same ones in both columns); its "
+                        "title gives the layer's mean firing rate over all its neurons and its spike count. The last "
+                        "row shows the output logits over time. At scale 1 the ReLU activations (of order 1) give "
+                        "about one spike per neuron per second, so the network hardly spikes in the simulated time and "
+                        "its output is noise; scaling the firing rates (Rueckauer et al. 2017), with the output "
+                        "amplitude divided by the same factor, makes the layers spike while keeping the expected "
+                        "output."))
+    for m in spiking:
+        name = str(m["name"])
+        hz = m.get("firing_rates_hz")
+        if not hz:
+            sec.add(Note(f"{name}: results.json records no firing_rates_hz."))
+            continue
+        s = m.get("snn") or {}
+        p = fg.firing_rates({str(k): float(v) for k, v in hz.items()}, out / f"rates_{_safe(name)}.png",
+                            title=f"{name}: firing rate per layer", ylabel="firing rate (Hz)", fmt="{:.1f}")
+        mean = m.get("mean_firing_rate_hz")
+        sec.add(Image(p, f"{name}: mean firing rate of each converted layer's neurons on the test split, in Hz "
+                         "(results.json firing_rates_hz"
+                         + (f"; mean of the layers {float(mean):.1f} Hz" if mean is not None else "")
+                         + f"). {s.get('neuron', '?')} neurons, {s.get('n_steps', '?')} steps, firing rates "
+                           f"x{s.get('scale_firing_rates', '?')}; with NengoDL's 1 ms step, 100 Hz is 0.1 spike per "
+                           "neuron per time step."))
+    return sec
+
+
+def _section_conversion_notes(inp: _Inputs) -> Section | None:
+    notes = {str(m["name"]): [str(n) for n in m.get("conversion_notes") or []]
+             for m in inp.results["models"] if _is_converted(m)}
+    notes = {k: v for k, v in notes.items() if v}
+    if not notes:
+        return None
+    sec = Section("Conversion notes")
+    sec.add(Text("How NengoDL's converter treated each layer of the Keras CNN (results.json conversion_notes)."))
+    lists = list(notes.values())
+    common = [n for n in lists[0] if all(n in other for other in lists[1:])]
+    if len(notes) > 1 and common:
+        sec.add(Bullets(common, lead=f"All conversions ({', '.join(notes)}):"))
+    for name, items in notes.items():
+        rest = [n for n in items if n not in common] if len(notes) > 1 else items
+        if rest:
+            sec.add(Bullets(rest, lead=f"{name}" + (" only:" if len(notes) > 1 and common else ":")))
+    return sec
+
+
+# --------------------------------------------------------------------------- the architecture search (nas)
+def _nas_settings(inp: _Inputs) -> dict:
+    return (inp.nas or {}).get("settings") or ((inp.results.get("search") or {}).get("settings") or {})
+
+
+def _nas_best(inp: _Inputs) -> dict | None:
+    best = (inp.results.get("search") or {}).get("best")
+    if isinstance(best, dict) and best.get("id"):
+        return best
+    f = inp.root / "best.json"
+    if f.is_file():
+        try:
+            b = json.loads(f.read_text())
+            return b if isinstance(b, dict) and b.get("id") else None
+        except ValueError:
+            return None
+    return None
+
+
+def _nas_front(inp: _Inputs) -> list[dict]:
+    if inp.front is not None:
+        return [r for r in inp.front if isinstance(r, dict)]
+    front = (inp.results.get("search") or {}).get("front")
+    return [r for r in front if isinstance(r, dict)] if isinstance(front, list) else []
+
+
+def _section_nas_settings(inp: _Inputs) -> Section:
+    sec = Section("Search settings")
+    nas = inp.nas or {}
+    s = _nas_settings(inp)
+    search = inp.results.get("search") or {}
+    rows = []
+
+    def add(label, value):
+        if value is not None and value != "":
+            rows.append([label, str(value)])
+
+    add("method", search.get("method") or "Fast-DENSER (1+lambda) evolution strategy")
+    add("budget", nas.get("budget") or search.get("budget"))
+    add("generations", s.get("generations"))
+    add("lambda (offspring per generation)", s.get("offspring"))
+    if s.get("time_budget_s") is not None:
+        add("time budget per individual (s)", f"{float(s['time_budget_s']):g}")
+    if s.get("max_params") is not None:
+        add("most parameters", f"{int(s['max_params']):,}")
+    add("most epochs", s.get("max_epochs"))
+    obj = s.get("objectives")
+    add("objectives", ", ".join(map(str, obj)) if isinstance(obj, list) else obj)
+    add("grammar", nas.get("grammar_file"))
+    if s.get("require_relu") is not None:
+        add("ReLU required (a network NengoDL can make spike)", "yes" if s["require_relu"] else "no")
+    add("seed", s.get("seed"))
+    add("CPUs per individual", s.get("cpus_per_individual"))
+    if "max_train_rows" in s:
+        add("training rows", "all" if s["max_train_rows"] is None else s["max_train_rows"])
+    rates = nas.get("rates")
+    if isinstance(rates, dict) and rates:
+        add("mutation rates", ", ".join(f"{k} {v:g}" if _is_num(v) else f"{k} {v}" for k, v in rates.items()))
+    d = s.get("data")
+    if isinstance(d, dict) and d:
+        add("data", ", ".join(f"{k} {v}" for k, v in d.items()))
+    n = len(inp.rows or [])
+    failed = sum(1 for r in inp.rows or [] if r.get("error"))
+    add("individuals evaluated", f"{n} ({failed} failed)")
+    sha = nas.get("split_sha256") or search.get("split_sha256")
+    if sha:
+        add("split fingerprint (sha256)", f"{sha[:16]}...")
+    sec.add(Table(["setting", "value"], rows, "From nas.json (and results.json's search block). Fitness is the "
+                                              "validation accuracy; the test split is scored once, after the search."))
+    return sec
+
+
+def _parent_line(rows: list[dict], best: dict | None) -> list[tuple[int, float]]:
+    """``(generation, fitness)`` of the parent kept after each generation: the parent of the next
+    generation's offspring, and after the last generation the search's best."""
+    by_id = {r["id"]: r for r in rows}
+    gens = sorted({int(r["generation"]) for r in rows if r.get("generation") is not None})
+    line = []
+    for i, g in enumerate(gens):
+        pid = None
+        if i + 1 < len(gens):
+            pid = next((r.get("parent") for r in rows if r.get("generation") == gens[i + 1] and r.get("parent")), None)
+        elif best is not None:
+            pid = best.get("id")
+        p = by_id.get(pid) if pid else None
+        if p is not None and _is_num(p.get("fitness")):
+            line.append((g, float(p["fitness"])))
+    return line
+
+
+def _section_nas_progress(inp: _Inputs, out: Path) -> Section:
+    sec = Section("Search progress")
+    rows = [r for r in inp.rows or [] if r.get("generation") is not None]
+    scored = [r for r in rows if _is_num(r.get("fitness")) and math.isfinite(r["fitness"])]
+    if not scored:
+        return sec.add(Note("No individual of generations.json has a fitness."))
+    best = _nas_best(inp)
+    ids = [r["id"] for r in scored]
+    best_i = ids.index(best["id"]) if best is not None and best.get("id") in ids else None
+    failed = [bool(r.get("error")) for r in scored]
+    p = fg.nas_generations([int(r["generation"]) for r in scored], [float(r["fitness"]) for r in scored],
+                           out / "nas_generations.png", parent_line=_parent_line(rows, best), failed=failed,
+                           train_longer=[bool(r.get("train_longer")) for r in scored], best=best_i,
+                           title=f"{len(scored)} individuals: validation accuracy by generation")
+    lam = _nas_settings(inp).get("offspring")
+    sec.add(Image(p, "Fitness (validation accuracy) of every individual, by generation: generation 0 is the random "
+                     "initial population"
+                     + (f" (lambda + 1 = {int(lam) + 1} individuals)" if _is_num(lam) else "")
+                     + ", each later generation the offspring of the parent; hollow markers are 'train longer' "
+                       "offspring (the parent trained further)"
+                     + (", crosses failed individuals (fitness 0)" if any(failed) else "")
+                     + ". Red: the parent kept after each generation, the fittest of the parent and its offspring "
+                       "(the (1+lambda) selection; ties go to fewer parameters)."))
+    ok = [r for r in scored if not r.get("error") and _is_num(r.get("parameters"))]
+    if ok:
+        front_ids = {r.get("id") for r in _nas_front(inp)}
+        ok_ids = [r["id"] for r in ok]
+        objectives = _nas_settings(inp).get("objectives") or []
+        p = fg.nas_accuracy_parameters([float(r["parameters"]) for r in ok], [float(r["fitness"]) for r in ok],
+                                       out / "nas_accuracy_parameters.png",
+                                       front=[i for i, rid in enumerate(ok_ids) if rid in front_ids],
+                                       best=ok_ids.index(best["id"]) if best is not None and best["id"] in ok_ids
+                                       else None,
+                                       title=f"{len(ok)} individuals: validation accuracy vs parameters")
+        if "parameters" in objectives:
+            how = ("red: the search's accuracy/size Pareto front (front.json: no other individual is as accurate "
+                   "with fewer or equal parameters).")
+        else:
+            how = ("red: front.json, which holds only the best individual: the search's objectives were "
+                   f"{', '.join(map(str, objectives)) or 'accuracy'} alone, so size was not traded against accuracy.")
+        sec.add(Image(p, "Fitness (validation accuracy) of every individual against its trainable parameters; " + how
+                         + (f" {len(scored) - len(ok)} failed individuals are left out." if len(ok) < len(scored)
+                            else "")))
+        missing = [rid for rid in front_ids if rid not in ok_ids]
+        if missing:
+            sec.add(Note(f"front.json names individuals not in generations.json: {', '.join(map(str, missing))}."))
+    return sec
+
+
+def _section_nas_best(inp: _Inputs) -> Section:
+    sec = Section("Best architecture")
+    best = _nas_best(inp)
+    if best is None:
+        return sec.add(Note("results.json and best.json name no best individual."))
+    facts = [f"individual {best['id']}"]
+    if best.get("generation") is not None:
+        facts.append(f"generation {best['generation']}")
+    if _is_num(best.get("fitness")):
+        facts.append(f"validation accuracy {_pct(best['fitness'])}%")
+    if _is_num(best.get("val_balanced_accuracy")):
+        facts.append(f"validation balanced accuracy {_pct(best['val_balanced_accuracy'])}%")
+    if _is_num(best.get("parameters")):
+        facts.append(f"{int(best['parameters']):,} parameters")
+    if _is_num(best.get("macs")):
+        facts.append(f"{si(best['macs'])} MACs per inference")
+    if best.get("epochs") is not None:
+        facts.append(f"{best['epochs']} epochs" + (f" (stopped by {best['stopped_by']})" if best.get("stopped_by")
+                                                   else ""))
+    sec.add(Text("The best individual: " + ", ".join(facts) + ". It is cnn_k in the results below (saved as "
+                 "best_model.keras)."))
+    if best.get("phenotype"):
+        sec.add(Text("Phenotype (the grammar's derivation: layers in order, then the learning block):"))
+        sec.add(Bullets([str(best["phenotype"])]))
+    return sec
+
+
+def _section_nas_rows(inp: _Inputs) -> Section:
+    sec = Section("Individuals (generations.json)")
+    best = _nas_best(inp)
+    best_id = best.get("id") if best else None
+    rows = []
+    for r in inp.rows or []:
+        muts = r.get("mutations") or []
+        rows.append([str(r["id"]) + (" (best)" if r["id"] == best_id else ""),
+                     str(r.get("generation", "-")), str(r.get("parent") or "-"),
+                     "; ".join(map(str, muts)) if muts else ("(random)" if not r.get("parent") else "-"),
+                     f"{int(r['parameters']):,}" if _is_num(r.get("parameters")) else "-",
+                     _pct(r["fitness"]) if _is_num(r.get("fitness")) else "-",
+                     str(r["epochs"]) if r.get("epochs") is not None else "-",
+                     f"{float(r['seconds']):.1f}" if _is_num(r.get("seconds")) else "-",
+                     str(r.get("stopped_by") or "-"), str(r.get("error") or "-").replace("\n", " ")])
+    if not rows:
+        return sec.add(Note("generations.json holds no individual."))
+    sec.add(Table(["id", "generation", "parent", "mutations", "parameters", "fitness (val. accuracy, %)", "epochs",
+                   "seconds", "stopped by", "error"], rows,
+                  "One row per individual in the order evaluated. Mutations: what made the offspring from its parent "
+                  "(add / reuse / remove a layer, re-derive a layer's parameters (dsge), change the learning block "
+                  "(macro), or train the parent longer). Epochs include those a 'train longer' offspring inherited "
+                  "from its parent; seconds are the individual's own training and scoring."))
     return sec
 
 
@@ -393,6 +716,17 @@ def _intro(inp: _Inputs) -> tuple[str, list[str]]:
     if inp.kind == "run":
         title = f"Run report: {name}"
         lines.append(f"Run folder: {inp.source}")
+    elif inp.kind == "nas":
+        s = r.get("search") or {}
+        nas = inp.nas or {}
+        title = f"Architecture search report: {nas.get('name') or name}"
+        gens = sorted({int(x["generation"]) for x in inp.rows or [] if x.get("generation") is not None})
+        failed = sum(1 for x in inp.rows or [] if x.get("error"))
+        lines.append(f"Architecture-search folder: {inp.source}. {s.get('method') or 'Fast-DENSER (1+lambda) ES'}"
+                     + (f", budget {nas.get('budget') or s.get('budget')}" if nas.get("budget") or s.get("budget")
+                        else "")
+                     + f": {len(inp.rows or [])} individuals over {len(gens)} generations, {failed} failed. The best "
+                       "network (cnn_k) was scored once on the test split, beside the logistic regression.")
     else:
         e = inp.experiment or {}
         title = f"Experiment report: {e.get('experiment') or name}"
@@ -405,6 +739,10 @@ def _intro(inp: _Inputs) -> tuple[str, list[str]]:
                  else None,
                  f"{s['n_errors']} failed" if s.get("n_errors") is not None else None]
         lines.append("Search: " + ", ".join(f for f in facts if f) + ".")
+        w = e.get("weights") if isinstance(e.get("weights"), dict) else {}
+        if inp.converted and w.get("source"):
+            lines.append(f"Weights: converted from {w['source']}"
+                         + (" (built on the same split, checked)." if w.get("split_verified") else "."))
     lines.append(f"Data: {d.get('n_samples', '?')} samples x {d.get('n_features', '?')} features "
                  f"({d.get('units') or 'units not recorded'}), {len(inp.classes)} classes; split "
                  + ", ".join(f"{k} {v}" for k, v in sizes.items())
@@ -461,12 +799,20 @@ def _move(src: Path, dst: Path) -> None:
 def _render(inp: _Inputs, out: Path) -> Path:
     """Draw every figure and write report.md / report.html into the (empty) folder ``out``."""
     try:
-        sections = [_section_classes(inp, out), _section_curves(inp, out), _section_confusion(inp, out)]
-        act = _section_activity(inp, out)
-        if act is not None:
-            sections.append(act)
-        if inp.kind == "experiment":
-            sections.append(_section_tradeoff(inp, out))
+        if inp.kind == "nas":
+            sections = [_section_classes(inp, out), _section_nas_settings(inp), _section_nas_progress(inp, out),
+                        _section_nas_best(inp), _section_nas_rows(inp), _section_confusion(inp, out)]
+        else:
+            sections = [_section_classes(inp, out), _section_curves(inp, out), _section_confusion(inp, out)]
+            act = _section_activity_converted(inp, out) if inp.converted else _section_activity(inp, out)
+            if act is not None:
+                sections.append(act)
+            if inp.converted:
+                notes = _section_conversion_notes(inp)
+                if notes is not None:
+                    sections.append(notes)
+            if inp.kind == "experiment":
+                sections.append(_section_tradeoff(inp, out))
         sections.append(_section_summary(inp))
         title, intro = _intro(inp)
         _, page = write_report(title, intro, sections, out)
@@ -542,13 +888,15 @@ def _upload(src: Path, fs, dest: str, page: str) -> str:
 
 
 def build_report(target: str | Path, out_dir: str | Path | None = None) -> Path | str:
-    """Write the report of a run folder or an experiment folder.
+    """Write the report of a run folder, an experiment folder or an architecture-search folder.
 
     Args:
-        target: a run folder (``config.json`` + ``results.json``, e.g. ``runs/demo``) or an
-            experiment folder (``experiment.json`` + ``results.json`` + ``trials.json``),
-            a local path or an ``s3://bucket/prefix/experiment`` URI (read with the
-            credentials of ``spiking.search.storage``).
+        target: a run folder (``config.json`` + ``results.json``, e.g. ``runs/demo``), an
+            experiment folder (``experiment.json`` + ``results.json`` + ``trials.json``; the
+            NengoDL conversion experiment ``snn_k`` included) or an architecture-search
+            folder (``nas.json`` + ``generations.json`` + ``results.json``), a local path or
+            an ``s3://bucket/prefix/experiment`` URI (read with the credentials of
+            ``spiking.search.storage``).
         out_dir: where ``report.md``, ``report.html`` and the PNGs go; default
             ``<target>/report/`` (for an S3 target, uploaded there). A local folder, or a
             storage URI (``s3://...``, ``file://...``) the finished report is uploaded to.
@@ -561,9 +909,9 @@ def build_report(target: str | Path, out_dir: str | Path | None = None) -> Path 
         report uploaded to storage, its URI (a ``str``).
 
     Raises:
-        ReportError: the target does not exist, is neither a run nor an experiment
-            folder, or its results.json / config.json / experiment.json / trials.json
-            are missing or malformed; ``out_dir`` is empty, a file, or cannot be written.
+        ReportError: the target does not exist, is none of the three kinds of folder,
+            or its results.json / config.json / experiment.json / trials.json / nas.json /
+            generations.json / front.json are missing or malformed; ``out_dir`` is empty, a file, or cannot be written.
     """
     if out_dir is not None and not str(out_dir).strip():
         raise ReportError("--out is empty: name the folder the report goes to")
@@ -600,7 +948,8 @@ def _build_remote(uri: str, out_dir: str | Path | None) -> Path | str:
         local = Path(tmp) / "target" / (path.rstrip("/").rsplit("/", 1)[-1] or "target")
         local.mkdir(parents=True)
         for info in infos:
-            if info.type == pafs.FileType.File and info.base_name.endswith((".json", ".pt", ".joblib")):
+            if info.type == pafs.FileType.File and (info.base_name.endswith((".json", ".pt", ".joblib"))
+                                                    or info.base_name == "activity.png"):
                 (local / info.base_name).write_bytes(st.read_bytes(fs, info.path))
         try:
             inp = _Inputs(local, _detect(local), source=uri)

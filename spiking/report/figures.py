@@ -338,13 +338,17 @@ def membrane_traces(trace: Mapping[str, Mapping], path: str | Path, *, sample: i
     return _save(fig, path)
 
 
-def firing_rates(rates: Mapping[str, float], path: str | Path, title: str = "Firing rate per layer") -> Path:
+def firing_rates(rates: Mapping[str, float], path: str | Path, title: str = "Firing rate per layer", *,
+                 ylabel: str = "spikes per neuron per time step", fmt: str = "{:.3f}") -> Path:
     """Bar chart of the firing rate of each layer.
 
     Args:
-        rates: layer name -> spikes per neuron per time step (0 to 1).
+        rates: layer name -> spikes per neuron per time step (0 to 1), or another rate
+            (e.g. Hz) named by ``ylabel``.
         path: where the PNG goes.
         title: figure title (say which network and where the rates come from).
+        ylabel: y-axis label (the rate's unit).
+        fmt: format of the value written over each bar.
 
     Returns:
         ``path`` as a ``Path``.
@@ -356,11 +360,11 @@ def firing_rates(rates: Mapping[str, float], path: str | Path, title: str = "Fir
     x = np.arange(len(names))
     ax.bar(x, vals, color=KEPT_COLOUR)
     for i, v in enumerate(vals):
-        ax.text(i, v, f"{v:.3f}", ha="center", va="bottom", fontsize=8)
+        ax.text(i, v, fmt.format(v), ha="center", va="bottom", fontsize=8)
     ax.set_xticks(x, [_pretty_layer(n) for n in names], fontsize=8)
     ax.set_ylim(0, max(vals + [0.01]) * 1.2)
     ax.set_xlabel("layer")
-    ax.set_ylabel("spikes per neuron per time step")
+    ax.set_ylabel(ylabel)
     ax.set_title(title, fontsize=10)
     ax.grid(axis="y", alpha=0.3)
     return _save(fig, path)
@@ -421,6 +425,119 @@ def accuracy_tradeoff(costs: Sequence[float], accuracies: Sequence[float], path:
     return _save(fig, path)
 
 
+def nas_generations(generations: Sequence[int], fitness: Sequence[float], path: str | Path, *,
+                    parent_line: Sequence[tuple[int, float]] = (), failed: Sequence[bool] | None = None,
+                    train_longer: Sequence[bool] | None = None, best: int | None = None,
+                    title: str = "") -> Path:
+    """Validation accuracy (fitness) of every individual of an architecture search, by generation.
+
+    Args:
+        generations: per individual, its generation (0 = the random initial population).
+        fitness: per individual, its fitness as a fraction in [0, 1] (validation accuracy).
+        path: where the PNG goes.
+        parent_line: ``(generation, fitness)`` of the parent kept after each generation (the
+            (1+lambda) selection), drawn as a step line.
+        failed: per individual, True for a failed evaluation (drawn as a cross at its fitness).
+        train_longer: per individual, True for a "train longer" offspring (hollow marker).
+        best: index of the search's best individual (annotated).
+        title: figure title.
+
+    Returns:
+        ``path`` as a ``Path``. Individuals of one generation are spread a little along x so
+        that equal fitness values stay visible.
+
+    Raises:
+        ValueError: empty input or lengths differ.
+    """
+    g = np.asarray(generations, dtype=float)
+    a = 100 * np.asarray(fitness, dtype=float)
+    if len(g) == 0 or len(g) != len(a):
+        raise ValueError(f"need equal, non-empty generation and fitness lists, got {len(g)} and {len(a)}")
+    failed = np.zeros(len(g), bool) if failed is None else np.asarray(failed, bool)
+    longer = np.zeros(len(g), bool) if train_longer is None else np.asarray(train_longer, bool)
+    x = g.copy()
+    for gen in np.unique(g):  # spread each generation's individuals over [-0.2, 0.2] around it
+        idx = np.flatnonzero(g == gen)
+        if len(idx) > 1:
+            x[idx] = gen + np.linspace(-0.2, 0.2, len(idx))
+    fig = _figure(7.8, 4.3)
+    ax = fig.add_subplot()
+    ok = ~failed
+    for mask, kw in ((ok & ~longer, {"color": KEPT_COLOUR, "label": "individual"}),
+                     (ok & longer, {"facecolor": "none", "edgecolor": KEPT_COLOUR, "label": "train longer (parent)"})):
+        if mask.any():
+            ax.scatter(x[mask], a[mask], s=30, zorder=3, **kw)
+    if failed.any():
+        ax.scatter(x[failed], a[failed], s=36, marker="x", color="#7f7f7f", zorder=3, label="failed")
+    if parent_line:
+        pg = [float(p[0]) for p in parent_line]
+        pa = [100 * float(p[1]) for p in parent_line]
+        # held to the right of the last generation, so that the final parent's level shows
+        ax.step(pg + [pg[-1] + 0.3], pa + [pa[-1]], where="post", color=FRONT_COLOUR, linewidth=1.2, zorder=2,
+                label="parent after generation")
+        ax.plot(pg, pa, "o", color=FRONT_COLOUR, markersize=3, zorder=2)
+    if best is not None and 0 <= best < len(g):
+        ax.annotate("best", (x[best], a[best]), xytext=(8, -14), textcoords="offset points", fontsize=8,
+                    arrowprops={"arrowstyle": "-", "linewidth": 0.5})
+    ax.set_xticks(np.unique(g).astype(int))
+    ax.set_xlabel("generation (0: random initial population)")
+    ax.set_ylabel("validation accuracy (%) = fitness")
+    ax.set_title(title or f"{len(g)} individuals: fitness by generation", fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0)
+    return _save(fig, path)
+
+
+def nas_accuracy_parameters(parameters: Sequence[float], fitness: Sequence[float], path: str | Path, *,
+                            front: Sequence[int] = (), best: int | None = None, title: str = "",
+                            note: str = "") -> Path:
+    """Validation accuracy against the number of parameters of every individual, the search's front marked.
+
+    Args:
+        parameters: per individual, its trainable parameters.
+        fitness: per individual, its fitness as a fraction in [0, 1] (validation accuracy).
+        path: where the PNG goes.
+        front: indices of the individuals on the search's Pareto front (``front.json``), drawn
+            in red and joined by a step line.
+        best: index of the search's best individual (annotated).
+        title: figure title.
+        note: small text under the plot.
+
+    Returns:
+        ``path`` as a ``Path``. The x axis is logarithmic when the counts span more than a
+        factor 20 (and are all positive).
+
+    Raises:
+        ValueError: empty input or lengths differ.
+    """
+    c = np.asarray(parameters, dtype=float)
+    a = 100 * np.asarray(fitness, dtype=float)
+    if len(c) == 0 or len(c) != len(a):
+        raise ValueError(f"need equal, non-empty parameter and fitness lists, got {len(c)} and {len(a)}")
+    fig = _figure(7.8, 4.3)
+    ax = fig.add_subplot()
+    ax.scatter(c, a, s=28, color=DROPPED_COLOUR, edgecolor="#555555", linewidth=0.5, label="individual", zorder=2)
+    front = sorted({int(i) for i in front if 0 <= int(i) < len(c)}, key=lambda i: (c[i], -a[i]))
+    if front:
+        ax.step(c[front], a[front], where="post", color=FRONT_COLOUR, linewidth=1, alpha=0.7, zorder=1)
+        ax.scatter(c[front], a[front], s=40, color=FRONT_COLOUR, label=f"front.json ({len(front)})", zorder=3)
+    if best is not None and 0 <= best < len(c):
+        ax.annotate("best", (c[best], a[best]), xytext=(6, -12), textcoords="offset points", fontsize=8,
+                    arrowprops={"arrowstyle": "-", "linewidth": 0.5})
+    finite = c[np.isfinite(c)]
+    if len(finite) > 1 and (finite > 0).all() and finite.max() / finite.min() > 20:
+        ax.set_xscale("log")
+    ax.set_xlabel("trainable parameters")
+    ax.set_ylabel("validation accuracy (%) = fitness")
+    ax.set_title(title or f"{len(c)} individuals: accuracy vs size", fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0)
+    if note:
+        fig.text(0.01, 0.005, note, fontsize=6, color="#444444", ha="left", va="bottom")
+        fig.get_layout_engine().set(rect=(0, 0.04, 1, 0.96))
+    return _save(fig, path)
+
+
 def _np(x) -> np.ndarray:
     """A tensor or array as a float numpy array (detached, on the CPU)."""
     if hasattr(x, "detach"):
@@ -429,4 +546,5 @@ def _np(x) -> np.ndarray:
 
 
 __all__ = ["normalize_confusion", "pareto_front", "pick_neurons", "spread_neurons", "class_frequencies", "training_curves",
-           "confusion_matrix", "spike_raster", "membrane_traces", "firing_rates", "accuracy_tradeoff"]
+           "confusion_matrix", "spike_raster", "membrane_traces", "firing_rates", "accuracy_tradeoff",
+           "nas_generations", "nas_accuracy_parameters"]

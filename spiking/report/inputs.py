@@ -5,8 +5,12 @@ A **run folder** (``spiking run`` / ``train`` + ``evaluate``) holds ``config.jso
 split (``split.json``, ``preprocessor.joblib``). An **experiment folder** (``spiking
 tune``) holds ``experiment.json``, ``results.json`` and ``trials.json``, plus
 ``best_model.pt`` (and ``tradeoff_model.pt`` for SNNs), whose checkpoints carry the
-training history. Every JSON file is checked up front: a malformed one is a
-:class:`ReportError` naming the file and the field.
+training history. The NengoDL conversion experiment (``spiking tune snn_k``, spec kind
+``snn_k``) is an experiment folder too, with ``activity.png`` and no ``.pt`` network (its
+spiking networks are converted from a Keras CNN, not trained). An **architecture-search
+folder** (``spiking nas``) holds ``nas.json``, ``generations.json`` and ``results.json``,
+plus ``best.json``, ``front.json`` and ``best_model.keras``. Every JSON file is checked up
+front: a malformed one is a :class:`ReportError` naming the file and the field.
 """
 
 from __future__ import annotations
@@ -31,12 +35,25 @@ def _read_json(path: Path, what: str) -> Any:
         raise ReportError(f"{path} is not valid JSON ({what}): {e}") from None
 
 
+#: The kinds of folder a report accepts and the files that make one (for the error message).
+KINDS = ("a run folder (config.json + results.json)",
+         "an experiment folder (experiment.json + results.json + trials.json)",
+         "an architecture-search folder (nas.json + generations.json + results.json)")
+
+
 def _detect(root: Path) -> str:
-    """``"run"`` or ``"experiment"``; raises ReportError with what is missing."""
+    """``"run"``, ``"experiment"`` or ``"nas"``; raises ReportError with what is missing."""
     if not root.exists():
         raise ReportError(f"{root} does not exist")
     if not root.is_dir():
-        raise ReportError(f"{root} is not a folder (expected a run folder or an experiment folder)")
+        raise ReportError(f"{root} is not a folder (expected a run folder, an experiment folder or an "
+                          "architecture-search folder)")
+    if (root / "nas.json").is_file():
+        missing = [f for f in ("generations.json", "results.json") if not (root / f).is_file()]
+        if missing:
+            raise ReportError(f"architecture-search folder {root} has no {' or '.join(missing)}: the search has not "
+                              "finished (run `spiking nas` to the end, or with --resume)")
+        return "nas"
     if (root / "experiment.json").is_file():
         missing = [f for f in ("results.json", "trials.json") if not (root / f).is_file()]
         if missing:
@@ -48,8 +65,7 @@ def _detect(root: Path) -> str:
             raise ReportError(f"run folder {root} has no results.json: evaluate it first "
                               f"(`spiking evaluate --runs-dir {root.parent} --run-name {root.name}`)")
         return "run"
-    raise ReportError(f"{root} is neither a run folder (config.json + results.json) nor an experiment folder "
-                      "(experiment.json + results.json + trials.json)")
+    raise ReportError(f"{root} is neither {KINDS[0]}, nor {KINDS[1]}, nor {KINDS[2]}")
 
 
 def _is_num(v: Any) -> bool:
@@ -163,8 +179,21 @@ def _check_results(results: Any, path: Path) -> dict:
                 if n.get(k) is None:
                     c.fail(wn, f"lacks '{k}'")
             c.num(n, "firing_rate", wn, minimum=0)
+        c.num(eff, "n_steps", f"{w}.efficiency", minimum=1)
         s = c.obj(m.get("snn"), f"{w}.snn")
         c.num(s, "num_steps", f"{w}.snn", minimum=1)
+        c.num(s, "n_steps", f"{w}.snn", minimum=1)
+        c.num(s, "scale_firing_rates", f"{w}.snn", minimum=0)
+        c.num(s, "synapse", f"{w}.snn", minimum=0)
+        c.text(s, "framework", f"{w}.snn")
+        c.text(s, "neuron", f"{w}.snn")
+        hz = c.obj(m.get("firing_rates_hz"), f"{w}.firing_rates_hz")
+        for k in hz:
+            c.num(hz, k, f"{w}.firing_rates_hz", minimum=0)
+        c.num(m, "mean_firing_rate_hz", w, minimum=0)
+        for j, n in enumerate(c.arr(m.get("conversion_notes"), f"{w}.conversion_notes")):
+            if not isinstance(n, str):
+                c.fail(f"{w}.conversion_notes[{j}]", f"must be a string, not {_kind(n)}")
         c.num(s, "population", f"{w}.snn", minimum=1)
         c.num(s, "delta_threshold", f"{w}.snn", minimum=0)
         c.text(s, "encoding", f"{w}.snn")
@@ -204,9 +233,53 @@ def _check_trials(trials: Any, path: Path) -> list:
         c.num(t, "best_val_balanced_accuracy", w)
         cfg = c.obj(t.get("config"), f"{w}.config")
         c.num(cfg, "num_steps", f"{w}.config", minimum=0)
+        c.num(cfg, "n_steps", f"{w}.config", minimum=0)
         eff = c.obj(t.get("efficiency"), f"{w}.efficiency")
         c.num(eff, "energy_pj", f"{w}.efficiency", minimum=0)
+        val = c.obj(t.get("val"), f"{w}.val")  # the snn_k trials' validation block
+        for k in ("val_accuracy", "mean_firing_rate_hz", "energy_pj", "synops"):
+            c.num(val, k, f"{w}.val", minimum=0)
     return trials
+
+
+def _check_nas(nas: Any, path: Path) -> dict:
+    c = _Shape(path)
+    nas = c.obj(nas, "", optional=False)
+    for k in ("name", "budget", "grammar_file", "shards", "split_sha256"):
+        c.text(nas, k, "")
+    s = c.obj(nas.get("settings"), "settings")
+    for k in ("generations", "offspring"):
+        c.num(s, k, "settings", minimum=0)
+    for k in ("time_budget_s", "max_params", "max_epochs"):
+        c.num(s, k, "settings", minimum=0)
+    for j, o in enumerate(c.arr(s.get("objectives"), "settings.objectives")):
+        if not isinstance(o, str):
+            c.fail(f"settings.objectives[{j}]", f"must be a string, not {_kind(o)}")
+    c.obj(nas.get("rates"), "rates")
+    return nas
+
+
+def _check_rows(rows: Any, path: Path, what: str = "rows") -> list:
+    """``generations.json`` / ``front.json``: a list of individuals' rows."""
+    c = _Shape(path)
+    if not isinstance(rows, list):
+        raise ReportError(f"{path} is not a list of individuals' {what}")
+    for i, r in enumerate(rows):
+        w = f"[{i}]"
+        r = c.obj(r, w, optional=False)
+        if not isinstance(r.get("id"), str) or not r["id"]:
+            c.fail(f"{w}.id", f"must be a non-empty string, not {_kind(r.get('id'))}")
+        c.num(r, "generation", w, minimum=0)
+        for k in ("parameters", "macs", "epochs", "seconds"):
+            c.num(r, k, w, minimum=0)
+        for k in ("fitness", "val_accuracy", "val_balanced_accuracy"):
+            c.num(r, k, w)
+        for k in ("parent", "phenotype", "stopped_by", "error"):
+            c.text(r, k, w)
+        for j, m in enumerate(c.arr(r.get("mutations"), f"{w}.mutations")):
+            if not isinstance(m, str):
+                c.fail(f"{w}.mutations[{j}]", f"must be a string, not {_kind(m)}")
+    return rows
 
 
 def _read_manifest(shards: str) -> dict:
@@ -227,15 +300,24 @@ class _Inputs:
         self.source = source or str(root)  # what the report calls the folder (the URI of a copied-down one)
         self.results = _check_results(_read_json(root / "results.json", "results"), root / "results.json")
         self.classes: list[str] = [str(c) for c in self.results["dataset"]["classes"]]
-        self.config = self.experiment = self.trials = None
+        self.config = self.experiment = self.trials = self.nas = self.rows = None
+        self.front: list | None = None
         if kind == "run":
             self.config = _check_config(_read_json(root / "config.json", "run settings"), root / "config.json")
+        elif kind == "nas":
+            self.nas = _check_nas(_read_json(root / "nas.json", "search settings"), root / "nas.json")
+            self.rows = _check_rows(_read_json(root / "generations.json", "generations"), root / "generations.json")
+            if (root / "front.json").is_file():
+                self.front = _check_rows(_read_json(root / "front.json", "Pareto front"), root / "front.json",
+                                         "rows (the Pareto front)")
         else:
             self.experiment = _check_experiment(_read_json(root / "experiment.json", "experiment"),
                                                 root / "experiment.json")
             self.trials = _check_trials(_read_json(root / "trials.json", "trials"), root / "trials.json")
         if kind == "run":
             named = (self.config.get("data") or {}).get("shards") or self.results["dataset"].get("shards")
+        elif kind == "nas":
+            named = self.nas.get("shards") or self.results["dataset"].get("shards")
         else:
             named = (self.experiment or {}).get("shards") or self.results["dataset"].get("shards")
         self.shards_named = named
@@ -243,6 +325,16 @@ class _Inputs:
         self._prep = None
         self._prep_error: str | None = None
         self._ckpts: dict[Path, dict | None] = {}
+
+    @property
+    def converted(self) -> bool:
+        """An experiment whose spiking networks are converted, not trained (``spiking tune snn_k``:
+        NengoDL conversions of a Keras CNN, no ``.pt`` file, no training history)."""
+        if self.kind != "experiment":
+            return False
+        spec = (self.experiment or {}).get("spec") or {}
+        return spec.get("kind") == "snn_k" or any(
+            isinstance(m.get("snn"), dict) and m["snn"].get("framework") == "nengo-dl" for m in self.results["models"])
 
     def model_file(self, entry: dict) -> Path:
         """The saved network of a results.json model entry."""

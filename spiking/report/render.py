@@ -3,7 +3,8 @@ self-contained HTML page (``report.html``, the PNGs embedded as base64 ``data:``
 
 A report is a title, a few lines under it, and a list of :class:`Section`; a section
 holds blocks: :class:`Text` (a plain paragraph), :class:`Note` (a remark, e.g. why a
-figure is missing), :class:`Image` (a PNG with its caption) and :class:`Table`.
+figure is missing), :class:`Bullets` (a list of items), :class:`Image` (a PNG with its
+caption) and :class:`Table`.
 Text is plain: it is escaped for HTML (``html.escape``) and for Markdown tables
 (``|``), never interpreted as markup.
 """
@@ -31,6 +32,14 @@ class Note:
 
 
 @dataclass
+class Bullets:
+    """A list of plain-text items, under an optional lead-in line."""
+
+    items: list[str]
+    lead: str = ""
+
+
+@dataclass
 class Image:
     """A PNG file and its caption; ``path`` is absolute or relative to the report folder."""
 
@@ -46,7 +55,7 @@ class Table:
     caption: str = ""
 
 
-Block = Union[Text, Note, Image, Table]
+Block = Union[Text, Note, Bullets, Image, Table]
 
 
 @dataclass
@@ -93,6 +102,10 @@ def render_markdown(title: str, intro: Sequence[str], sections: Sequence[Section
                 lines += [b.text, ""]
             elif isinstance(b, Note):
                 lines += [f"> Note: {b.text}", ""]
+            elif isinstance(b, Bullets):
+                if b.lead:
+                    lines += [b.lead, ""]
+                lines += [f"- {str(item).replace(chr(10), ' ')}" for item in b.items] + [""]
             elif isinstance(b, Image):
                 alt = _short(b.alt or b.caption).replace("[", "(").replace("]", ")")
                 lines += [f"![{alt}]({_rel(b.path, out_dir)})", "", f"*{b.caption}*", ""]
@@ -148,6 +161,10 @@ def render_html(title: str, intro: Sequence[str], sections: Sequence[Section], o
                 parts.append(f"<p>{e(b.text)}</p>")
             elif isinstance(b, Note):
                 parts.append(f'<p class="note">Note: {e(b.text)}</p>')
+            elif isinstance(b, Bullets):
+                if b.lead:
+                    parts.append(f"<p>{e(b.lead)}</p>")
+                parts.append("<ul>" + "".join(f"<li>{e(str(item))}</li>" for item in b.items) + "</ul>")
             elif isinstance(b, Image):
                 p = Path(b.path) if Path(b.path).is_absolute() else out_dir / b.path
                 parts.append(f'<figure><img src="{_data_uri(p)}" alt="{e(_short(b.alt or b.caption))}">'
@@ -180,4 +197,4 @@ def write_report(title: str, intro: Sequence[str], sections: Sequence[Section], 
     return md, page
 
 
-__all__ = ["Text", "Note", "Image", "Table", "Section", "render_markdown", "render_html", "write_report", "PNG_MAGIC"]
+__all__ = ["Text", "Note", "Bullets", "Image", "Table", "Section", "render_markdown", "render_html", "write_report", "PNG_MAGIC"]
