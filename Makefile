@@ -121,6 +121,7 @@ nas: $(NENGO_STAMP) ## grammar-based architecture search of CNN_K (Fast-DENSER E
 submit: $(if $(filter 1,$(K8S)),,$(EXP_STAMP)) ## run EXP as a Ray job: RAY_ADDRESS's cluster, else local; K8S=1: a RayJob on the Kubernetes cluster
 ifeq ($(K8S),1)
 	$(if $(filter-out 1,$(words $(EXP)))$(filter-out $(EXPERIMENTS),$(EXP)),$(error unknown experiment EXP=$(EXP); valid: $(EXPERIMENTS)))
+	$(if $(IS_NENGO),$(error EXP=$(EXP) runs in the Keras/NengoDL environment, which the cluster's images do not provide (its TensorFlow 2.12 excludes ray[default]); run it with make tune EXP=$(EXP) or make submit EXP=$(EXP) without K8S=1))
 	$(if $(strip $(call strip_chars,$(RAYJOB),$(DNS_CHARS))),$(error RAYJOB must be a Kubernetes name (lower-case letters, digits, -), got: $(RAYJOB)))
 	$(if $(strip $(call strip_chars,$(BUDGET)$(STORAGE)$(SHARDS)$(GPUS_PER_TRIAL)$(ARGS),$(SAFE_CHARS))),$(error BUDGET, STORAGE, SHARDS, GPUS_PER_TRIAL and ARGS may hold only letters, digits and - _ . / : =))
 	$(if $(findstring ://,$(STORAGE)),,$(error K8S=1 needs an object-store STORAGE (s3://...), not $(STORAGE)))

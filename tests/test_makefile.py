@@ -139,6 +139,11 @@ def test_nengo_experiments_and_nas_run_in_the_nengo_venv():
     assert ".venv-nengo/bin/spiking tune snn_k" in _dry("submit", "EXP=snn_k")
 
 
+def test_submit_to_kubernetes_refuses_the_nengo_experiments():
+    r = _run("-n", "submit", "K8S=1", "EXP=snn_k", "STORAGE=s3://b/t", "SHARDS=s3://b/s", check=False)
+    assert r.returncode != 0 and "runs in the Keras/NengoDL environment" in r.stderr
+
+
 def test_make_test_runs_both_environments_suites():
     out = _dry("test")
     assert "pytest -q tests --ignore=tests/nengo" in out
