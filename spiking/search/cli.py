@@ -107,8 +107,9 @@ def add_nas_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--time-budget", type=float, default=None, help="training seconds per individual")
     p.add_argument("--max-params", type=int, default=2_000_000, help="largest network allowed (default 2,000,000)")
     p.add_argument("--max-epochs", type=int, default=1000, help="epoch cap per individual (default 1000)")
-    p.add_argument("--objectives", choices=["accuracy", "accuracy,parameters"], default="accuracy",
-                   help="fitness; accuracy,parameters also returns the accuracy/size Pareto front")
+    p.add_argument("--objectives", choices=["accuracy", "accuracy,parameters"], default="accuracy", metavar="OBJ",
+                   help="fitness: 'accuracy' (validation accuracy, default) or 'accuracy,parameters' (also "
+                        "returns the accuracy/size Pareto front)")
     p.add_argument("--grammar", default=None,
                    help="grammar file, or a shipped one: fast_denser_1d (default: the study's grammar adapted to "
                         "1-D) or fast_denser_1d_relu (ReLU activations only, for the NengoDL conversion)")

@@ -336,13 +336,29 @@ def run_nas(*, shards: str, storage: str | None = None, name: str = DEFAULT_NAME
     parent_row = None
     start_gen = 0
     if resume:
-        state = _read_json(fs, state_file)
-        _set_rng_state(rng, state["rng_state"])
-        start_gen = int(state["next_generation"])
-        rows = list(state["rows"])
-        genotypes = dict(state["genotypes"])
-        parent_row = next(r for r in rows if r["id"] == state["parent"])
-        log(f"resuming {uri} at generation {start_gen} (parent {parent_row['id']}, fitness {parent_row['fitness']:.4f})")
+        try:
+            state = _read_json(fs, state_file)
+            _set_rng_state(rng, state["rng_state"])
+            start_gen = int(state["next_generation"])
+            rows = list(state["rows"])
+            genotypes = dict(state["genotypes"])
+            parent_row = next((r for r in rows if r["id"] == state["parent"]), None)
+        except (ValueError, KeyError, TypeError, IndexError) as e:
+            raise NASError(f"{st.to_uri(fs, state_file)} is damaged ({type(e).__name__}: {e}); the search cannot "
+                           "resume from it (--overwrite starts over)") from None
+        if state["parent"] is not None and parent_row is None:
+            raise NASError(f"{st.to_uri(fs, state_file)} names parent {state['parent']!r}, which is not among its rows")
+        results_file = st.join(fs, folder, "results.json")
+        if start_gen >= s.generations and st.is_file(fs, results_file):
+            from ..evaluation.results import format_table
+
+            log(f"{uri} finished all {s.generations} generations already: nothing to resume; its results "
+                "(the test split is not scored again)")
+            results = _read_json(fs, results_file)
+            return {"path": uri, "rows": rows, "best": parent_row, "front": _read_json(fs, st.join(fs, folder, "front.json")),
+                    "results": results, "table": format_table(results["models"]), "seconds": time.perf_counter() - t0}
+        where = f"parent {parent_row['id']}, fitness {parent_row['fitness']:.4f}" if parent_row else "no parent yet"
+        log(f"resuming {uri} at generation {start_gen} ({where})")
     else:
         _write_json(fs, state_file, {"next_generation": 0, "rng_state": _rng_state(rng), "parent": None,
                                      "rows": [], "genotypes": {}, "done": False})

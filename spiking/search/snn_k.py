@@ -94,6 +94,22 @@ def source_train_seconds(fs, model_path: str) -> float | None:
     return None if cnn is None else cnn.get("train_seconds")
 
 
+def eval_rows(y: np.ndarray, max_rows: int | None, seed: int) -> np.ndarray:
+    """Indices of the validation rows each trial simulates: all of them, or a stratified, seeded
+    subset of ``max_rows`` (every cohort in proportion; the split's own row order is grouped by
+    cohort, so its first rows would miss some cohorts), in ascending order."""
+    n = len(y)
+    if not max_rows or max_rows >= n:
+        return np.arange(n)
+    from sklearn.model_selection import train_test_split
+
+    try:
+        keep, _ = train_test_split(np.arange(n), train_size=max_rows, stratify=y, random_state=seed)
+    except ValueError:  # a cohort too small to stratify
+        keep = np.random.default_rng(seed).choice(n, size=max_rows, replace=False)
+    return np.sort(keep)
+
+
 def _flat(x: np.ndarray) -> np.ndarray:
     """Samples as float32 ``(N, L)`` (the prepared arrays are ``(N, 1, L)``)."""
     return np.ascontiguousarray(np.asarray(x, dtype=np.float32).reshape(len(x), -1))
@@ -221,7 +237,8 @@ def run_snn_k(name: str = "snn_k", *, shards: str, budget: str = "smoke", storag
     maxc = int(max_concurrent if max_concurrent is not None else b.max_concurrent)
     if cpus <= 0 or maxc < 1:
         raise SearchError(f"cpus_per_trial must be > 0 and max_concurrent >= 1, got {cpus}, {maxc}")
-    n_val = len(prep.y["val"]) if not b.max_eval_rows else min(b.max_eval_rows, len(prep.y["val"]))
+    val_rows = eval_rows(prep.y["val"], b.max_eval_rows, seed)
+    n_val = len(val_rows)
     meta = {"experiment": exp.name, "description": exp.description, "budget": b.as_dict(), "seed": seed,
             "storage": st.to_uri(fs, root), "path": exp_uri, "shards": str(shards), "cpus_per_trial": cpus,
             "max_concurrent": maxc, "configs_checked": n_checked, "split_sha256": split_sha,
@@ -235,9 +252,8 @@ def run_snn_k(name: str = "snn_k", *, shards: str, budget: str = "smoke", storag
     def make_trainable():
         from ray import tune
 
-        # the first n_val validation rows (the split's order: stratified by cohort)
-        payload = {"model_bytes": model_bytes, "X_val": _flat(prep.X["val"][:n_val]),
-                   "y_val": prep.y["val"][:n_val], "class_names": list(prep.class_names), "L": L, "n_classes": C}
+        payload = {"model_bytes": model_bytes, "X_val": _flat(prep.X["val"][val_rows]),
+                   "y_val": prep.y["val"][val_rows], "class_names": list(prep.class_names), "L": L, "n_classes": C}
         return tune.with_resources(tune.with_parameters(snn_k_trial, payload=payload), {"cpu": cpus})
 
     trials = fit_trials(exp, b, make_trainable, fs=fs, root=root, seed=seed, max_concurrent=maxc, resume=resume,

@@ -241,3 +241,25 @@ def test_nengo_neuron_names_of_the_registry_are_the_converters():
 
     assert set(NENGO_NEURONS) == set(NEURON_TYPES)
     assert set(load_experiment("snn_k").space["neuron"]["values"]) <= set(NEURON_TYPES)
+
+
+def test_resume_of_a_finished_search_does_not_score_the_test_split_again(nas):
+    before = (nas["folder"] / "results.json").read_bytes()
+    out = run_nas(shards=nas["shards"], storage=str(nas["store"]), name="nas", resume=True, log=lambda *a: None,
+                  grammar_path="fast_denser_1d_relu",
+                  settings=NASSettings(**SETTINGS, objectives=("accuracy", "parameters"), require_relu=True))
+    assert (nas["folder"] / "results.json").read_bytes() == before
+    assert out["best"]["id"] == nas["out"]["best"]["id"] and "cnn_k" in out["table"]
+
+
+def test_snn_k_validation_rows_are_a_stratified_subset():
+    import numpy as np
+
+    from spiking.search.snn_k import eval_rows
+
+    y = np.repeat(np.arange(5), [60, 10, 40, 20, 70])  # grouped by class, as the split orders them
+    rows = eval_rows(y, 40, seed=0)
+    assert len(rows) == 40 == len(set(rows.tolist())) and np.all(np.diff(rows) > 0)
+    counts = np.bincount(y[rows], minlength=5)
+    assert np.all(np.abs(counts - 40 * np.bincount(y) / len(y)) <= 1)  # every class, in proportion
+    assert np.array_equal(eval_rows(y, None, 0), np.arange(200)) and np.array_equal(eval_rows(y, 500, 0), np.arange(200))
