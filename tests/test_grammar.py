@@ -6,6 +6,7 @@ Fast (< 60 s on 2 cores): small seeded loops, batch-2 forward passes, one tiny t
 from __future__ import annotations
 
 import json
+import re
 import random
 from pathlib import Path
 
@@ -524,3 +525,32 @@ def test_load_keras_weights_round_trip_and_errors(tmp_path):
     np.savez(tmp_path / "named.npz", kernel=weights[0])
     with pytest.raises(ValueError, match="arr_0"):
         read_weights_npz(tmp_path / "named.npz")
+
+
+def test_a_grammar_that_grows_faster_than_it_ends_stays_bounded():
+    """<f> ::= <f> <f> <f> | x would reach 3**32 nodes before the depth limit: the expansion budget stops it."""
+    from spiking.search.grammar import MAX_EXPANSIONS
+
+    g = Grammar.from_text("<features> ::= <features> <features> <features> | layer:batch-norm\n"
+                          "<classification> ::= layer:dropout [rate,float,1,0,0.5]\n"
+                          "<learning> ::= learning:adam [lr,float,1,0.001,0.01]\n")
+    sizes = []
+    for seed in range(30):
+        d = g.initialise("features", random.Random(seed))
+        sizes.append(len(g.decode("features", d).split()))
+    assert max(sizes) <= 3 * MAX_EXPANSIONS and max(sizes) > 1  # it does recurse, within the budget
+
+
+@pytest.mark.parametrize("learning,fragment", [
+    ("learning:adam lr:nan beta1:0.9 beta2:0.99 decay:0", "lr must be a finite number"),
+    ("learning:adam lr:inf beta1:0.9 beta2:0.99 decay:0", "lr must be a finite number"),
+    ("learning:adam lr:0.01 beta1:0.9 beta2:1.0 decay:0", "beta2 must be in [0, 1)"),
+    ("learning:rmsprop lr:0.01 rho:7 decay:0", "rho must be in [0, 1)"),
+    ("learning:gradient-descent lr:0.01 momentum:5 decay:0 nesterov:True", "momentum must be in [0, 1]"),
+    ("learning:gradient-descent lr:0.01 momentum:0.9 decay:-1 nesterov:True", "decay must be a finite number"),
+])
+def test_optimiser_values_outside_their_domain_are_refused(learning, fragment):
+    from spiking.search.phenotype import PhenotypeError, parse_phenotype
+
+    with pytest.raises(PhenotypeError, match=re.escape(fragment)):
+        parse_phenotype(f"layer:batch-norm {learning} early_stop:5 batch_size:50")

@@ -444,6 +444,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
         return args.func(args)
+    except KeyboardInterrupt:
+        print("spiking: interrupted (searches continue with --resume)", file=sys.stderr)
+        return 130
     except ModuleNotFoundError as e:
         top = (e.name or "").split(".")[0]
         if top not in frameworks:

@@ -136,11 +136,14 @@ def cmd_nas(a) -> int:
     from .evolution import BUDGETS, NASSettings, run_nas
 
     b = BUDGETS[a.budget]
-    s = NASSettings(generations=a.generations or b["generations"], offspring=a.offspring or b["offspring"],
-                    time_budget_s=a.time_budget or b["time_budget_s"], max_params=a.max_params,
+    def given(value, default):  # 0 is a value (refused by the checks), not "use the budget's"
+        return default if value is None else value
+
+    s = NASSettings(generations=given(a.generations, b["generations"]), offspring=given(a.offspring, b["offspring"]),
+                    time_budget_s=given(a.time_budget, b["time_budget_s"]), max_params=a.max_params,
                     max_epochs=a.max_epochs, objectives=tuple(a.objectives.split(",")), seed=a.seed,
                     cpus_per_individual=a.cpus_per_individual, require_relu=a.require_relu,
-                    max_train_rows=a.max_train_rows if a.max_train_rows is not None else b["max_train_rows"])
+                    max_train_rows=given(a.max_train_rows, b["max_train_rows"]))
     out = run_nas(shards=a.shards, storage=a.storage, name=a.name, settings=s, grammar_path=a.grammar,
                   resume=a.resume, overwrite=a.overwrite, ray_num_cpus=a.ray_cpus, budget=a.budget)
     best = out["best"]

@@ -44,6 +44,7 @@ import io
 import json
 import os
 import random
+import re
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field
@@ -119,6 +120,14 @@ class NASSettings:
             raise NASError(f"objectives must be accuracy or accuracy,parameters, got {','.join(self.objectives)}")
         if not self.cpus_per_individual > 0:
             raise NASError(f"cpus_per_individual must be > 0, got {self.cpus_per_individual}")
+        if self.offspring >= 100:
+            raise NASError(f"offspring (lambda) must be < 100 (individual seeds are seed*1000 + generation*100 + k), "
+                           f"got {self.offspring}")
+        if self.seed < 0 or self.seed * 1000 + self.generations * 100 + self.offspring >= 2**32:
+            raise NASError(f"seed must be >= 0 and seed*1000 + generations*100 + lambda < 2**32 (Keras seeds), "
+                           f"got seed {self.seed}")
+        if self.max_train_rows is not None and self.max_train_rows < 2:
+            raise NASError(f"max_train_rows must be >= 2 (or unset for all rows), got {self.max_train_rows}")
 
 
 # --------------------------------------------------------------------------- one individual (Ray task)
@@ -171,6 +180,9 @@ def evaluate_individual(data: dict, job: dict) -> dict:
             fit = fit_keras(model, ph.learning, data["X_train"], data["y_train"], data["X_val"], data["y_val"],
                             time_budget_s=float(job["time_budget_s"]), max_epochs=int(job["max_epochs"]),
                             seed=int(job["seed"]))
+            losses = fit.history.get("loss") or []
+            if not losses or not np.all(np.isfinite(losses)):
+                raise FloatingPointError(f"training diverged: loss {losses[-3:] if losses else 'none'}")
             logits = model.predict(data["X_val"][..., None], batch_size=512, verbose=0)
             m = classification_metrics(data["y_val"], np.argmax(logits, axis=1), list(data["class_names"]))
             out = Path(tmp) / "model.keras"
@@ -205,7 +217,10 @@ def _write_json(fs, path: str, doc) -> None:
 
 
 def _read_json(fs, path: str):
-    return json.loads(st.read_text(fs, path))
+    try:
+        return json.loads(st.read_text(fs, path))
+    except ValueError as e:  # JSONDecodeError, UnicodeDecodeError
+        raise NASError(f"{st.to_uri(fs, path)} is damaged ({e}); --overwrite starts the search over") from None
 
 
 def _rows_csv(rows: list[dict]) -> str:
@@ -228,12 +243,13 @@ def has_relu(phenotype: str) -> bool:
 
 
 def _draw(make, ok, tries: int = 100):
-    """``make()`` until ``ok`` accepts the individual (at most ``tries`` times; then the last one)."""
+    """``make()`` until ``ok`` accepts the individual; NASError after ``tries`` refusals."""
     for _ in range(tries):
         ind = make()
         if ok(ind):
             return ind
-    return ind
+    raise NASError(f"no network with a ReLU layer in {tries} draws: the grammar cannot (or hardly ever does) "
+                   "produce act:relu; use --grammar fast_denser_1d_relu or drop --require-relu")
 
 
 def pick_parent(rows: list[dict]) -> dict:
@@ -294,8 +310,14 @@ def run_nas(*, shards: str, storage: str | None = None, name: str = DEFAULT_NAME
     t0 = time.perf_counter()
     s = settings or NASSettings(**{k: v for k, v in BUDGETS["smoke"].items()})
     s.check()
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", name or ""):
+        raise NASError(f"--name must be a plain folder name (letters, digits, _ . -, not starting with . or -), "
+                       f"got {name!r}")
     grammar_text, grammar_name = read_grammar(grammar_path)
-    grammar = Grammar.from_text(grammar_text, name=grammar_name)
+    try:
+        grammar = Grammar.from_text(grammar_text, name=grammar_name)
+    except RecursionError:
+        raise NASError(f"grammar {grammar_name}: its productions nest too deeply to be read") from None
     fs, root = st.open_storage(storage or DEFAULT_STORAGE)
     folder = st.join(fs, root, name)
     uri = st.to_uri(fs, folder)
@@ -305,6 +327,14 @@ def run_nas(*, shards: str, storage: str | None = None, name: str = DEFAULT_NAME
     prep_full, prep, dataset_info = load_split(shards, s.data, s.max_train_rows, s.seed)
     split_sha = split_fingerprint(prep_full)
     L, C = prep.n_features, len(prep.class_names)
+    if len(prep.y["train"]) < 2 * C:
+        raise NASError(f"{len(prep.y['train'])} training rows for {C} classes: use --max-train-rows >= {2 * C}")
+    # the grammar must give networks that fit this data before anything is written
+    try:
+        random_individual(grammar, Structure(), random.Random(s.seed), L, C, s.max_params, id="check")
+    except (ValueError, RecursionError) as e:  # GenotypeError, GrammarError, DerivationError, PhenotypeError
+        raise NASError(f"grammar {grammar_name} gives no valid network for L={L}, {C} classes, "
+                       f"max_params {s.max_params:,}: {e}") from None
     meta = {"name": name, "budget": budget, "settings": asdict(s), "grammar": grammar_text,
             "grammar_file": grammar_name,
             "structure": asdict(Structure()), "rates": asdict(MutationRates()), "split_sha256": split_sha,
@@ -325,7 +355,14 @@ def run_nas(*, shards: str, storage: str | None = None, name: str = DEFAULT_NAME
         if not overwrite:
             raise NASError(f"{uri} already holds a search; use --resume to continue it, --overwrite to start over, "
                            "or another --name/--storage")
+        if folder.rstrip("/") == root.rstrip("/"):  # never the storage itself (name is checked above too)
+            raise NASError(f"refusing to delete the storage {uri}")
         fs.delete_dir(folder)
+    if not os.environ.get("RAY_ADDRESS"):  # an embedded Ray: its CPUs are known before it starts
+        have = ray_num_cpus if ray_num_cpus is not None else (os.cpu_count() or 1)
+        if s.cpus_per_individual > have:
+            raise NASError(f"each individual asks for {s.cpus_per_individual:g} CPUs but the Ray cluster has "
+                           f"{have:g}: lower --cpus-per-individual or give Ray more (--ray-cpus)")
     if not resume:
         _write_json(fs, nas_file, meta)
         st.write_text(fs, st.join(fs, folder, "grammar.grammar"), grammar_text)
@@ -369,6 +406,10 @@ def run_nas(*, shards: str, storage: str | None = None, name: str = DEFAULT_NAME
         if start_gen < s.generations:
             import ray
 
+            cpus = ray.cluster_resources().get("CPU", 0)
+            if s.cpus_per_individual > cpus:
+                raise NASError(f"each individual asks for {s.cpus_per_individual:g} CPUs but the Ray cluster has "
+                               f"{cpus:g}: lower --cpus-per-individual or give Ray more (--ray-cpus)")
             data_ref = ray.put({"X_train": _flat(prep.X["train"]), "y_train": prep.y["train"],
                                 "X_val": _flat(prep.X["val"]), "y_val": prep.y["val"],
                                 "class_names": list(prep.class_names), "L": L, "n_classes": C})
@@ -396,9 +437,14 @@ def run_nas(*, shards: str, storage: str | None = None, name: str = DEFAULT_NAME
                 genotypes[ind.id] = ind.to_dict()
                 saved_path = st.join(fs, folder, "individuals", f"{ind.id}.json")
                 if st.is_file(fs, saved_path):
-                    prev = _read_json(fs, saved_path)
-                    if prev["row"]["phenotype"] == phen and prev["row"].get("train_longer") == row["train_longer"]:
-                        done.append(prev["row"])  # evaluated before the interruption
+                    try:
+                        prev = _read_json(fs, saved_path)["row"]
+                    except (NASError, KeyError, TypeError):
+                        prev = None  # damaged: train it again
+                    has_model = st.is_file(fs, st.join(fs, folder, "individuals", f"{ind.id}.keras"))
+                    if (prev and prev.get("phenotype") == phen and prev.get("train_longer") == row["train_longer"]
+                            and (prev.get("error") or has_model)):
+                        done.append(prev)  # evaluated before the interruption (and its network kept)
                         continue
                 job = {**row, "storage": uri, "time_budget_s": s.time_budget_s, "max_epochs": s.max_epochs,
                        "seed": s.seed * 1000 + g * 100 + k, "threads": max(1, int(s.cpus_per_individual))}
@@ -432,7 +478,9 @@ def run_nas(*, shards: str, storage: str | None = None, name: str = DEFAULT_NAME
                     new_parent = parent_row or new_parent
                 parent_row = new_parent
                 model_path = st.join(fs, folder, "individuals", f"{parent_row['id']}.keras")
-                if st.is_file(fs, model_path):
+                if parent_row["fitness"] > 0:
+                    if not st.is_file(fs, model_path):
+                        raise NASError(f"the new parent's network {st.to_uri(fs, model_path)} is missing")
                     st.write_bytes(fs, st.join(fs, folder, "best_model.keras"), st.read_bytes(fs, model_path))
                 _write_json(fs, st.join(fs, folder, "best.json"), parent_row)
             _write_json(fs, st.join(fs, folder, "generations.json"), rows)
@@ -482,7 +530,10 @@ def read_grammar(spec: str | None) -> tuple[str, str]:
     p = Path(spec)
     if not p.is_file():
         raise NASError(f"grammar {spec!r} is neither a shipped grammar ({', '.join(shipped_grammars())}) nor a file")
-    return p.read_text(encoding="utf-8"), str(p)
+    try:
+        return p.read_text(encoding="utf-8-sig"), str(p)  # -sig: a byte-order mark is not part of line 1
+    except UnicodeDecodeError as e:
+        raise NASError(f"grammar {p} is not UTF-8 text ({e})") from None
 
 
 def lineage_seconds(rows: list[dict], row: dict) -> float:

@@ -58,6 +58,8 @@ __all__ = [
 
 #: File name of the default grammar, in the ``spiking.search.grammars`` resource folder.
 DEFAULT_GRAMMAR = "fast_denser_1d.grammar"
+#: Non-terminal expansions per derivation after which only the soonest-terminating alternatives are drawn.
+MAX_EXPANSIONS = 2000
 
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*\Z")
 _PARAM_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]*\Z")
@@ -387,12 +389,17 @@ class Grammar:
         Raises:
             GrammarError: unknown ``symbol``.
         """
+        self._expansions = 0
         return self._derive(self._symbol(symbol), rng, 0, max_depth)
 
     def _derive(self, sym: str, rng: random.Random, depth: int, max_depth: int) -> dict:
         alts = self.productions[sym]
         choices = list(range(len(alts)))
-        if depth >= max_depth:
+        # Past max_depth, or once MAX_EXPANSIONS non-terminals were expanded in this derivation (a
+        # grammar like <a> ::= <a> <a> <a> | x grows exponentially before its depth limit), only the
+        # alternatives that terminate soonest are allowed.
+        self._expansions = getattr(self, "_expansions", 0) + 1
+        if depth >= max_depth or self._expansions > MAX_EXPANSIONS:
             best = min(self._alt_height(a) for a in alts)
             choices = [i for i in choices if self._alt_height(alts[i]) == best]
         alt = choices[rng.randrange(len(choices))] if len(choices) > 1 else choices[0]
@@ -483,6 +490,7 @@ class Grammar:
         Raises:
             GrammarError: unknown ``symbol``. DerivationError: ``derivation`` does not fit.
         """
+        self._expansions = 0
         sym = self._symbol(symbol)
         self.validate(sym, derivation)
         tree = copy.deepcopy(derivation)

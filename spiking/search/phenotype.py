@@ -270,12 +270,34 @@ def parse_phenotype(text: str) -> Phenotype:
                 raise PhenotypeError(f"learning:{name}: unknown {sorted(extra)} / missing {missing}")
             values = {k: _convert(k, seen[k], t) for k, t in spec.items()}
             bs, es = values.pop("batch_size"), values.pop("early_stop")
-            if bs < 1 or es < 1 or values["lr"] <= 0:
-                raise PhenotypeError(f"learning:{name}: batch_size, early_stop and lr must be positive")
+            if bs < 1 or es < 1:
+                raise PhenotypeError(f"learning:{name}: batch_size and early_stop must be >= 1")
+            _check_learning(name, values)
             learning = LearningSpec(name, values, bs, es)
     if learning is None:
         raise PhenotypeError("the phenotype has no learning block (learning:...)")
     return Phenotype(tuple(layers), learning)
+
+
+#: Domains of the optimiser parameters: (low, high, high included). lr: step size; momentum: SGD
+#: (Keras accepts [0, 1]); beta1/beta2 (Adam) and rho (RMSprop) are decay rates of moving averages,
+#: which must stay below 1; decay: the old Keras learning-rate decay, lr / (1 + decay * step).
+_LEARNING_DOMAINS = {"momentum": (0.0, 1.0, True), "beta1": (0.0, 1.0, False), "beta2": (0.0, 1.0, False),
+                     "rho": (0.0, 1.0, False)}
+
+
+def _check_learning(name: str, values: dict[str, Any]) -> None:
+    lr, decay = values["lr"], values.get("decay", 0.0)
+    if not (math.isfinite(lr) and lr > 0):
+        raise PhenotypeError(f"learning:{name} lr must be a finite number > 0, got {lr}")
+    if not (math.isfinite(decay) and decay >= 0):
+        raise PhenotypeError(f"learning:{name} decay must be a finite number >= 0, got {decay}")
+    for key, (lo, hi, closed) in _LEARNING_DOMAINS.items():
+        if key in values:
+            v = values[key]
+            if not (math.isfinite(v) and lo <= v and (v <= hi if closed else v < hi)):
+                raise PhenotypeError(f"learning:{name} {key} must be in [{lo:g}, {hi:g}{']' if closed else ')'}, "
+                                     f"got {v}")
 
 
 def _check_layer(kind: str, p: dict[str, Any]) -> None:

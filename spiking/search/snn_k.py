@@ -28,6 +28,7 @@ nengo-dl docs, "Converting a Keras model to a spiking neural network").
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
@@ -80,7 +81,15 @@ def locate_keras_weights(source: str, fs, root: str) -> tuple:
             raise SearchError(f"weight source {source!r} not found")
         folder = path.rsplit("/", 1)[0] if not st.is_local(sfs) else os.path.dirname(path)
     nas_json = st.join(sfs, folder, "nas.json")
-    sha = json.loads(st.read_text(sfs, nas_json)).get("split_sha256") if st.is_file(sfs, nas_json) else None
+    sha = None
+    if st.is_file(sfs, nas_json):
+        try:
+            sha = json.loads(st.read_text(sfs, nas_json)).get("split_sha256")
+        except ValueError as e:
+            raise SearchError(f"{st.to_uri(sfs, nas_json)} beside the weight source is damaged ({e})") from None
+        if path.endswith("/" + SOURCE_MODEL) and not st.is_file(sfs, st.join(sfs, folder, "results.json")):
+            raise SearchError(f"the search at {st.to_uri(sfs, folder)} has not finished (no results.json): its "
+                              f"{SOURCE_MODEL} is only the best network so far; finish it with `spiking nas --resume`")
     return sfs, path, st.to_uri(sfs, path), sha
 
 
@@ -232,6 +241,15 @@ def run_snn_k(name: str = "snn_k", *, shards: str, budget: str = "smoke", storag
         raise SearchError(f"weight source {label} has no ReLU layer, so its conversion would have nothing to spike "
                           "(linear layers pass real values, sigmoid layers stay rate neurons); search CNN_K with "
                           "`spiking nas --grammar fast_denser_1d_relu` (make nas)")
+    from ..models.nengo_conversion import inference_model
+
+    try:  # what every trial does first: refuse a network NengoDL cannot take before any trial starts
+        inference_model(model)
+    except Exception as e:
+        raise SearchError(f"weight source {label} cannot be converted: {type(e).__name__}: {e}") from None
+    if src_sha is None:
+        print(f"warning: weight source {label} has no nas.json beside it: whether it was trained on this split "
+              "cannot be checked (its test samples may have been its training samples)")
     n_checked = validate_space(exp, b, L, C, seed=seed)
     cpus = float(cpus_per_trial if cpus_per_trial is not None else exp.resources["cpus_per_trial"])
     maxc = int(max_concurrent if max_concurrent is not None else b.max_concurrent)
@@ -242,9 +260,33 @@ def run_snn_k(name: str = "snn_k", *, shards: str, budget: str = "smoke", storag
     meta = {"experiment": exp.name, "description": exp.description, "budget": b.as_dict(), "seed": seed,
             "storage": st.to_uri(fs, root), "path": exp_uri, "shards": str(shards), "cpus_per_trial": cpus,
             "max_concurrent": maxc, "configs_checked": n_checked, "split_sha256": split_sha,
-            "val_rows_per_trial": int(n_val), "weights": {"source": label, "split_verified": src_sha is not None},
+            "val_rows_per_trial": int(n_val), "weights": {"source": label, "split_verified": src_sha is not None,
+                                                          "sha256": hashlib.sha256(model_bytes).hexdigest()},
             "spec": exp.as_dict()}
-    if not resume:
+    if resume:
+        try:
+            saved = json.loads(st.read_text(fs, st.join(fs, exp_dir, EXPERIMENT_FILE)))
+        except (OSError, ValueError) as e:
+            raise SearchError(f"{exp_uri}/{EXPERIMENT_FILE} is missing or damaged ({e}); cannot resume") from None
+        for what, before, now in (("budget", saved.get("budget", {}).get("name"), b.name),
+                                  ("seed", saved.get("seed"), seed),
+                                  ("split", saved.get("split_sha256"), split_sha),
+                                  ("weights", (saved.get("weights") or {}).get("sha256"), meta["weights"]["sha256"])):
+            if before != now:
+                raise SearchError(f"{exp_uri} was started with another {what} ({before} vs now {now}); resume it with "
+                                  "the same budget, seed, shards and --weights, or start over with --overwrite")
+        res_path = st.join(fs, exp_dir, "results.json")
+        if st.is_file(fs, res_path):  # finished: the test split is not scored again
+            from ..evaluation.results import format_table
+
+            results = json.loads(st.read_text(fs, res_path))
+            print(f"{exp_uri} is finished: nothing to resume; its saved results")
+            return {"experiment": exp.name, "budget": b.name, "storage": st.to_uri(fs, root), "path": exp_uri,
+                    "results": results, "table": format_table(results["models"]),
+                    "best": results["search"]["best"], "tradeoff": results["search"]["tradeoff"],
+                    "trials": json.loads(st.read_text(fs, st.join(fs, exp_dir, "trials.json"))),
+                    "seconds": time.perf_counter() - t0}
+    else:
         if overwrite and st.exists(fs, exp_dir):
             fs.delete_dir(exp_dir)
         st.write_text(fs, st.join(fs, exp_dir, EXPERIMENT_FILE), json.dumps(meta, indent=2, default=str) + "\n")

@@ -204,8 +204,12 @@ def test_snn_k_refuses_weights_from_another_split(nas, snn_k, tmp_path):
     fake.mkdir()
     (fake / "best_model.keras").write_bytes((nas["folder"] / "best_model.keras").read_bytes())
     (fake / "nas.json").write_text(json.dumps({**meta, "split_sha256": "0" * 64}))
+    (fake / "results.json").write_text("{}")  # a finished search
     with pytest.raises(SearchError, match="different split"):
         run_snn_k("snn_k", shards=nas["shards"], storage=str(tmp_path / "s"), weights=str(fake), verbose=0)
+    (fake / "results.json").unlink()
+    with pytest.raises(SearchError, match="has not finished"):
+        run_snn_k("snn_k", shards=nas["shards"], storage=str(tmp_path / "s1"), weights=str(fake), verbose=0)
     with pytest.raises(SearchError, match="no finished `spiking nas"):
         run_snn_k("snn_k", shards=nas["shards"], storage=str(tmp_path / "s2"), weights="missing_run", verbose=0)
 
@@ -263,3 +267,60 @@ def test_snn_k_validation_rows_are_a_stratified_subset():
     counts = np.bincount(y[rows], minlength=5)
     assert np.all(np.abs(counts - 40 * np.bincount(y) / len(y)) <= 1)  # every class, in proportion
     assert np.array_equal(eval_rows(y, None, 0), np.arange(200)) and np.array_equal(eval_rows(y, 500, 0), np.arange(200))
+
+
+# --------------------------------------------------------------------------- bad input (found by trying to break it)
+@pytest.mark.parametrize("name", [".", "..", "../x", "/tmp/x", "a/b", ""])
+def test_a_search_name_cannot_leave_or_delete_the_storage(nas, name, tmp_path):
+    keep = tmp_path / "store" / "other_experiment"
+    keep.mkdir(parents=True)
+    (keep / "results.json").write_text("{}")
+    with pytest.raises(NASError, match="plain folder name"):
+        run_nas(shards=nas["shards"], storage=str(tmp_path / "store"), name=name, overwrite=True,
+                settings=NASSettings(**SETTINGS))
+    assert (keep / "results.json").read_text() == "{}"
+
+
+def test_require_relu_with_a_grammar_without_relu_stops(nas, tmp_path):
+    from spiking.search.evolution import read_grammar
+
+    text, _ = read_grammar("fast_denser_1d")
+    no_relu = tmp_path / "no_relu.grammar"
+    no_relu.write_text(text.replace("<activation> ::= act:linear | act:relu | act:sigmoid",
+                                    "<activation> ::= act:linear | act:sigmoid"))
+    with pytest.raises(NASError, match="no network with a ReLU layer"):
+        run_nas(shards=nas["shards"], storage=str(tmp_path / "s"), grammar_path=str(no_relu), ray_num_cpus=2,
+                settings=NASSettings(**SETTINGS, require_relu=True), log=lambda *a: None)
+
+
+def test_settings_out_of_range_are_refused_by_the_command_line(nas, capsys):
+    from spiking.cli.main import main
+
+    base = ["nas", "--shards", nas["shards"], "--storage", str(nas["store"]), "--name", "never"]
+    for extra, fragment in ((["--generations", "0"], "generations and offspring must be >= 1"),
+                            (["--lambda", "0"], "generations and offspring must be >= 1"),
+                            (["--time-budget", "0"], "time budget"),
+                            (["--max-train-rows", "1"], "max_train_rows must be >= 2"),
+                            (["--seed", "-1"], "seed must be >= 0"),
+                            (["--cpus-per-individual", "4", "--ray-cpus", "2"], "asks for 4 CPUs")):
+        assert main(base + extra) == 2, extra
+        assert fragment in capsys.readouterr().err, extra
+    assert not (nas["store"] / "never" / "state.json").exists()  # refused before anything ran
+
+
+def test_snn_k_resume_with_other_weights_is_refused_and_a_finished_one_is_not_rescored(nas, snn_k, tmp_path):
+    from spiking.search.snn_k import SearchError, run_snn_k
+
+    folder = nas["store"] / "snn_k"
+    before = (folder / "results.json").read_bytes()
+    out = run_snn_k("snn_k", shards=nas["shards"], budget="smoke", storage=str(nas["store"]), resume=True, verbose=0,
+                    ray_num_cpus=2, seed=3)
+    assert (folder / "results.json").read_bytes() == before and "snn_k:best" in out["table"]
+    other = tmp_path / "other.keras"
+    other.write_bytes((nas["folder"] / "individuals" / "g0_i0.keras").read_bytes())
+    with pytest.raises(SearchError, match="another weights"):
+        run_snn_k("snn_k", shards=nas["shards"], budget="smoke", storage=str(nas["store"]), resume=True,
+                  weights=str(other), verbose=0, seed=3)
+    with pytest.raises(SearchError, match="another budget"):
+        run_snn_k("snn_k", shards=nas["shards"], budget="paper", storage=str(nas["store"]), resume=True,
+                  verbose=0, seed=3)
