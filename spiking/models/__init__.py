@@ -14,6 +14,8 @@ _LAZY = {
     "preset": ".cnn", "stage_lengths": ".cnn",
     "NEURONS": ".snn", "SpikingCNN1d": ".snn", "class_scores": ".snn", "transfer_weights": ".snn",
     "activation_scales": ".conversion", "normalize_weights": ".conversion",
+    "CNN2d": ".cnn2d", "stage_shapes": ".cnn2d", "derive_architecture_2d": ".cnn2d", "preset_2d": ".cnn2d",
+    "SpikingCNN2d": ".snn2d", "transfer_weights_2d": ".snn2d",
 }
 __all__ = sorted(_LAZY)
 

@@ -1,0 +1,196 @@
+"""Spiking CNN_PT for images: the snnTorch version of :class:`~spiking.models.cnn2d.CNN2d`.
+
+Mirrors :class:`~spiking.models.snn.SpikingCNN1d` (same neuron types, constructor
+arguments, surrogate gradient, outputs and execution strategy), with 2-D layers::
+
+    x -> conv1 -> pool1 -> lif1 -> conv2 -> pool2 -> lif2
+      -> conv3 -> pool3 -> lif3 -> flatten -> fc -> lif_out
+
+Only the ``direct`` encoding (the study's: the static image is presented as input
+current at every time step) is supported; ``pool1(conv1(x))`` is then computed
+once per batch. Each later conv/linear layer is applied once to the spikes of all
+steps (batch ``num_steps * B``), only the neuron updates loop over time; this is
+exactly equivalent to the step-by-step loop because the network is feed-forward
+between layers (see the module doc of :mod:`spiking.models.snn`).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Mapping
+
+import torch
+from snntorch import surrogate
+from snntorch._neurons.neurons import SpikingNeuron
+from torch import nn
+
+from .cnn import CNNArch, _coerce_arch
+from .cnn2d import CNN2d, add_cnn2d_layers, stage_shapes
+from .snn import _LIF_NAMES, NEURONS, SpikingCNN1d, _make_neuron, _run_neuron
+
+__all__ = ["SpikingCNN2d", "transfer_weights_2d"]
+
+
+class SpikingCNN2d(nn.Module):
+    """Spiking CNN_PT for images (snnTorch), input as direct current at every step.
+
+    ``forward(x)`` with ``x`` of shape ``(B, 1, H, W)`` (values in [0, 1]) returns
+    ``(spk_out, mem_out)``, each ``(num_steps, B, n_outputs)`` — the same as
+    ``SpikingCNN1d``, so :class:`~spiking.training.objectives.SpikeCountObjective`
+    and :func:`~spiking.models.snn.class_scores` work unchanged. ``n_outputs`` is
+    ``n_classes`` or ``n_classes * pop`` with population coding.
+
+    ``record_spikes``/``last_spike_counts``, ``layer_neurons`` and :meth:`trace`
+    behave as in ``SpikingCNN1d`` (neurons = channels x height x width, channel-major).
+
+    Raises:
+        ValueError: unknown neuron, an encoding other than ``"direct"``,
+            ``num_steps < 1``, beta outside [0, 1] (Lapicque: (0, 1)), alpha
+            outside [0, 1], ``n_outputs < 1``.
+        ArchitectureError: the architecture does not fit ``H x W``.
+    """
+
+    def __init__(
+        self,
+        H: int,
+        W: int,
+        arch: CNNArch | Mapping[str, Any],
+        n_outputs: int,
+        *,
+        neuron: str = "leaky",
+        beta: float = 0.9,
+        num_steps: int = 10,
+        alpha: float = 0.8,
+        slope: float = 25.0,
+        encoding: str = "direct",
+    ):
+        super().__init__()
+        if neuron not in NEURONS:
+            raise ValueError(f"unknown neuron {neuron!r}; valid: {NEURONS}")
+        if encoding != "direct":
+            raise ValueError(f"SpikingCNN2d supports only encoding='direct', got {encoding!r}")
+        arch = _coerce_arch(arch)
+        n_outputs = int(n_outputs)
+        if n_outputs < 1:
+            raise ValueError(f"n_outputs must be >= 1, got {n_outputs}")
+        num_steps = int(num_steps)
+        if num_steps < 1:
+            raise ValueError(f"num_steps must be >= 1, got {num_steps}")
+        beta = float(beta)
+        if not 0.0 <= beta <= 1.0 or math.isnan(beta):
+            raise ValueError(f"beta must be in [0, 1], got {beta}")
+        if neuron == "lapicque" and not 0.0 < beta < 1.0:
+            raise ValueError(f"lapicque needs 0 < beta < 1, got {beta}")
+        alpha = float(alpha)
+        if neuron == "synaptic" and not 0.0 <= alpha <= 1.0:
+            raise ValueError(f"alpha must be in [0, 1], got {alpha}")
+
+        self.shapes = stage_shapes(H, W, arch)
+        self.H, self.W = int(H), int(W)
+        self.arch = arch
+        self.n_outputs = n_outputs
+        self.neuron = neuron
+        self.beta = beta
+        self.alpha = alpha
+        self.num_steps = num_steps
+        self.slope = float(slope)
+        self.encoding = encoding
+
+        add_cnn2d_layers(self, arch, self.shapes, n_outputs)
+
+        spike_grad = surrogate.fast_sigmoid(slope=self.slope)
+        for name in _LIF_NAMES:
+            lif = _make_neuron(
+                neuron, beta=beta, alpha=alpha, spike_grad=spike_grad,
+                linear_features=n_outputs if name == "lif_out" else None,
+            )
+            try:  # see SpikingCNN1d: let discarded models be garbage collected
+                SpikingNeuron.instances.remove(lif)
+            except ValueError:
+                pass
+            setattr(self, name, lif)
+
+        (a1, b1), (a2, b2), (a3, b3) = self.shapes
+        self.layer_neurons: dict[str, int] = {
+            "lif1": arch.w1 * a1 * b1,
+            "lif2": arch.w2 * a2 * b2,
+            "lif3": arch.w3 * a3 * b3,
+            "lif_out": n_outputs,
+        }
+        self.record_spikes: bool = False
+        self.last_spike_counts: dict[str, torch.Tensor] | None = None
+
+    # Identical state handling to the 1-D network (it only uses the lif* names).
+    _clear_states = SpikingCNN1d._clear_states
+
+    def _layers(self, x: torch.Tensor, keep: bool) -> dict[str, tuple[torch.Tensor, torch.Tensor | None]]:
+        """``{name: (spk, mem)}``: LIF layers ``(T, B, C, h, w)`` / ``(T, B, n_outputs)``."""
+        if x.dim() != 4 or x.size(1) != 1 or x.size(2) != self.H or x.size(3) != self.W:
+            raise ValueError(f"expected input of shape (B, 1, {self.H}, {self.W}), got {tuple(x.shape)}")
+        T, B, kind = self.num_steps, x.size(0), self.neuron
+        out: dict[str, tuple[torch.Tensor, torch.Tensor | None]] = {}
+        try:
+            cur1 = self.pool1(self.conv1(x))                                  # (B, w1, h1, w1')
+            out["lif1"] = _run_neuron(self.lif1, kind, cur1, T, static=True, keep_mem=keep)
+            cur2 = self.pool2(self.conv2(out["lif1"][0].flatten(0, 1)))      # (T*B, w2, ., .)
+            out["lif2"] = _run_neuron(self.lif2, kind, cur2.unflatten(0, (T, B)), T, static=False, keep_mem=keep)
+            cur3 = self.pool3(self.conv3(out["lif2"][0].flatten(0, 1)))      # (T*B, w3, ., .)
+            out["lif3"] = _run_neuron(self.lif3, kind, cur3.unflatten(0, (T, B)), T, static=False, keep_mem=keep)
+            cur4 = self.fc(out["lif3"][0].flatten(2))                       # (T, B, n_outputs)
+            out["lif_out"] = _run_neuron(self.lif_out, kind, cur4, T, static=False, keep_mem=True)
+        finally:
+            self._clear_states()
+        return out
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``x`` ``(B, 1, H, W)`` -> ``(spk_out, mem_out)``, each ``(num_steps, B, n_outputs)``."""
+        out = self._layers(x, keep=False)
+        spk_out, mem_out = out["lif_out"]
+        if self.record_spikes:
+            with torch.no_grad():
+                self.last_spike_counts = {
+                    name: spk.detach().abs().flatten(2).sum(dim=(0, 2)) for name, (spk, _) in out.items()
+                }
+        else:
+            self.last_spike_counts = None
+        return spk_out, mem_out
+
+    @torch.no_grad()
+    def trace(self, x: torch.Tensor) -> dict[str, dict[str, torch.Tensor]]:
+        """``{"lif1" | "lif2" | "lif3" | "lif_out": {"spikes": (T, B, n), "mem": (T, B, n)}}``
+        for ``x`` ``(B, 1, H, W)``; ``n`` = channels x height x width (channel-major). Detached."""
+        out = self._layers(x, keep=True)
+        return {
+            name: {"spikes": spk.detach().flatten(2), "mem": mem.detach().flatten(2)}
+            for name, (spk, mem) in out.items()
+        }
+
+    def extra_repr(self) -> str:
+        return (
+            f"H={self.H}, W={self.W}, stage_shapes={self.shapes}, neuron={self.neuron!r}, "
+            f"beta={self.beta}, num_steps={self.num_steps}, slope={self.slope}, encoding='direct'"
+            + (f", alpha={self.alpha}" if self.neuron == "synaptic" else "")
+        )
+
+
+def transfer_weights_2d(cnn: CNN2d, snn: SpikingCNN2d) -> list[str]:
+    """Copy every conv/linear weight and bias of ``cnn`` into ``snn`` (2-D version of
+    :func:`~spiking.models.snn.transfer_weights`).
+
+    Returns the parameter names copied. All shapes are checked before anything is
+    copied; a missing parameter or a shape mismatch (different image size or
+    architecture, population-coded output) raises ValueError naming the parameter.
+    """
+    src = dict(cnn.named_parameters())
+    dst = dict(snn.named_parameters())
+    for name, p in src.items():
+        if name not in dst:
+            raise ValueError(f"parameter {name!r} of the CNN has no counterpart in the SNN")
+        if dst[name].shape != p.shape:
+            raise ValueError(
+                f"shape mismatch for {name!r}: CNN {tuple(p.shape)} vs SNN {tuple(dst[name].shape)}"
+            )
+    with torch.no_grad():
+        for name, p in src.items():
+            dst[name].copy_(p)
+    return list(src)
