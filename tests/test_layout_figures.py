@@ -1,0 +1,83 @@
+"""Figures of fitted layouts (spiking.layout.figures): PNGs written, the feature-map
+CSV matches feature_map_, small maps labelled, large ones not, errors raised."""
+import csv
+
+import numpy as np
+import pytest
+from sklearn.exceptions import NotFittedError
+
+from spiking.layout import make_layout
+from spiking.layout.figures import (plot_class_mean_images, plot_feature_map,
+                                    plot_sample_image)
+
+NAMES = ["identity", "square", "random", "correlation_1d", "embedding_2d"]
+
+
+@pytest.fixture(scope="module")
+def data():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(40, 30))
+    y = np.repeat([0, 1, 2], [14, 13, 13])
+    X[y == 1, :5] += 2.0
+    feats = [f"GENE{i}" for i in range(30)]
+    return X, y, feats
+
+
+def _png_ok(p):
+    assert p.exists() and p.stat().st_size > 1000
+    assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def _texts(fig):
+    return {t.get_text() for ax in fig.axes for t in ax.texts}
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_all_figures(name, data, tmp_path):
+    X, y, feats = data
+    lay = make_layout(name).fit(X)
+    p, fig = plot_feature_map(lay, feats, tmp_path / "sub" / "map.png", return_figure=True)
+    _png_ok(p)
+    # small map: every feature labelled
+    assert set(feats) <= _texts(fig)
+    # CSV: every feature once, at its feature_map_ position
+    with open(tmp_path / "sub" / "map.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert sorted(int(r["feature_index"]) for r in rows) == list(range(30))
+    fmap = lay.feature_map_
+    for r in rows:
+        f = int(r["feature_index"])
+        assert r["feature_name"] == feats[f]
+        pos = (int(r["row"]), int(r["col"])) if fmap.ndim == 2 else (int(r["position"]),)
+        assert fmap[pos] == f
+    _png_ok(plot_sample_image(lay, X[0], tmp_path / "s.png", title="sample 0"))
+    _png_ok(plot_class_mean_images(lay, X, y, ["a", "b", "c"], tmp_path / "m.png"))
+
+
+def test_large_map_not_labelled(tmp_path):
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(6, 2500))
+    feats = [f"G{i}" for i in range(2500)]
+    lay = make_layout("square").fit(X)
+    p, fig = plot_feature_map(lay, feats, tmp_path / "big.png", return_figure=True)
+    _png_ok(p)
+    texts = _texts(fig)
+    assert not (set(feats) & texts)
+    assert any("too large to label" in t and "big.csv" in t for t in texts)
+    with open(tmp_path / "big.csv", newline="") as fh:
+        assert sum(1 for _ in csv.DictReader(fh)) == 2500
+
+
+def test_errors(data, tmp_path):
+    X, y, feats = data
+    lay = make_layout("square").fit(X)
+    with pytest.raises(ValueError, match="feature_names has 29"):
+        plot_feature_map(lay, feats[:-1], tmp_path / "x.png")
+    with pytest.raises(ValueError, match="x_row must have shape"):
+        plot_sample_image(lay, X[0, :-1], tmp_path / "x.png")
+    with pytest.raises(ValueError, match="samples but y has"):
+        plot_class_mean_images(lay, X, y[:-1], ["a", "b", "c"], tmp_path / "x.png")
+    with pytest.raises(ValueError, match="class_names"):
+        plot_class_mean_images(lay, X, y, ["a", "b"], tmp_path / "x.png")
+    with pytest.raises(NotFittedError):
+        plot_feature_map(make_layout("square"), feats, tmp_path / "x.png")
