@@ -119,6 +119,33 @@ def _run_neuron(
     return torch.stack(spks), (torch.stack(mems) if keep_mem else None)
 
 
+def check_neuron_settings(neuron: str, n_outputs, num_steps, beta, alpha) -> tuple[int, int, float, float]:
+    """Check and coerce the settings shared by the spiking CNNs (1-D and 2-D).
+
+    Returns ``(n_outputs, num_steps, beta, alpha)`` as int, int, float, float.
+
+    Raises:
+        ValueError: ``n_outputs`` or ``num_steps`` < 1; ``beta`` outside [0, 1] or NaN; Lapicque
+            with beta not in (0, 1) (snnTorch: C = 1/ln(1/beta) is infinite at beta = 1 and 0 at
+            beta = 0); a synaptic neuron's ``alpha`` outside [0, 1].
+    """
+    n_outputs = int(n_outputs)
+    if n_outputs < 1:
+        raise ValueError(f"n_outputs must be >= 1, got {n_outputs}")
+    num_steps = int(num_steps)
+    if num_steps < 1:
+        raise ValueError(f"num_steps must be >= 1, got {num_steps}")
+    beta = float(beta)
+    if not 0.0 <= beta <= 1.0 or math.isnan(beta):
+        raise ValueError(f"beta must be in [0, 1], got {beta}")
+    if neuron == "lapicque" and not 0.0 < beta < 1.0:
+        raise ValueError(f"lapicque needs 0 < beta < 1, got {beta}")
+    alpha = float(alpha)
+    if neuron == "synaptic" and not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"alpha must be in [0, 1], got {alpha}")
+    return n_outputs, num_steps, beta, alpha
+
+
 class SpikingCNN1d(nn.Module):
     """Spiking CNN_PT (snnTorch): input as direct current at every step, or as input spikes.
 
@@ -160,22 +187,7 @@ class SpikingCNN1d(nn.Module):
             raise ValueError(f"unknown neuron {neuron!r}; valid: {NEURONS}")
         check_encoding(encoding, delta_threshold)
         arch = _coerce_arch(arch)
-        n_outputs = int(n_outputs)
-        if n_outputs < 1:
-            raise ValueError(f"n_outputs must be >= 1, got {n_outputs}")
-        num_steps = int(num_steps)
-        if num_steps < 1:
-            raise ValueError(f"num_steps must be >= 1, got {num_steps}")
-        beta = float(beta)
-        if not 0.0 <= beta <= 1.0 or math.isnan(beta):
-            raise ValueError(f"beta must be in [0, 1], got {beta}")
-        if neuron == "lapicque" and not 0.0 < beta < 1.0:
-            # C = 1/ln(1/beta): beta = 1 gives C = inf (the input is ignored,
-            # the net never spikes), beta = 0 gives C = 0 (division by zero).
-            raise ValueError(f"lapicque needs 0 < beta < 1, got {beta}")
-        alpha = float(alpha)
-        if neuron == "synaptic" and not 0.0 <= alpha <= 1.0:
-            raise ValueError(f"alpha must be in [0, 1], got {alpha}")
+        n_outputs, num_steps, beta, alpha = check_neuron_settings(neuron, n_outputs, num_steps, beta, alpha)
 
         self.lengths = stage_lengths(L, arch)
         self.L = int(L)

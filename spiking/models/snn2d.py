@@ -16,7 +16,6 @@ between layers (see the module doc of :mod:`spiking.models.snn`).
 
 from __future__ import annotations
 
-import math
 from typing import Any, Mapping
 
 import torch
@@ -26,7 +25,7 @@ from torch import nn
 
 from .cnn import CNNArch, _coerce_arch
 from .cnn2d import CNN2d, add_cnn2d_layers, stage_shapes
-from .snn import _LIF_NAMES, NEURONS, SpikingCNN1d, _make_neuron, _run_neuron
+from .snn import _LIF_NAMES, NEURONS, SpikingCNN1d, _make_neuron, _run_neuron, check_neuron_settings
 
 __all__ = ["SpikingCNN2d", "transfer_weights_2d"]
 
@@ -70,20 +69,7 @@ class SpikingCNN2d(nn.Module):
         if encoding != "direct":
             raise ValueError(f"SpikingCNN2d supports only encoding='direct', got {encoding!r}")
         arch = _coerce_arch(arch)
-        n_outputs = int(n_outputs)
-        if n_outputs < 1:
-            raise ValueError(f"n_outputs must be >= 1, got {n_outputs}")
-        num_steps = int(num_steps)
-        if num_steps < 1:
-            raise ValueError(f"num_steps must be >= 1, got {num_steps}")
-        beta = float(beta)
-        if not 0.0 <= beta <= 1.0 or math.isnan(beta):
-            raise ValueError(f"beta must be in [0, 1], got {beta}")
-        if neuron == "lapicque" and not 0.0 < beta < 1.0:
-            raise ValueError(f"lapicque needs 0 < beta < 1, got {beta}")
-        alpha = float(alpha)
-        if neuron == "synaptic" and not 0.0 <= alpha <= 1.0:
-            raise ValueError(f"alpha must be in [0, 1], got {alpha}")
+        n_outputs, num_steps, beta, alpha = check_neuron_settings(neuron, n_outputs, num_steps, beta, alpha)
 
         self.shapes = stage_shapes(H, W, arch)
         self.H, self.W = int(H), int(W)
