@@ -33,13 +33,13 @@ import random
 from typing import Any, Mapping
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from .cnn import (
     MIN_S1,
     PRESETS,
     ArchitectureError,
+    CNN1d,
     CNNArch,
     _as_int,
     _coerce_arch,
@@ -187,12 +187,8 @@ class CNN2d(nn.Module):
                 f"expected input of shape (B, 1, {self.H}, {self.W}), got {tuple(x.shape)}"
             )
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        self.check_input(x)
-        x = self.pool1(F.relu(self.conv1(x)))
-        x = self.pool2(F.relu(self.conv2(x)))
-        x = self.pool3(F.relu(self.conv3(x)))
-        return self.fc(torch.flatten(x, 1))
+    # Same stages as the 1-D network: (B, 1, H, W) -> (B, n_classes) logits.
+    forward = CNN1d.forward
 
     def extra_repr(self) -> str:
         return f"H={self.H}, W={self.W}, stage_shapes={self.shapes}, flat_features={self.flat_features}"

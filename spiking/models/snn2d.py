@@ -128,28 +128,11 @@ class SpikingCNN2d(nn.Module):
             self._clear_states()
         return out
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``x`` ``(B, 1, H, W)`` -> ``(spk_out, mem_out)``, each ``(num_steps, B, n_outputs)``."""
-        out = self._layers(x, keep=False)
-        spk_out, mem_out = out["lif_out"]
-        if self.record_spikes:
-            with torch.no_grad():
-                self.last_spike_counts = {
-                    name: spk.detach().abs().flatten(2).sum(dim=(0, 2)) for name, (spk, _) in out.items()
-                }
-        else:
-            self.last_spike_counts = None
-        return spk_out, mem_out
-
-    @torch.no_grad()
-    def trace(self, x: torch.Tensor) -> dict[str, dict[str, torch.Tensor]]:
-        """``{"lif1" | "lif2" | "lif3" | "lif_out": {"spikes": (T, B, n), "mem": (T, B, n)}}``
-        for ``x`` ``(B, 1, H, W)``; ``n`` = channels x height x width (channel-major). Detached."""
-        out = self._layers(x, keep=True)
-        return {
-            name: {"spikes": spk.detach().flatten(2), "mem": mem.detach().flatten(2)}
-            for name, (spk, mem) in out.items()
-        }
+    # The 1-D network's forward (spike counts per layer when record_spikes) and trace() work on
+    # the {name: (spk, mem)} dict of _layers unchanged: x (B, 1, H, W) -> (spk_out, mem_out), each
+    # (num_steps, B, n_outputs); trace's n = channels x height x width (channel-major).
+    forward = SpikingCNN1d.forward
+    trace = SpikingCNN1d.trace
 
     def extra_repr(self) -> str:
         return (

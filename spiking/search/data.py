@@ -53,3 +53,9 @@ def load_split(shards: str, data: dict, max_train_rows: int | None, seed: int):
     from ..evaluation.results import dataset_block
 
     return prep, used, dataset_block(ds.manifest, prep, shards)
+
+
+def flat_samples(x: np.ndarray) -> np.ndarray:
+    """Samples as C-contiguous float32 ``(N, L)``: the prepared arrays are ``(N, 1, L)``, the Keras
+    networks and NengoDL take one flat vector per sample."""
+    return np.ascontiguousarray(np.asarray(x, dtype=np.float32).reshape(len(x), -1))

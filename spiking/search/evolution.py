@@ -53,8 +53,10 @@ from pathlib import Path
 import numpy as np
 
 from . import storage as st
+from .data import flat_samples
 from .frameworks import prepare_nengo_process
 from .phenotype import parse_phenotype
+from .tuner import _ray_init
 
 DEFAULT_STORAGE = "runs/tune"
 DEFAULT_NAME = "nas"
@@ -198,11 +200,6 @@ def evaluate_individual(data: dict, job: dict) -> dict:
 
 
 # --------------------------------------------------------------------------- bookkeeping
-def _flat(x: np.ndarray) -> np.ndarray:
-    """Samples as float32 ``(N, L)`` (the prepared arrays are ``(N, 1, L)``)."""
-    return np.ascontiguousarray(np.asarray(x, dtype=np.float32).reshape(len(x), -1))
-
-
 def _rng_state(rng: random.Random) -> list:
     version, internal, gauss = rng.getstate()
     return [version, list(internal), gauss]
@@ -262,19 +259,6 @@ def pick_parent(rows: list[dict]) -> dict:
 
 
 # --------------------------------------------------------------------------- the search
-def _ray_init(num_cpus: int | None) -> bool:
-    import ray
-
-    if ray.is_initialized():
-        return False
-    env = {"env_vars": {"RAY_TRAIN_V2_ENABLED": "0", "TF_CPP_MIN_LOG_LEVEL": "2"}}
-    if os.environ.get("RAY_ADDRESS"):
-        ray.init(address=os.environ["RAY_ADDRESS"], runtime_env=env, log_to_driver=False)
-    else:
-        ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, log_to_driver=False, runtime_env=env)
-    return True
-
-
 def run_nas(*, shards: str, storage: str | None = None, name: str = DEFAULT_NAME, settings: NASSettings | None = None,
             grammar_path: str | None = None, resume: bool = False, overwrite: bool = False,
             ray_num_cpus: int | None = None, budget: str | None = None, log=print) -> dict:
@@ -401,7 +385,9 @@ def run_nas(*, shards: str, storage: str | None = None, name: str = DEFAULT_NAME
                                      "rows": [], "genotypes": {}, "done": False})
 
     structure, rates = Structure(), MutationRates()
-    started = _ray_init(ray_num_cpus) if start_gen < s.generations else False
+    # the workers need the Keras/NengoDL process settings too (on a cluster they do not inherit ours)
+    nengo_env = {"env_vars": {"RAY_TRAIN_V2_ENABLED": "0", "TF_CPP_MIN_LOG_LEVEL": "2"}}
+    started = _ray_init(ray_num_cpus, runtime_env=nengo_env) if start_gen < s.generations else False
     try:
         if start_gen < s.generations:
             import ray
@@ -410,8 +396,8 @@ def run_nas(*, shards: str, storage: str | None = None, name: str = DEFAULT_NAME
             if s.cpus_per_individual > cpus:
                 raise NASError(f"each individual asks for {s.cpus_per_individual:g} CPUs but the Ray cluster has "
                                f"{cpus:g}: lower --cpus-per-individual or give Ray more (--ray-cpus)")
-            data_ref = ray.put({"X_train": _flat(prep.X["train"]), "y_train": prep.y["train"],
-                                "X_val": _flat(prep.X["val"]), "y_val": prep.y["val"],
+            data_ref = ray.put({"X_train": flat_samples(prep.X["train"]), "y_train": prep.y["train"],
+                                "X_val": flat_samples(prep.X["val"]), "y_val": prep.y["val"],
                                 "class_names": list(prep.class_names), "L": L, "n_classes": C})
             task = ray.remote(num_cpus=s.cpus_per_individual, max_retries=1)(evaluate_individual)
         for g in range(start_gen, s.generations):
@@ -559,7 +545,7 @@ def _score_on_test(fs, folder: str, best: dict, prep, rows: list[dict], meta: di
         local = Path(tmp) / "best_model.keras"
         local.write_bytes(st.read_bytes(fs, st.join(fs, folder, "best_model.keras")))
         model = load_keras(local)
-        X = _flat(prep.X["test"])[..., None]
+        X = flat_samples(prep.X["test"])[..., None]
         t = time.perf_counter()
         logits = model.predict(X, batch_size=256, verbose=0)
         ms = 1000 * (time.perf_counter() - t) / len(X)

@@ -38,6 +38,7 @@ from pathlib import Path
 import numpy as np
 
 from . import storage as st
+from .data import flat_samples
 from .frameworks import prepare_nengo_process
 from .registry import METRIC, load_experiment, validate_space
 from .tuner import SearchError, _public, fit_trials, pick_best, pick_tradeoff
@@ -117,11 +118,6 @@ def eval_rows(y: np.ndarray, max_rows: int | None, seed: int) -> np.ndarray:
     except ValueError:  # a cohort too small to stratify
         keep = np.random.default_rng(seed).choice(n, size=max_rows, replace=False)
     return np.sort(keep)
-
-
-def _flat(x: np.ndarray) -> np.ndarray:
-    """Samples as float32 ``(N, L)`` (the prepared arrays are ``(N, 1, L)``)."""
-    return np.ascontiguousarray(np.asarray(x, dtype=np.float32).reshape(len(x), -1))
 
 
 def _load_model(model_bytes: bytes):
@@ -294,7 +290,7 @@ def run_snn_k(name: str = "snn_k", *, shards: str, budget: str = "smoke", storag
     def make_trainable():
         from ray import tune
 
-        payload = {"model_bytes": model_bytes, "X_val": _flat(prep.X["val"][val_rows]),
+        payload = {"model_bytes": model_bytes, "X_val": flat_samples(prep.X["val"][val_rows]),
                    "y_val": prep.y["val"][val_rows], "class_names": list(prep.class_names), "L": L, "n_classes": C}
         return tune.with_resources(tune.with_parameters(snn_k_trial, payload=payload), {"cpu": cpus})
 
@@ -320,7 +316,7 @@ def _export(exp, b, trials, *, fs, exp_dir, model, prep, dataset_info, seed, met
     best = pick_best(trials)
     tradeoff = pick_tradeoff(trials, best, steps_key="n_steps")
     L, C = prep.n_features, len(prep.class_names)
-    X, y, names = _flat(prep.X["test"]), prep.y["test"], list(prep.class_names)
+    X, y, names = flat_samples(prep.X["test"]), prep.y["test"], list(prep.class_names)
     t = time.perf_counter()
     logits = model.predict(X[..., None], batch_size=256, verbose=0)
     ms = 1000 * (time.perf_counter() - t) / len(X)

@@ -24,18 +24,20 @@ def _trial_dirname(trial) -> str:
     return f"trial_{trial.trial_id}"
 
 
-def _ray_init(ray_num_cpus: int | None) -> bool:
-    """Start Ray unless it runs already; True if this call started it."""
+def _ray_init(ray_num_cpus: int | None, runtime_env: dict | None = None) -> bool:
+    """Start Ray unless it runs already (the cluster at ``RAY_ADDRESS``, else an embedded one with
+    ``ray_num_cpus`` CPUs), with ``runtime_env`` for its workers; True if this call started it."""
     import ray
 
     if ray.is_initialized():
         return False
     address = os.environ.get("RAY_ADDRESS")
     if address:
-        ray.init(address=address, log_to_driver=False)
+        ray.init(address=address, log_to_driver=False, runtime_env=runtime_env)
     else:
         # address="local": always a new embedded instance, never one started by `ray start` on this machine
-        ray.init(address="local", num_cpus=ray_num_cpus, include_dashboard=False, log_to_driver=False)
+        ray.init(address="local", num_cpus=ray_num_cpus, include_dashboard=False, log_to_driver=False,
+                 runtime_env=runtime_env)
     return True
 
 
