@@ -179,3 +179,12 @@ def test_embedding2d_banded_assignment():
     rr, cc = np.divmod(pos, W)
     err = np.sqrt((rr - coords[:, 0]) ** 2 + (cc - coords[:, 1]) ** 2)
     assert np.median(err) < 3
+
+
+@pytest.mark.parametrize("method", ["pca", "tsne"])
+def test_embedding_of_identical_feature_vectors_does_not_crash(method):
+    """Every column constant: t-SNE's PCA start divided by zero and crashed the process (exit 139)."""
+    X = np.ones((5, 6))
+    lay = make_layout("embedding_2d", method=method).fit(X)
+    assert sorted(lay.feature_map_[lay.feature_map_ >= 0].tolist()) == list(range(6))
+    np.testing.assert_array_equal(lay.inverse_transform(lay.transform(X)), X)

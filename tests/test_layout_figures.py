@@ -81,3 +81,10 @@ def test_errors(data, tmp_path):
         plot_class_mean_images(lay, X, y, ["a", "b"], tmp_path / "x.png")
     with pytest.raises(NotFittedError):
         plot_feature_map(make_layout("square"), feats, tmp_path / "x.png")
+
+
+def test_feature_map_refuses_a_path_its_csv_would_overwrite(tmp_path):
+    lay = make_layout("square").fit(np.random.default_rng(0).normal(size=(10, 9)))
+    with pytest.raises(ValueError, match="give a .png path"):
+        plot_feature_map(lay, [f"g{i}" for i in range(9)], tmp_path / "map.csv")
+    assert not (tmp_path / "map.csv").exists()

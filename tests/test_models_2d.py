@@ -145,3 +145,12 @@ def test_snn2d_trains_with_spike_count_objective():
     cfg = TrainConfig(epochs=1, batch_size=16, lr=1e-3, patience=0, seed=0, device="cpu", progress=False)
     hist = train(model, SpikeCountObjective(2), X, y, X, y, cfg)
     assert len(hist.epochs) == 1 and np.isfinite(hist.epochs[0]["loss"])
+
+
+def test_transfer_refuses_a_cnn_for_another_image_size():
+    """9x9 and 8x8 end in the same 1x1 stage, so every parameter shape matches: the sizes must be compared."""
+    a = CNNArch(w1=2, wd1=2, h1=1, w2=2, wd2=2, h2=2, w3=2, wd3=2, h3=1)
+    with pytest.raises(ValueError, match="9x9"):
+        transfer_weights_2d(CNN2d(9, 9, a, 3), SpikingCNN2d(8, 8, a, 3))
+    with pytest.raises(ValueError, match="needs a CNN2d and a SpikingCNN2d"):
+        transfer_weights_2d(SpikingCNN2d(8, 8, a, 3), CNN2d(8, 8, a, 3))

@@ -146,6 +146,9 @@ def plot_feature_map(layout, feature_names: Sequence[str], path, *, max_labels: 
     table = feature_map_table(layout, feature_names)   # validates names
     names = list(feature_names)
     path = Path(path)
+    if path.suffix.lower() != ".png":
+        raise ValueError(f"{path}: the feature map is written as PNG (and its table beside it as .csv); "
+                         "give a .png path")
     csv_path = path.with_suffix(".csv")
     csv_path.parent.mkdir(parents=True, exist_ok=True)
     with open(csv_path, "w", newline="") as fh:

@@ -403,7 +403,10 @@ class Embedding2DLayout(_BaseLayout):
             raise ValueError(f"method={self.method!r}; valid: 'pca', 'tsne'")
         F = standardized_feature_vectors(X)
         emb = np.zeros((n, 2))
-        if n >= 3 and F.shape[1] >= 2:
+        # All feature vectors identical (e.g. every column constant): nothing to embed, and t-SNE's
+        # PCA initialisation would divide by a zero spread (scikit-learn then crashes the process).
+        varies = bool(F.size) and float(np.ptp(F, axis=0).max()) > 1e-12
+        if n >= 3 and F.shape[1] >= 2 and varies:
             if self.method == "pca":
                 from sklearn.decomposition import PCA
                 k = min(2, F.shape[1], n)

@@ -150,6 +150,12 @@ def transfer_weights_2d(cnn: CNN2d, snn: SpikingCNN2d) -> list[str]:
     copied; a missing parameter or a shape mismatch (different image size or
     architecture, population-coded output) raises ValueError naming the parameter.
     """
+    if not isinstance(cnn, CNN2d) or not isinstance(snn, SpikingCNN2d):
+        raise ValueError(f"transfer_weights_2d(cnn, snn) needs a CNN2d and a SpikingCNN2d, got "
+                         f"{type(cnn).__name__} and {type(snn).__name__}")
+    if (cnn.H, cnn.W) != (snn.H, snn.W) or cnn.arch != snn.arch:
+        raise ValueError(f"the CNN was built for {cnn.H}x{cnn.W} images with {cnn.arch}, the SNN for "
+                         f"{snn.H}x{snn.W} with {snn.arch}: its weights would not mean the same there")
     src = dict(cnn.named_parameters())
     dst = dict(snn.named_parameters())
     for name, p in src.items():
