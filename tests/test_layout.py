@@ -188,3 +188,99 @@ def test_embedding_of_identical_feature_vectors_does_not_crash(method):
     lay = make_layout("embedding_2d", method=method).fit(X)
     assert sorted(lay.feature_map_[lay.feature_map_ >= 0].tolist()) == list(range(6))
     np.testing.assert_array_equal(lay.inverse_transform(lay.transform(X)), X)
+
+
+# --------------------------------------------------------------------------- bad-input pass
+def test_dataframe_columns_must_match_fit_order():
+    pd = pytest.importorskip("pandas")
+    X, _ = block_data(n_samples=20, n_blocks=3, per_block=4)
+    cols = [f"g{i}" for i in range(12)]
+    df = pd.DataFrame(X, columns=cols)
+    lay = SquareLayout().fit(df)
+    assert list(lay.feature_names_in_) == cols
+    np.testing.assert_array_equal(lay.transform(df), lay.transform(X))  # ndarray: positional
+    with pytest.raises(ValueError, match="another order: column 0 is 'g11' but was 'g0'"):
+        lay.transform(df[cols[::-1]])
+    swapped = cols[:3] + [cols[4], cols[3]] + cols[5:]
+    with pytest.raises(ValueError, match="column 3 is 'g4' but was 'g3'"):
+        lay.transform(df[swapped])
+    with pytest.raises(ValueError, match="differ from those seen in fit: first mismatch 'x0'"):
+        lay.transform(df.rename(columns={"g5": "x0"}))
+    with pytest.raises(ValueError, match="missing"):
+        lay.transform(df[cols[:11]])
+    # a refit on a plain array forgets the names
+    lay.fit(X)
+    assert not hasattr(lay, "feature_names_in_")
+    np.testing.assert_array_equal(lay.transform(df[cols[::-1]]), lay.transform(X[:, ::-1]))
+
+
+@pytest.mark.parametrize("shape", [(4.7, 4.9), "44", (4,), (4.0, 4.0), (True, 4), (0, 5), (-1, 5),
+                                   (4, 4, 1), 5, (4, "4"), (np.float64(4), 4)],
+                         ids=repr)
+def test_embedding2d_refuses_bad_shape(shape):
+    X = np.random.default_rng(0).standard_normal((5, 10)).astype(np.float32)
+    lay = Embedding2DLayout(shape=shape)  # no validation in __init__
+    with pytest.raises(ValueError, match="shape"):
+        lay.fit(X)
+
+
+def test_embedding2d_shape_numpy_ints_and_pixel_bound():
+    from spiking.layout.transforms import MAX_PIXELS
+    X = np.random.default_rng(0).standard_normal((5, 10)).astype(np.float32)
+    lay = Embedding2DLayout(shape=(np.int64(3), np.int32(4))).fit(X)
+    assert lay.shape_ == (3, 4) and all(type(s) is int for s in lay.shape_)
+    assert Embedding2DLayout(shape=np.array([4, 4])).fit(X).shape_ == (4, 4)
+    with pytest.raises(ValueError, match="MAX_PIXELS"):
+        Embedding2DLayout(shape=(100_000, 100_000)).fit(X)
+    with pytest.raises(ValueError, match="MAX_PIXELS"):
+        Embedding2DLayout(shape=(1, MAX_PIXELS + 1)).fit(X)
+
+
+def test_correlation1d_regime_reset_on_every_fit():
+    X, _ = block_data(n_samples=30, n_blocks=5, per_block=30, seed=4)
+    lay = Correlation1DLayout(max_exact=100).fit(X)
+    assert lay.regime_ == "pca-knn-ward"
+    assert lay.fit(X[:, :20]).regime_ == "exact"
+    for small in (X[:, :1], X[:, :2], np.ones((4, 5))):  # early-return and constant paths
+        lay.fit(X)
+        assert lay.regime_ == "pca-knn-ward"
+        assert lay.fit(small).regime_ == "exact"
+
+
+def test_embedding2d_embedding_reset_on_every_fit():
+    X, _ = block_data(n_samples=20, n_blocks=3, per_block=10)
+    lay = Embedding2DLayout().fit(X)
+    assert lay.embedding_.shape == (30, 2)
+    for n in (1, 2):
+        assert lay.fit(X[:, :n]).embedding_.shape == (n, 2)
+        lay.fit(X)
+    assert lay.fit(np.ones((4, 7))).embedding_.shape == (7, 2)
+
+
+@pytest.mark.parametrize("cls", [RandomLayout, Embedding2DLayout])
+@pytest.mark.parametrize("seed", [1.0, 2.5, "0", None, True, False, -1, np.float64(3)], ids=repr)
+def test_layout_refuses_bad_seed(cls, seed):
+    X = np.random.default_rng(0).standard_normal((6, 9)).astype(np.float32)
+    with pytest.raises(ValueError, match="seed must be a non-negative int"):
+        cls(seed=seed).fit(X)
+
+
+@pytest.mark.parametrize("cls", [RandomLayout, Embedding2DLayout])
+def test_layout_accepts_numpy_integer_seed(cls):
+    X = np.random.default_rng(0).standard_normal((6, 9)).astype(np.float32)
+    np.testing.assert_array_equal(cls(seed=np.int64(7)).fit(X).feature_map_,
+                                  cls(seed=7).fit(X).feature_map_)
+
+
+@pytest.mark.parametrize("name", sorted(LAYOUTS))
+def test_empty_batch_transform_and_inverse(name):
+    X, _ = block_data(n_samples=20, n_blocks=3, per_block=4)
+    lay = make_layout(name).fit(X)
+    img = lay.transform(np.zeros((0, 12), np.float32))
+    assert img.shape == (0, 1) + lay.shape_ and img.dtype == np.float32
+    back = lay.inverse_transform(img)
+    assert back.shape == (0, 12) and back.dtype == np.float32
+    with pytest.raises(ValueError, match="has 11 features"):
+        lay.transform(np.zeros((0, 11)))
+    with pytest.raises(ValueError, match="at least 1 sample"):
+        make_layout(name).fit(np.zeros((0, 12)))

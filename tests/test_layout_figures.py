@@ -88,3 +88,46 @@ def test_feature_map_refuses_a_path_its_csv_would_overwrite(tmp_path):
     with pytest.raises(ValueError, match="give a .png path"):
         plot_feature_map(lay, [f"g{i}" for i in range(9)], tmp_path / "map.csv")
     assert not (tmp_path / "map.csv").exists()
+
+
+def _fig_calls(lay, X, y, feats):
+    return {
+        "feature_map": lambda p: plot_feature_map(lay, feats, p),
+        "sample_image": lambda p: plot_sample_image(lay, X[0], p),
+        "class_mean_images": lambda p: plot_class_mean_images(lay, X, y, ["a", "b", "c"], p),
+    }
+
+
+@pytest.mark.parametrize("which", ["feature_map", "sample_image", "class_mean_images"])
+@pytest.mark.parametrize("name", ["x.jpg", "x.pdf", "x.csv", "x", "sub/x.svg"])
+def test_every_figure_refuses_a_non_png_path(which, name, data, tmp_path):
+    X, y, feats = data
+    lay = make_layout("square").fit(X)
+    with pytest.raises(ValueError, match=r"give a \.png path"):
+        _fig_calls(lay, X, y, feats)[which](tmp_path / name)
+    assert list(tmp_path.iterdir()) == []  # nothing written, no folder created
+    _png_ok(_fig_calls(lay, X, y, feats)[which](str(tmp_path / "ok.PNG")))
+
+
+def test_feature_names_generator_none_and_bad_entries(data, tmp_path):
+    from spiking.layout.figures import feature_map_table
+    X, y, feats = data
+    lay = make_layout("square").fit(X)
+    p, fig = plot_feature_map(lay, (f for f in feats), tmp_path / "gen.png", return_figure=True)
+    _png_ok(p)
+    assert set(feats) <= _texts(fig)  # the generator was read once, every cell labelled
+    assert [r["feature_name"] for r in feature_map_table(lay, iter(feats))] == \
+        [feats[i] for i in lay.feature_map_.ravel() if i >= 0]
+    with pytest.raises(ValueError, match="feature_names is required"):
+        plot_feature_map(lay, None, tmp_path / "n.png")
+    with pytest.raises(ValueError, match="feature_names is required"):
+        feature_map_table(lay, None)
+    with pytest.raises(ValueError, match="feature_names has 31 entries"):
+        plot_feature_map(lay, (f for f in feats + ["extra"]), tmp_path / "n.png")
+    with pytest.raises(TypeError, match="single str"):
+        plot_feature_map(lay, "GENE0", tmp_path / "n.png")
+    with pytest.raises(TypeError, match="entry 0 is 0"):
+        plot_feature_map(lay, list(range(30)), tmp_path / "n.png")
+    with pytest.raises(TypeError, match="iterable"):
+        plot_feature_map(lay, 30, tmp_path / "n.png")
+    assert not (tmp_path / "n.png").exists() and not (tmp_path / "n.csv").exists()

@@ -154,3 +154,22 @@ def test_transfer_refuses_a_cnn_for_another_image_size():
         transfer_weights_2d(CNN2d(9, 9, a, 3), SpikingCNN2d(8, 8, a, 3))
     with pytest.raises(ValueError, match="needs a CNN2d and a SpikingCNN2d"):
         transfer_weights_2d(SpikingCNN2d(8, 8, a, 3), CNN2d(8, 8, a, 3))
+
+
+@pytest.mark.parametrize("num_steps", [2.5, 3.0, True, "4", None, np.float32(2)], ids=repr)
+def test_snn2d_refuses_non_integer_num_steps(num_steps):
+    with pytest.raises(ValueError, match="num_steps must be an integer"):
+        SpikingCNN2d(12, 12, _small(12, 12), 2, num_steps=num_steps)
+
+
+@pytest.mark.parametrize("slope", [0, 0.0, -1.0, float("nan"), float("inf"), True, "25", None], ids=repr)
+def test_snn2d_refuses_bad_slope(slope):
+    with pytest.raises(ValueError, match="slope must be a finite number > 0"):
+        SpikingCNN2d(12, 12, _small(12, 12), 2, slope=slope)
+
+
+def test_snn2d_accepts_numpy_integer_steps_and_int_slope():
+    snn = SpikingCNN2d(12, 12, _small(12, 12), 2, num_steps=np.int64(3), slope=np.int64(5))
+    assert snn.num_steps == 3 and type(snn.num_steps) is int and snn.slope == 5.0
+    with pytest.raises(ValueError, match="num_steps must be >= 1"):
+        SpikingCNN2d(12, 12, _small(12, 12), 2, num_steps=0)

@@ -14,14 +14,18 @@ padding), draw with matplotlib's Agg canvas (no pyplot, no display), write a PNG
 inspect the drawn text. Padding positions are drawn masked (light grey).
 
 Errors: an unfitted layout raises ``sklearn.exceptions.NotFittedError``;
-mismatched lengths / shapes raise ``ValueError`` saying which.
+mismatched lengths / shapes raise ``ValueError`` saying which; a ``path`` whose
+suffix is not ``.png`` raises ``ValueError`` before anything is written.
+``feature_names`` may be any iterable of strings (a generator is read once with
+``list``); ``None`` raises ``ValueError`` (the names are required), a single
+string or non-string entries raise ``TypeError``.
 """
 from __future__ import annotations
 
 import csv
 import math
 from pathlib import Path
-from typing import Sequence
+from typing import Iterable, Sequence
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -45,7 +49,43 @@ def _figure(width: float, height: float) -> Figure:
     return fig
 
 
+def _png_path(path, what: str) -> Path:
+    """``Path(path)``, or ``ValueError`` when its suffix is not ``.png``."""
+    path = Path(path)
+    if path.suffix.lower() != ".png":
+        raise ValueError(f"{path}: {what} is written as PNG; give a .png path")
+    return path
+
+
+def _feature_names(feature_names, n: int) -> list[str]:
+    """``feature_names`` as a list of ``n`` strings.
+
+    Raises ``ValueError`` for None or a wrong length, ``TypeError`` for a single
+    string, a non-iterable or non-string entries.
+    """
+    if feature_names is None:
+        raise ValueError("feature_names is required: one name per feature, "
+                         f"{n} for this layout; got None")
+    if isinstance(feature_names, (str, bytes)):
+        raise TypeError("feature_names must be an iterable of names, got a single "
+                        f"{type(feature_names).__name__}: {feature_names[:40]!r}")
+    try:
+        names = list(feature_names)
+    except TypeError:
+        raise TypeError("feature_names must be an iterable of strings, got "
+                        f"{type(feature_names).__name__}") from None
+    bad = [i for i, v in enumerate(names) if not isinstance(v, str)]
+    if bad:
+        raise TypeError(f"feature_names must be strings; entry {bad[0]} is "
+                        f"{names[bad[0]]!r} ({type(names[bad[0]]).__name__})")
+    if len(names) != n:
+        raise ValueError(f"feature_names has {len(names)} entries, but the layout "
+                         f"was fitted with {n} features")
+    return names
+
+
 def _save(fig: Figure, path: Path) -> Path:
+    path = _png_path(path, "the figure")
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, format="png", dpi=DPI)
     return path
@@ -89,20 +129,22 @@ def _finish(fig: Figure, path, return_figure: bool):
     return (p, fig) if return_figure else p
 
 
-def feature_map_table(layout, feature_names: Sequence[str]) -> list[dict]:
+def feature_map_table(layout, feature_names: Iterable[str]) -> list[dict]:
     """Rows of the feature-map CSV, one per feature (padding omitted), in
     position order: ``row, col, feature_index, feature_name`` for a 2-D layout,
     ``position, feature_index, feature_name`` for a 1-D one.
 
-    Raises ``ValueError`` when ``len(feature_names)`` differs from the number of
-    features the layout was fitted on.
+    ``feature_names``: any iterable of strings (read once with ``list``).
+
+    Raises:
+        NotFittedError: layout not fitted.
+        ValueError: ``feature_names`` is None, or its length differs from the
+            number of features the layout was fitted on.
+        TypeError: ``feature_names`` is a single string, not iterable, or has
+            non-string entries.
     """
     fmap = _fitted_map(layout)
-    names = list(feature_names)
-    n = _n_features(layout, fmap)
-    if len(names) != n:
-        raise ValueError(f"feature_names has {len(names)} entries, but the layout "
-                         f"was fitted with {n} features")
+    names = _feature_names(feature_names, _n_features(layout, fmap))
     rows = []
     for idx in np.ndindex(fmap.shape):
         f = int(fmap[idx])
@@ -117,13 +159,14 @@ def feature_map_table(layout, feature_names: Sequence[str]) -> list[dict]:
 
 
 # --------------------------------------------------------------------------- figures
-def plot_feature_map(layout, feature_names: Sequence[str], path, *, max_labels: int = 400,
+def plot_feature_map(layout, feature_names: Iterable[str], path, *, max_labels: int = 400,
                      return_figure: bool = False):
     """Which gene sits where on a fitted layout.
 
     Args:
         layout: fitted layout; ``feature_map_`` shape ``(L,)`` or ``(H, W)``.
-        feature_names: ``n_features_in_`` names, index = feature index.
+        feature_names: ``n_features_in_`` names, index = feature index; any
+            iterable of strings (a generator is read once).
         path: PNG to write. A CSV ``<path without suffix>.csv`` is written next
             to it, one row per feature: ``row, col, feature_index, feature_name``
             (2-D) or ``position, feature_index, feature_name`` (1-D).
@@ -140,15 +183,16 @@ def plot_feature_map(layout, feature_names: Sequence[str], path, *, max_labels: 
 
     Raises:
         NotFittedError: layout not fitted.
-        ValueError: ``len(feature_names) != n_features_in_``.
+        ValueError: ``path`` does not end in ``.png`` (checked before anything
+            is written); ``feature_names`` is None or
+            ``len(feature_names) != n_features_in_``.
+        TypeError: ``feature_names`` is a single string, not iterable, or has
+            non-string entries.
     """
+    path = _png_path(path, "the feature map (with its table beside it as .csv)")
     fmap = _fitted_map(layout)
-    table = feature_map_table(layout, feature_names)   # validates names
-    names = list(feature_names)
-    path = Path(path)
-    if path.suffix.lower() != ".png":
-        raise ValueError(f"{path}: the feature map is written as PNG (and its table beside it as .csv); "
-                         "give a .png path")
+    names = _feature_names(feature_names, _n_features(layout, fmap))
+    table = feature_map_table(layout, names)
     csv_path = path.with_suffix(".csv")
     csv_path.parent.mkdir(parents=True, exist_ok=True)
     with open(csv_path, "w", newline="") as fh:
@@ -227,8 +271,10 @@ def plot_sample_image(layout, x_row, path, *, title: str | None = None,
 
     Raises:
         NotFittedError: layout not fitted.
-        ValueError: ``x_row`` is not one row of ``n_features_in_`` values.
+        ValueError: ``path`` does not end in ``.png`` (checked before anything
+            is written); ``x_row`` is not one row of ``n_features_in_`` values.
     """
+    path = _png_path(path, "the sample image")
     fmap = _fitted_map(layout)
     x = np.asarray(x_row, dtype=float)
     if x.ndim == 2 and x.shape[0] == 1:
@@ -301,9 +347,11 @@ def plot_class_mean_images(layout, X, y, class_names: Sequence[str] | None, path
 
     Raises:
         NotFittedError: layout not fitted.
-        ValueError: ``len(X) != len(y)``, wrong number of features, or labels
-            that do not match ``class_names``.
+        ValueError: ``path`` does not end in ``.png`` (checked before anything
+            is written); ``len(X) != len(y)``, wrong number of features, or
+            labels that do not match ``class_names``.
     """
+    path = _png_path(path, "the class-mean figure")
     fmap = _fitted_map(layout)
     X = np.asarray(X, dtype=float)
     y = np.asarray(y).ravel()

@@ -22,14 +22,27 @@ Fitted attributes common to every layout:
     image shape without batch/channel axes: ``(L,)`` or ``(H, W)``.
 ``n_features_in_``
     number of features seen in ``fit``.
+``feature_names_in_``
+    only when ``fit`` got a pandas DataFrame whose column names are all
+    strings (scikit-learn's convention): object array of those names. A
+    DataFrame given to ``transform`` must then have exactly these columns in
+    this order (scikit-learn also refuses another order rather than
+    reordering); a plain array is taken positionally.
 
 Errors: ``transform``/``inverse_transform`` before ``fit`` raise
 ``sklearn.exceptions.NotFittedError``; a wrong number of features, a non-2-D
-input or non-finite values raise ``ValueError`` with a message saying which.
+input, non-finite values or DataFrame columns other than (or in another order
+than) the fitted ones raise ``ValueError`` with a message saying which.
+
+Empty batches: ``fit`` needs at least one sample, but ``transform`` of a
+``(0, n_features)`` array returns an empty ``(0, 1, *shape_)`` array and
+``inverse_transform`` of that returns ``(0, n_features)`` (convenient for
+batching code; scikit-learn's ``check_array`` would refuse them).
 """
 from __future__ import annotations
 
 import math
+import numbers
 
 import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
@@ -42,11 +55,57 @@ __all__ = [
     "Correlation1DLayout",
     "Embedding2DLayout",
     "standardized_feature_vectors",
+    "MAX_PIXELS",
 ]
 
+# Upper bound on H * W for an explicit ``Embedding2DLayout(shape=...)``. Every
+# image batch is a float32 (n, H*W) array (16 MB per sample at this bound), and
+# the pixel assignment builds (H*W, 2) float64 pixel centres plus per-band cost
+# matrices, so an unbounded shape (a typo such as (20000, 20000)) would try to
+# allocate many GB before failing. 4 M pixels (a 2000 x 2000 grid) is far above
+# any grid needed for ~20,000 genes.
+MAX_PIXELS = 4_000_000
 
-def _validate_X(X, name="X"):
-    """Return ``X`` as a finite 2-D float32 array or raise ``ValueError``."""
+
+def _is_int(v):
+    """True for a Python/numpy integer that is not a bool."""
+    return isinstance(v, (numbers.Integral, np.integer)) and not isinstance(v, (bool, np.bool_))
+
+
+def _check_seed(seed):
+    """Return ``seed`` as an int; ``ValueError`` unless it is an integer >= 0."""
+    if not _is_int(seed) or int(seed) < 0:
+        raise ValueError(
+            f"seed must be a non-negative int (numpy integers accepted), got {seed!r} "
+            f"of type {type(seed).__name__}; a fixed seed keeps the layout reproducible")
+    return int(seed)
+
+
+def _column_names(X):
+    """Column names of a DataFrame-like ``X`` as an object array, or None.
+
+    Follows scikit-learn: names are used only if every column name is a
+    string; a mix of string and non-string names raises ``TypeError``.
+    """
+    cols = getattr(X, "columns", None)
+    if cols is None or not hasattr(X, "iloc"):
+        return None
+    names = np.asarray(cols, dtype=object)
+    is_str = np.array([isinstance(c, str) for c in names], dtype=bool)
+    if names.size and is_str.all():
+        return names
+    if is_str.any():
+        raise TypeError(
+            "feature names are only supported if all DataFrame column names are "
+            f"strings; got a mix, e.g. {[c for c in names if not isinstance(c, str)][:3]!r}")
+    return None
+
+
+def _validate_X(X, name="X", allow_empty=False):
+    """Return ``X`` as a finite 2-D float32 array or raise ``ValueError``.
+
+    With ``allow_empty`` a ``(0, n_features)`` array is accepted.
+    """
     try:
         X = np.asarray(X, dtype=np.float32)
     except (TypeError, ValueError) as exc:
@@ -54,7 +113,7 @@ def _validate_X(X, name="X"):
     if X.ndim != 2:
         raise ValueError(
             f"{name} must be 2-D (n_samples, n_features); got shape {X.shape}")
-    if X.shape[0] < 1 or X.shape[1] < 1:
+    if (X.shape[0] < 1 and not allow_empty) or X.shape[1] < 1:
         raise ValueError(
             f"{name} must have at least 1 sample and 1 feature; got shape {X.shape}")
     if not np.isfinite(X).all():
@@ -98,9 +157,15 @@ class _BaseLayout(TransformerMixin, BaseEstimator):
     def fit(self, X, y=None):
         """Learn the feature placement from ``X`` (n_samples, n_features) only.
 
-        ``y`` is ignored. Returns ``self``. Raises ``ValueError`` for non-2-D
-        or non-finite input.
+        ``y`` is ignored. Returns ``self``. A pandas DataFrame with string
+        column names sets ``feature_names_in_``; any other input removes it.
+
+        Raises:
+            ValueError: non-2-D, empty (0 samples or 0 features) or non-finite
+                input, or invalid layout parameters (see the subclass).
+            TypeError: a DataFrame mixing string and non-string column names.
         """
+        names = _column_names(X)
         X = _validate_X(X)
         n = X.shape[1]
         positions, shape = self._layout(X)
@@ -115,7 +180,34 @@ class _BaseLayout(TransformerMixin, BaseEstimator):
         self.shape_ = tuple(int(s) for s in shape)
         self.feature_map_ = fmap.reshape(self.shape_)
         self.n_features_in_ = n
+        if names is not None:
+            self.feature_names_in_ = names
+        elif hasattr(self, "feature_names_in_"):
+            del self.feature_names_in_
         return self
+
+    def _check_names(self, X, name="X"):
+        """Refuse a DataFrame whose columns are not the fitted ones in the fitted order."""
+        fitted = getattr(self, "feature_names_in_", None)
+        got = _column_names(X)
+        if fitted is None or got is None:
+            return  # positional (as scikit-learn, which only warns here)
+        if len(got) == len(fitted) and (got == fitted).all():
+            return
+        if len(got) == len(fitted) and set(got) == set(fitted):
+            i = int(np.flatnonzero(got != fitted)[0])
+            raise ValueError(
+                f"{name} has the fitted columns in another order: column {i} is "
+                f"{got[i]!r} but was {fitted[i]!r} in fit; reorder with "
+                f"X[layout.feature_names_in_] (scikit-learn refuses another order too)")
+        fitted_set, got_set = set(fitted), set(got)
+        unseen = [c for c in got if c not in fitted_set]
+        missing = [c for c in fitted if c not in got_set]
+        raise ValueError(
+            f"{name} columns differ from those seen in fit: first mismatch "
+            + (f"{unseen[0]!r} (not seen in fit)" if unseen else f"{missing[0]!r} (missing)")
+            + f"; unseen: {unseen[:5]}{'...' if len(unseen) > 5 else ''}, "
+            f"missing: {missing[:5]}{'...' if len(missing) > 5 else ''}")
 
     def _check_width(self, X, name="X"):
         if X.shape[1] != self.n_features_in_:
@@ -126,12 +218,19 @@ class _BaseLayout(TransformerMixin, BaseEstimator):
     def transform(self, X):
         """Place the features of ``X`` (n, n_features) on the fitted layout.
 
-        Returns float32 ``(n, 1, *shape_)``; padding positions are 0. Raises
-        ``NotFittedError`` before ``fit`` and ``ValueError`` for a wrong
-        number of features or non-finite values.
+        Returns float32 ``(n, 1, *shape_)``; padding positions are 0. ``n == 0``
+        is allowed and gives an empty ``(0, 1, *shape_)`` array.
+
+        Raises:
+            NotFittedError: before ``fit``.
+            ValueError: non-2-D input, a wrong number of features, non-finite
+                values, or (after a DataFrame ``fit``) a DataFrame with other
+                columns or the same columns in another order.
+            TypeError: a DataFrame mixing string and non-string column names.
         """
         check_is_fitted(self, "positions_")
-        X = _validate_X(X)
+        self._check_names(X)
+        X = _validate_X(X, allow_empty=True)
         self._check_width(X)
         out = np.zeros((X.shape[0], int(np.prod(self.shape_))), dtype=np.float32)
         out[:, self.positions_] = X
@@ -141,13 +240,14 @@ class _BaseLayout(TransformerMixin, BaseEstimator):
         """Read the features back from images ``(n, 1, *shape_)`` (or
         ``(n, *shape_)``); returns float32 ``(n, n_features)``.
 
-        Exact inverse of ``transform`` on the features' positions. Raises
-        ``NotFittedError`` before ``fit`` and ``ValueError`` for a wrong shape.
+        Exact inverse of ``transform`` on the features' positions; ``n == 0``
+        gives ``(0, n_features)``. Raises ``NotFittedError`` before ``fit`` and
+        ``ValueError`` for a wrong shape.
         """
         check_is_fitted(self, "positions_")
         images = np.asarray(images, dtype=np.float32)
         size = int(np.prod(self.shape_))
-        if images.shape[1:] not in ((1,) + self.shape_, self.shape_):
+        if images.ndim < 1 or images.shape[1:] not in ((1,) + self.shape_, self.shape_):
             raise ValueError(
                 f"images must have shape (n, 1, {', '.join(map(str, self.shape_))})"
                 f"; got {images.shape}")
@@ -185,15 +285,18 @@ class RandomLayout(_BaseLayout):
     ----------
     seed : int, default 0
         Seed of ``numpy.random.default_rng``; the same seed and number of
-        features give the same permutation.
+        features give the same permutation. Must be a non-negative int or
+        numpy integer: ``fit`` raises ``ValueError`` for anything else
+        (float, str, bool, None, negative).
     """
 
     def __init__(self, seed=0):
         self.seed = seed
 
     def _layout(self, X):
+        seed = _check_seed(self.seed)
         n = X.shape[1]
-        perm = np.random.default_rng(self.seed).permutation(n)  # feature at position
+        perm = np.random.default_rng(seed).permutation(n)  # feature at position
         positions = np.empty(n, dtype=np.int64)
         positions[perm] = np.arange(n)
         return positions, (n,)
@@ -256,6 +359,9 @@ class Correlation1DLayout(_BaseLayout):
         regime thresholds and approximation settings (see above).
 
     ``shape_ == (n_features,)``; images are ``(n, 1, n_features)``.
+
+    Fitted attribute ``regime_``: ``"exact"`` or ``"pca-knn-ward"``, set by
+    every ``fit`` (1 or 2 features are ordered trivially, which is exact).
     """
 
     def __init__(self, method="average", metric="correlation", max_exact=4000,
@@ -279,6 +385,7 @@ class Correlation1DLayout(_BaseLayout):
         n = X.shape[1]
         if n <= 2:
             order = np.arange(n)
+            regime = "exact"
         else:
             F = standardized_feature_vectors(X)
             if n <= self.max_exact:
@@ -290,7 +397,7 @@ class Correlation1DLayout(_BaseLayout):
                 Z = linkage(cond, method=self.method,
                             optimal_ordering=n <= self.max_optimal_ordering)
                 order = leaves_list(Z)
-                self.regime_ = "exact"
+                regime = "exact"
             else:
                 from sklearn.cluster import ward_tree
                 from sklearn.decomposition import PCA
@@ -306,9 +413,10 @@ class Correlation1DLayout(_BaseLayout):
                     warnings.simplefilter("ignore", UserWarning)
                     children = ward_tree(P, connectivity=G)[0]
                 order = _leaf_order_from_children(children, n)
-                self.regime_ = "pca-knn-ward"
+                regime = "pca-knn-ward"
         positions = np.empty(n, dtype=np.int64)
         positions[np.asarray(order)] = np.arange(n)
+        self.regime_ = regime
         return positions, (n,)
 
 
@@ -374,13 +482,19 @@ class Embedding2DLayout(_BaseLayout):
     Parameters
     ----------
     shape : (H, W) or None
-        Grid shape; default the smallest square holding all features.
-        ``H * W < n_features`` raises ``ValueError`` in ``fit``.
+        Grid shape: a pair of positive ints (Python or numpy integers; bools,
+        floats, strings are refused); default the smallest square holding
+        all features. ``fit`` raises ``ValueError`` naming ``shape`` for
+        anything else, for ``H * W < n_features`` and for
+        ``H * W > MAX_PIXELS``.
     method : {"pca", "tsne"}, default "pca"
     seed : int, default 0
-        Random state for the randomized PCA / TSNE.
+        Random state for the randomized PCA / TSNE; a non-negative int or
+        numpy integer, else ``fit`` raises ``ValueError``.
 
-    Images are ``(n, 1, H, W)``.
+    Images are ``(n, 1, H, W)``. Fitted attribute ``embedding_``: the
+    ``(n_features, 2)`` embedding before scaling to the grid (zeros when
+    there is nothing to embed), set by every ``fit``.
     """
 
     def __init__(self, shape=None, method="pca", seed=0):
@@ -388,16 +502,43 @@ class Embedding2DLayout(_BaseLayout):
         self.method = method
         self.seed = seed
 
+    def _check_shape(self):
+        """``self.shape`` as ``(H, W)`` ints, or None; ``ValueError`` naming shape."""
+        shape = self.shape
+        if shape is None:
+            return None
+        if isinstance(shape, (str, bytes)) or not hasattr(shape, "__len__") \
+                or not hasattr(shape, "__iter__"):
+            raise ValueError(
+                f"shape must be None or a pair (H, W) of positive ints, got {shape!r}")
+        if len(shape) != 2:
+            raise ValueError(
+                f"shape must be a pair (H, W) of positive ints, got {len(shape)} "
+                f"element(s): {tuple(shape)!r}")
+        H, W = shape
+        if not (_is_int(H) and _is_int(W)) or H < 1 or W < 1:
+            raise ValueError(
+                f"shape must be a pair (H, W) of positive ints (no floats, bools or "
+                f"strings), got {tuple(shape)!r}")
+        H, W = int(H), int(W)
+        if H * W > MAX_PIXELS:
+            raise ValueError(
+                f"shape={(H, W)} has {H * W} pixels, more than MAX_PIXELS={MAX_PIXELS} "
+                "(each image would take H*W*4 bytes); use a smaller grid")
+        return H, W
+
     def _layout(self, X):
         n = X.shape[1]
-        if self.shape is None:
+        shape = self._check_shape()
+        seed = _check_seed(self.seed)
+        if shape is None:
             side = math.isqrt(n - 1) + 1
             H, W = side, side
         else:
-            H, W = (int(s) for s in self.shape)
-            if H < 1 or W < 1 or H * W < n:
+            H, W = shape
+            if H * W < n:
                 raise ValueError(
-                    f"shape={tuple(self.shape)} has {H * W} pixels, fewer than "
+                    f"shape={(H, W)} has {H * W} pixels, fewer than "
                     f"the {n} features; use at least {math.isqrt(n - 1) + 1}^2")
         if self.method not in ("pca", "tsne"):
             raise ValueError(f"method={self.method!r}; valid: 'pca', 'tsne'")
@@ -411,11 +552,11 @@ class Embedding2DLayout(_BaseLayout):
                 from sklearn.decomposition import PCA
                 k = min(2, F.shape[1], n)
                 emb[:, :k] = PCA(n_components=k, svd_solver="randomized",
-                                 random_state=self.seed).fit_transform(F)
+                                 random_state=seed).fit_transform(F)
             else:
                 from sklearn.manifold import TSNE
                 emb = TSNE(n_components=2, perplexity=max(1.0, min(30.0, (n - 1) / 3)),
-                           init="pca", random_state=self.seed,
+                           init="pca", random_state=seed,
                            metric="cosine").fit_transform(F).astype(np.float64)
         elif n == 2:
             emb[1] = 1.0

@@ -16,8 +16,11 @@ between layers (see the module doc of :mod:`spiking.models.snn`).
 
 from __future__ import annotations
 
+import math
+import numbers
 from typing import Any, Mapping
 
+import numpy as np
 import torch
 from snntorch import surrogate
 from snntorch._neurons.neurons import SpikingNeuron
@@ -28,6 +31,21 @@ from .cnn2d import CNN2d, add_cnn2d_layers, stage_shapes
 from .snn import _LIF_NAMES, NEURONS, SpikingCNN1d, _make_neuron, _run_neuron, check_neuron_settings
 
 __all__ = ["SpikingCNN2d", "transfer_weights_2d"]
+
+
+def _check_num_steps_and_slope(num_steps, slope) -> None:
+    """Refuse what ``check_neuron_settings`` would silently coerce.
+
+    ``check_neuron_settings`` applies ``int(num_steps)`` (2.5 -> 2) and does not
+    look at ``slope``. Raises ValueError naming ``num_steps`` / ``slope``.
+    """
+    if isinstance(num_steps, (bool, np.bool_)) or not isinstance(num_steps, (numbers.Integral, np.integer)):
+        raise ValueError(f"num_steps must be an integer >= 1, got {num_steps!r} "
+                         f"({type(num_steps).__name__})")
+    if isinstance(slope, (bool, np.bool_)) or not isinstance(slope, (numbers.Real, np.floating, np.integer)):
+        raise ValueError(f"slope must be a finite number > 0, got {slope!r} ({type(slope).__name__})")
+    if not math.isfinite(float(slope)) or float(slope) <= 0:
+        raise ValueError(f"slope must be a finite number > 0, got {slope!r}")
 
 
 class SpikingCNN2d(nn.Module):
@@ -44,8 +62,11 @@ class SpikingCNN2d(nn.Module):
 
     Raises:
         ValueError: unknown neuron, an encoding other than ``"direct"``,
-            ``num_steps < 1``, beta outside [0, 1] (Lapicque: (0, 1)), alpha
-            outside [0, 1], ``n_outputs < 1``.
+            ``num_steps`` not an integer (Python or numpy int; floats such as
+            2.5 or 3.0 and bools are refused) or ``< 1``, ``slope`` (surrogate
+            gradient steepness) not a finite real number > 0 (bools refused),
+            beta outside [0, 1] (Lapicque: (0, 1)), alpha outside [0, 1],
+            ``n_outputs < 1``.
         ArchitectureError: the architecture does not fit ``H x W``.
     """
 
@@ -68,6 +89,7 @@ class SpikingCNN2d(nn.Module):
             raise ValueError(f"unknown neuron {neuron!r}; valid: {NEURONS}")
         if encoding != "direct":
             raise ValueError(f"SpikingCNN2d supports only encoding='direct', got {encoding!r}")
+        _check_num_steps_and_slope(num_steps, slope)
         arch = _coerce_arch(arch)
         n_outputs, num_steps, beta, alpha = check_neuron_settings(neuron, n_outputs, num_steps, beta, alpha)
 
