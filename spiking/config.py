@@ -15,7 +15,12 @@ class DataConfig:
 
     shards: folder (or URI) of the Parquet shards written by ``spiking ingest``;
     top_k: keep the k most frequent classes (0 = all); fractions: train/val/test;
-    seed: split seed; log2: apply log2(x+1); zscore: ``feature|sample|none``.
+    seed: split seed; log2: apply log2(x+1); zscore: ``feature|sample|none``;
+    layout: spatial layout of the scaled profile (``spiking.layout``: ``identity`` (file order,
+    1-D, the study's), ``square`` (file order padded to a square image, the study's 2-D option),
+    ``random`` (a fixed permutation, the control), ``correlation_1d``, ``embedding_2d``), fitted
+    on the training part only; layout_shape: ``(H, W)`` image of ``embedding_2d`` (None = the
+    smallest square); layout_seed: seed of ``random`` and ``embedding_2d``.
     """
 
     shards: str = "data/shards/tcga-mirna-rpm"
@@ -24,6 +29,20 @@ class DataConfig:
     seed: int = 42
     log2: bool = True
     zscore: str = "feature"
+    layout: str = "identity"
+    layout_shape: tuple[int, int] | None = None
+    layout_seed: int = 0
+
+    def layout_kwargs(self) -> dict:
+        """Keywords of :func:`spiking.preprocess.prepare.prepare` for the layout."""
+        return {"layout": self.layout, "layout_shape": self.layout_shape, "layout_seed": self.layout_seed}
+
+    @property
+    def is_2d(self) -> bool:
+        """True when the layout makes 2-D images (the networks are then CNN2d / SpikingCNN2d)."""
+        from .layout.state import LAYOUTS_2D
+
+        return self.layout in LAYOUTS_2D
 
 
 @dataclass
@@ -103,6 +122,15 @@ class RunConfig:
             raise ValueError(f"--top-k must be >= 0 (0 keeps all classes), got {d.top_k}")
         if d.zscore not in ("feature", "sample", "none"):
             raise ValueError(f"zscore must be feature, sample or none, got {d.zscore!r}")
+        from .layout.state import layout_options
+
+        layout_options(d.layout, shape=d.layout_shape, seed=d.layout_seed)
+        if d.layout_shape is not None and (len(d.layout_shape) != 2 or min(d.layout_shape) < 1):
+            raise ValueError(f"image shape must be two positive sizes H x W, got {d.layout_shape}")
+        if d.is_2d and set(s.encodings) != {"direct"}:
+            raise ValueError(f"the {d.layout} layout makes 2-D images, whose spiking network (SpikingCNN2d) takes "
+                             f"only the direct input encoding; got encodings {list(s.encodings)} "
+                             "(pass --encodings direct)")
         for name, t in (("CNN", self.cnn.train), ("SNN", s.train)):
             if t.epochs < 1:
                 raise ValueError(f"{name} epochs must be >= 1, got {t.epochs}")
@@ -154,7 +182,7 @@ class RunConfig:
                 v = values[f.name]
                 if f.name == "train":
                     v = TrainConfig(**v)
-                elif f.name in ("fractions", "encodings"):
+                elif f.name in ("fractions", "encodings") or (f.name == "layout_shape" and v is not None):
                     v = tuple(v)
                 kw[f.name] = v
             return kind(**kw)

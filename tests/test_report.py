@@ -33,6 +33,35 @@ def run_dir(tcga_subset, tmp_path_factory) -> Path:
     return root / "runs" / "r"
 
 
+@pytest.fixture(scope="module")
+def run_2d(tcga_subset, tmp_path_factory) -> Path:
+    """The same tiny run on the 2-D square layout (file order zero-padded to a square image)."""
+    root = tmp_path_factory.mktemp("report2d")
+    fast = FAST[:FAST.index("--encodings")] + ["--encodings", "direct", "--layout", "square"]
+    fast[fast.index("--cnn-epochs") + 1] = "1"
+    args = ["run", "--matrix", str(tcga_subset["matrix"]), "--labels", str(tcga_subset["labels"]),
+            "--shards", str(root / "shards"), "--runs-dir", str(root / "runs"), "--run-name", "r2", *fast]
+    assert main(args) == 0
+    return root / "runs" / "r2"
+
+
+LAYOUT_PNGS = ("layout_feature_map.png", "layout_sample.png", "layout_class_means.png")
+
+
+def _section(md: str, title: str) -> str:
+    """The text of the report.md section whose heading starts with ``title`` (up to the next heading)."""
+    m = re.search(rf"^## \d+\. {re.escape(title)}.*?(?=^## |\Z)", md, flags=re.M | re.S)
+    assert m, f"no section {title!r} in report.md"
+    return m.group(0)
+
+
+def _feature_map_rows(path: Path) -> list[dict]:
+    import csv
+
+    with open(path, newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
 def _md_images(md: str) -> list[str]:
     return re.findall(r"!\[[^\]]*\]\(([^)]+)\)", md)
 
@@ -73,14 +102,15 @@ def test_report_renders_from_saved_run_without_retraining(run_dir, tmp_path):
     images = _md_images(md)
     # every figure of a full run is there (one confusion matrix per model, the SNN's activity)...
     assert {"class_frequencies.png", "training_curves.png", "confusion_cnn.png", "confusion_snn.png",
-            "confusion_logreg.png", "raster_snn.png", "membrane_snn.png", "rates_snn.png"} <= set(images)
+            "confusion_logreg.png", "raster_snn.png", "membrane_snn.png", "rates_snn.png",
+            *LAYOUT_PNGS} <= set(images)
     # ...each image referenced exists and is a PNG, and nothing had to be skipped
     for ref in images:
         assert _is_png(out / ref), ref
     assert "Note:" not in md
     # sections in the agreed order
     heads = re.findall(r"^## \d+\. (.+)$", md, flags=re.M)
-    assert [h.split(" ")[0] for h in heads] == ["Class", "Training", "Confusion", "Spiking", "Summary"]
+    assert [h.split(" ")[0] for h in heads] == ["Class", "Spatial", "Training", "Confusion", "Spiking", "Summary"]
 
 
 def test_relative_paths_from_the_command_line(run_dir, monkeypatch):
@@ -132,6 +162,94 @@ def test_report_without_shards_skips_what_needs_data(run_dir, tmp_path):
     assert "class_frequencies.png" not in md and "raster_snn.png" not in md
     assert "shards" in md and "Note:" in md
     assert "confusion_snn.png" in md and "rates_snn.png" in md  # still drawn from the saved files
+    # the layout is still named, and its feature map drawn from layout.json + split.json; the images need data
+    sec = _section(md, "Spatial layout")
+    assert "Layout: identity" in sec and "> Note: No sample or class-mean images" in sec and "shards" in sec
+    assert "layout_feature_map.png" in sec and "layout_sample.png" not in sec and "layout_class_means.png" not in sec
+
+
+# --------------------------------------------------------------------------- the spatial layout section
+def _check_layout_section(run: Path, out: Path) -> tuple[str, dict]:
+    """The layout section of the report in ``out``: heading, the three PNGs (existing, referenced from
+    report.md), the feature-map CSV with one row per feature; returns (section text, layout.json)."""
+    md = (out / "report.md").read_text()
+    sec = _section(md, "Spatial layout")
+    images = _md_images(sec)
+    assert list(images) == list(LAYOUT_PNGS)
+    for name in LAYOUT_PNGS:
+        assert _is_png(out / name), name
+    assert "Note:" not in sec
+    state = json.loads((run / "layout.json").read_text())
+    names = json.loads((run / "split.json").read_text())["feature_names"]
+    rows = _feature_map_rows(out / "layout_feature_map.csv")
+    assert len(rows) == len(names) == state["n_features"]
+    assert sorted(int(r["feature_index"]) for r in rows) == list(range(len(names)))
+    assert all(r["feature_name"] == names[int(r["feature_index"])] for r in rows)
+    assert "layout_feature_map.csv" in sec
+    # the sample shown is the first test sample, named with its id and true class
+    split = json.loads((run / "split.json").read_text())
+    assert split["ids"]["test"][0] in sec and "true class" in sec
+    assert "[0, 1]" in sec and "training part" in sec
+    return sec, state
+
+
+def test_layout_section_of_an_identity_run(run_dir, tmp_path):
+    build_report(run_dir, tmp_path / "out")
+    sec, state = _check_layout_section(run_dir, tmp_path / "out")
+    assert state["name"] == "identity"
+    assert "Layout: identity, the features in file order on a 1-D strip" in sec
+    assert f"1-D strip of {state['n_features']} positions" in sec
+    # the section sits between the class frequencies and the training curves
+    heads = re.findall(r"^## \d+\. (.+)$", (tmp_path / "out" / "report.md").read_text(), flags=re.M)
+    i = heads.index("Spatial layout")
+    assert heads[i - 1].startswith("Class frequencies") and heads[i + 1] == "Training curves"
+
+
+def test_layout_section_of_a_2d_run(run_2d):
+    out = run_2d / "report"  # written by `spiking run` itself
+    sec, state = _check_layout_section(run_2d, out)
+    assert state["name"] == "square" and len(state["shape"]) == 2
+    H, W = state["shape"]
+    assert H == W and H * W >= state["n_features"] > (H - 1) * (H - 1)
+    assert "Layout: square, the features in file order, zero-padded to a square image" in sec
+    assert f"{H}x{W} image" in sec and sec.count(f"({H}x{W})") >= 3  # the sentence and every caption
+    if H * W > state["n_features"]:
+        assert f"{H * W - state['n_features']} padding positions" in sec and "padding pixels" in sec
+    rows = _feature_map_rows(out / "layout_feature_map.csv")
+    assert set(rows[0]) == {"row", "col", "feature_index", "feature_name"}
+    assert all(0 <= int(r["row"]) < H and 0 <= int(r["col"]) < W for r in rows)
+    # the CSV is the saved layout: feature i at flat position positions[i]
+    assert {int(r["feature_index"]): int(r["row"]) * W + int(r["col"]) for r in rows} == dict(
+        enumerate(state["positions"]))
+
+
+def test_layout_section_when_the_data_cannot_be_prepared(run_2d, tmp_path, monkeypatch):
+    from spiking.report.inputs import _Inputs
+
+    def fail(self):
+        self._prep_error = "the data could not be re-prepared: simulated failure"
+        return None
+
+    monkeypatch.setattr(_Inputs, "prepared", fail)
+    build_report(run_2d, tmp_path / "out")
+    md = (tmp_path / "out" / "report.md").read_text()
+    sec = _section(md, "Spatial layout")
+    H, W = json.loads((run_2d / "layout.json").read_text())["shape"]
+    assert "Layout: square" in sec and f"{H}x{W}" in sec
+    assert "> Note: No sample or class-mean images: the data could not be re-prepared: simulated failure" in sec
+    assert "layout_sample.png" not in md and "layout_class_means.png" not in md
+    assert (tmp_path / "out" / "report.html").is_file()
+
+
+def test_layout_section_of_a_run_saved_before_layouts(run_dir, tmp_path):
+    """A run folder without layout.json has the identity layout, and the report says so."""
+    copy = tmp_path / "old"
+    shutil.copytree(run_dir, copy, ignore=shutil.ignore_patterns("report", "layout.json"))
+    _edit_json(copy / "config.json", lambda c: [c["data"].pop(k, None) for k in
+                                                ("layout", "layout_shape", "layout_seed")])
+    build_report(copy, tmp_path / "out")
+    sec, _ = _check_layout_section(run_dir, tmp_path / "out")  # the same identity layout as the original run
+    assert "Layout: identity" in sec and "no layout.json" in sec
 
 
 # --------------------------------------------------------------------------- pure helpers

@@ -48,7 +48,8 @@ from spiking.search.registry import (
 from spiking.search.trainable import CHECKPOINT_FILE
 from spiking.training.jobs import load_model
 
-EXPECTED = {"cnn_search", "cnn_pt1", "cnn_pt2", "snn_pt1", "snn_pt2", "snn_mse_pt1", "snn_mse_pt2", "snn_k"}
+EXPECTED = {"cnn_search", "cnn_pt1", "cnn_pt2", "snn_pt1", "snn_pt2", "snn_mse_pt1", "snn_mse_pt2", "snn_k",
+            "layout_ablation"}
 
 
 # --------------------------------------------------------------------------- registry and spaces
@@ -63,6 +64,9 @@ def test_every_registry_file_loads_with_its_budgets():
     assert set(list_experiments()) == EXPECTED
     for name in list_experiments():
         exp = load_experiment(name)
+        if exp.kind == "layout_ablation":  # a grid, not a search: tests/test_layout_pipeline.py runs it
+            assert not exp.weight_transfer and exp.environment == "torch"
+            continue
         assert exp.metric == "val_balanced_accuracy" and exp.mode == "max"
         if exp.kind == "snn_k":  # tests/nengo/test_nas.py runs it; here only its file
             assert exp.environment == "nengo" and exp.weight_transfer and exp.snn["weights"] == "nas"

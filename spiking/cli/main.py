@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import time
 from pathlib import Path
@@ -26,8 +27,8 @@ def _add_ingest_args(p: argparse.ArgumentParser, required: bool) -> None:
     g = p.add_argument_group("ingest")
     g.add_argument("--matrix", required=required, help="expression matrix, CSV/TSV, optionally .gz")
     g.add_argument("--labels", required=required, help="labels table (CSV/TSV) with one row per sample id")
-    g.add_argument("--layout", choices=sorted(PRESETS), default="shared-tcga",
-                   help="column defaults: shared-tcga (row_id, cohort, patient, keep sample_type==01), "
+    g.add_argument("--format", choices=sorted(PRESETS), default="shared-tcga",
+                   help="column defaults of the inputs: shared-tcga (row_id, cohort, patient, keep sample_type==01), "
                         "gdc (GDC label sheet: file_id, cases_0_project_project_id, case_id, drop TARGET-*), "
                         "none (give the columns yourself)")
     g.add_argument("--id-column", help="sample id column of the labels table")
@@ -36,19 +37,19 @@ def _add_ingest_args(p: argparse.ArgumentParser, required: bool) -> None:
     g.add_argument("--group-column", help="column grouping samples that must stay in one split part (e.g. patient)")
     g.add_argument("--filter", action="append", dest="filters", metavar="EXPR",
                    help="row filter on the labels: COL==V, COL!=V, COL=~REGEX, COL!~REGEX (repeatable; "
-                        "replaces the layout's filters)")
+                        "replaces the format's filters)")
     g.add_argument("--features-in-rows", action="store_true", help="the matrix has features as rows, samples as columns")
     g.add_argument("--missing", default="drop-cohorts", choices=["drop-cohorts", "drop-features", "error"],
                    help="missing-value policy (drop-cohorts: drop classes whose panel lacks features, "
                         "then features still missing)")
     g.add_argument("--shard-rows", type=int, default=1000, help="rows per Parquet shard")
-    g.add_argument("--units", help="units of the matrix values, recorded in the manifest (unset: the layout's, RPM for shared-tcga and gdc)")
+    g.add_argument("--units", help="units of the matrix values, recorded in the manifest (unset: the format's, RPM for shared-tcga and gdc)")
 
 
 def _ingest_kwargs(a) -> dict:
     from .. import ingest as ing
 
-    kw = dict(getattr(ing, PRESETS[a.layout])) if PRESETS[a.layout] else {}
+    kw = dict(getattr(ing, PRESETS[a.format])) if PRESETS[a.format] else {}
     for name in ("id_column", "matrix_id_column", "label_column", "group_column", "units"):
         if getattr(a, name):
             kw[name] = getattr(a, name)
@@ -56,7 +57,7 @@ def _ingest_kwargs(a) -> dict:
         kw["filters"] = tuple(a.filters)
     for name in ("id_column", "label_column"):
         if name not in kw:
-            raise CLIError(f"--layout none needs --{name.replace('_', '-')}")
+            raise CLIError(f"--format none needs --{name.replace('_', '-')}")
     kw.update(features_in_rows=a.features_in_rows, missing=a.missing, shard_rows=a.shard_rows)
     return kw
 
@@ -71,6 +72,19 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--no-log2", action="store_true", help="do not apply log2(x+1) (for data already on a log scale)")
     g.add_argument("--zscore", choices=["feature", "sample", "none"], default=d.data.zscore,
                    help="z-score per feature (fitted on train) or per sample, before min-max to [0,1]")
+    from ..layout import LAYOUTS
+
+    g = p.add_argument_group("spatial layout (fitted on the training part; saved with every network)")
+    g.add_argument("--layout", choices=sorted(LAYOUTS), default=d.data.layout,
+                   help="how the profile becomes an image: identity (file order, 1-D: the study's), square (file "
+                        "order zero-padded to a square, 2-D: the study's padded option), random (a fixed "
+                        "permutation, 1-D: the control), correlation_1d (hierarchical-clustering leaf order, 1-D), "
+                        "embedding_2d (DeepInsight-style PCA embedding assigned to unique pixels, 2-D). 2-D layouts "
+                        "train CNN2d and a direct-input SpikingCNN2d")
+    g.add_argument("--image-shape", type=_image_shape_arg, default=None, metavar="HxW",
+                   help="image size of embedding_2d, e.g. 40x40 (unset: the smallest square holding the features)")
+    g.add_argument("--layout-seed", type=int, default=d.data.layout_seed,
+                   help="seed of the random and embedding_2d layouts")
     g = p.add_argument_group("CNN")
     g.add_argument("--preset", choices=["cnn_pt1", "cnn_pt2"], default=d.cnn.preset, help="CNN_PT preset")
     g.add_argument("--arch-seed", type=int, default=d.cnn.arch_seed, help="seed of the dependent layer sizes")
@@ -86,8 +100,9 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--no-normalize", action="store_true",
                    help="skip the data-based weight normalisation after weight transfer")
     g.add_argument("--population", type=int, default=d.snn.population, help="output neurons per class (scratch mode)")
-    g.add_argument("--encodings", type=_encodings_arg, default=",".join(d.snn.encodings),
-                   help="SNN input encodings, comma-separated; one SNN is trained per encoding: direct (the "
+    g.add_argument("--encodings", type=_encodings_arg, default=None,
+                   help="SNN input encodings, comma-separated (unset: all four for a 1-D layout, direct for a 2-D "
+                        "one); one SNN is trained per encoding: direct (the "
                         "profile as current at every step), rate (Bernoulli spikes), latency (one spike per "
                         "feature, earlier when larger; none below 0.01), delta (ON/OFF events where the value changes along "
                         "the feature order)")
@@ -116,17 +131,33 @@ def _encodings_arg(text: str) -> tuple[str, ...]:
     return encs
 
 
+def _image_shape_arg(text: str) -> tuple[int, int]:
+    parts = str(text).lower().replace(",", "x").split("x")
+    try:
+        h, w = (int(p) for p in parts)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"image shape must be HxW with two positive integers, e.g. 40x40; "
+                                         f"got {text!r}") from None
+    if h < 1 or w < 1:
+        raise argparse.ArgumentTypeError(f"image shape must be positive, got {text!r}")
+    return h, w
+
+
 def _run_config(a, shards: str):
     from ..config import RunConfig
 
     cfg = RunConfig()
     cfg.data.shards, cfg.data.top_k, cfg.data.seed = str(shards), a.top_k, a.seed
     cfg.data.log2, cfg.data.zscore = not a.no_log2, a.zscore
+    cfg.data.layout, cfg.data.layout_shape, cfg.data.layout_seed = a.layout, a.image_shape, a.layout_seed
     cfg.cnn.preset, cfg.cnn.arch_seed = a.preset, a.arch_seed
     s = cfg.snn
     s.mode, s.neuron, s.beta, s.num_steps, s.population = a.snn_mode, a.neuron, a.beta, a.num_steps, a.population
     s.normalize = not a.no_normalize
-    s.encodings = a.encodings if isinstance(a.encodings, tuple) else _encodings_arg(a.encodings)
+    if a.encodings is None:
+        s.encodings = ("direct",) if cfg.data.is_2d else RunConfig().snn.encodings
+    else:
+        s.encodings = a.encodings if isinstance(a.encodings, tuple) else _encodings_arg(a.encodings)
     s.delta_threshold = a.delta_threshold
     for t, epochs, lr in ((cfg.cnn.train, a.cnn_epochs, a.cnn_lr), (s.train, a.snn_epochs, a.snn_lr)):
         t.epochs, t.lr, t.batch_size, t.seed, t.device = epochs, lr, a.batch_size, a.seed, a.device
@@ -169,10 +200,12 @@ def _train(cfg, run_dir: Path, which: str) -> None:
         prep = load_prepared(ds, run_dir)
     else:
         prep = prepare(ds, top_k=cfg.data.top_k, fractions=cfg.data.fractions, seed=cfg.data.seed,
-                       log2=cfg.data.log2, zscore=cfg.data.zscore)
+                       log2=cfg.data.log2, zscore=cfg.data.zscore, **cfg.data.layout_kwargs())
         save_prepared(prep, run_dir)
     sizes = prep.split_info["sizes"]
-    print(f"{len(prep.class_names)} classes, {prep.n_features} features; split {sizes} (seed {cfg.data.seed})")
+    shape = "x".join(map(str, prep.input_shape))
+    print(f"{len(prep.class_names)} classes, {prep.n_features} features; split {sizes} (seed {cfg.data.seed}); "
+          f"layout {cfg.data.layout} ({shape})")
     cnn = None
     if which in ("cnn", "both"):
         cnn, h = train_cnn(prep, cfg, run_dir)
@@ -220,7 +253,7 @@ def _run_dir(a) -> Path:
     return d
 
 
-RUN_FILES = ("config.json", "split.json", "preprocessor.joblib", "cnn.pt", "results.json", "history_cnn.json",
+RUN_FILES = ("config.json", "split.json", "preprocessor.joblib", "layout.json", "cnn.pt", "results.json", "history_cnn.json",
              "snn*.pt", "history_snn*.json", "report")
 
 
@@ -269,10 +302,23 @@ def _save_config(cfg, run_dir: Path) -> None:
     cfg.save(run_dir / "config.json")
 
 
+def _check_image_fits(cfg, shards) -> None:
+    """Refuse an ``--image-shape`` with fewer pixels than the shards have features, before any run file is written."""
+    manifest = Path(shards) / "manifest.json"
+    if cfg.data.layout_shape is None or not manifest.exists():
+        return
+    n = int(json.loads(manifest.read_text()).get("n_features") or 0)
+    h, w = cfg.data.layout_shape
+    if h * w < n:
+        raise CLIError(f"--image-shape {h}x{w} has {h * w} pixels, fewer than the {n} features of {shards}; "
+                       f"use at least {math.isqrt(n - 1) + 1}x{math.isqrt(n - 1) + 1}")
+
+
 def cmd_train(a) -> int:
     cfg = _run_config(a, a.shards)
     if not (Path(a.shards) / "manifest.json").exists() and "://" not in a.shards:
         raise CLIError(f"no shards at {a.shards} (manifest.json missing); run `spiking ingest` first")
+    _check_image_fits(cfg, a.shards)
     if a.model == "snn" and cfg.snn.mode == "transfer":
         cnn_path = Path(a.runs_dir) / a.run_name / "cnn.pt"
         if not cnn_path.exists():
@@ -355,6 +401,7 @@ def cmd_run(a) -> int:
         print(f"  {m['n_samples']} samples x {m['n_features']} features, {m['n_classes']} classes "
               f"({j.get('only_in_matrix', {}).get('count', 0)} matrix ids without a label, "
               f"{j.get('removed_by_filters', {}).get('count', 0)} removed by filters; see {shards / 'manifest.json'})")
+    _check_image_fits(cfg, shards)
     run_dir = _start_run(a, cfg, "both")
     _train(cfg, run_dir, "both")
     _save_config(cfg, run_dir)

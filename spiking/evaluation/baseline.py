@@ -21,8 +21,11 @@ def fit_logistic_regression(X_train: np.ndarray, y_train: np.ndarray, seed: int 
 
 
 def evaluate_logreg(prep, seed: int = 42) -> dict:
-    """Fit the logistic-regression baseline on train (same preprocessing) and score it on test."""
-    flat = {p: x.reshape(len(x), -1) for p, x in prep.X.items()}
+    """Fit the logistic-regression baseline on train (same preprocessing) and score it on test.
+
+    It sees the scaled features in file order (``prep.features``), so it is the same model
+    whatever spatial layout the networks use."""
+    flat = {p: prep.features(p) for p in ("train", "test")}
     from .metrics import classification_metrics
 
     t0 = time.perf_counter()

@@ -11,7 +11,7 @@ import torch
 
 from ..models.encoding import ENCODINGS
 from ..preprocess.prepare import split_fingerprint
-from ..training.jobs import load_model, snn_name
+from ..training.jobs import load_model, network_inputs, snn_name
 from ..training.loop import predict
 from ..training.objectives import CNNObjective, SpikeCountObjective
 from .baseline import evaluate_logreg, fit_logistic_regression  # noqa: F401  (evaluate_logreg re-exported)
@@ -57,8 +57,11 @@ def evaluate_network(path: str | Path, prep) -> dict:
     """Test metrics, operations and energy of a saved network (``cnn.pt``, ``snn*.pt``, a search's
     ``best_model.pt``) in the results.json model-entry form; ``name`` is the file stem.
 
-    The ``efficiency`` block is :func:`spiking.evaluation.operations.count_operations` on the test
-    split (``energy_ratio_vs_cnn`` is filled in by :func:`evaluate_run`)."""
+    The network is fed the test rows laid out with the layout saved in its own file
+    (:func:`spiking.training.jobs.network_inputs`), whatever layout ``prep`` was made with; the
+    entry's ``layout`` names it and its image shape. The ``efficiency`` block is
+    :func:`spiking.evaluation.operations.count_operations` on the test split
+    (``energy_ratio_vs_cnn`` is filled in by :func:`evaluate_run`)."""
     model, meta = load_model(path)
     n_classes, L = len(prep.class_names), prep.n_features
     if meta.get("n_classes") != n_classes or meta.get("L") != L:
@@ -72,7 +75,8 @@ def evaluate_network(path: str | Path, prep) -> dict:
         objective = CNNObjective()
     else:
         objective = SpikeCountObjective(meta["n_classes"], loss=meta["loss"], population=meta["population"])
-    pred, ms, spikes = _timed_predict(model, objective, prep.X["test"])
+    X = network_inputs(meta, prep, "test")
+    pred, ms, spikes = _timed_predict(model, objective, X)
     entry = {
         "name": Path(path).stem,
         "test": classification_metrics(prep.y["test"], pred, prep.class_names),
@@ -81,6 +85,8 @@ def evaluate_network(path: str | Path, prep) -> dict:
         "inference_ms_per_sample": ms,
         "best_epoch": int(meta["best_epoch"]),
         "architecture": meta["arch"],
+        "layout": {"name": (meta.get("layout") or {}).get("name", "identity"),
+                   "input_shape": list(meta.get("input_shape") or [meta["L"]])},
     }
     if meta["kind"] == "snn":
         entry["snn"] = {k: meta[k] for k in ("neuron", "beta", "num_steps", "population", "loss", "mode")}
@@ -88,7 +94,7 @@ def evaluate_network(path: str | Path, prep) -> dict:
         if entry["snn"]["encoding"] == "delta":
             entry["snn"]["delta_threshold"] = meta.get("delta_threshold")
         entry["mean_spikes_per_sample"] = spikes
-    entry["efficiency"] = count_operations(model, prep.X["test"], batch_size=EVAL_BATCH, seed=EVAL_SEED)
+    entry["efficiency"] = count_operations(model, X, batch_size=EVAL_BATCH, seed=EVAL_SEED)
     if meta["kind"] == "snn" and spikes and spikes.get("lif_out", 0) == 0:
         entry["warnings"] = ["the output layer never spiked on the test split: its predictions come from membrane "
                              "potentials only, and its low energy is that of a silent network"]

@@ -40,6 +40,7 @@ from neurobench.hooks.layer import LayerHook
 from neurobench.metrics.utils.layers import single_layer_MACs
 
 from ..models.snn import SpikingCNN1d
+from ..models.snn2d import SpikingCNN2d
 from .energy import CONVENTION, E_AC_PJ, E_MAC_PJ
 
 __all__ = ["count_operations", "connection_layers", "LIF_LAYERS"]
@@ -53,18 +54,19 @@ def connection_layers(model: torch.nn.Module) -> list[tuple[str, torch.nn.Module
 
 
 def _layer_kind(model: torch.nn.Module, name: str) -> str:
-    if not isinstance(model, SpikingCNN1d):
+    if not isinstance(model, (SpikingCNN1d, SpikingCNN2d)):
         return "MAC"
     return "MAC" if (name == "conv1" and model.encoding == "direct") else "AC"
 
 
 def count_operations(model: torch.nn.Module, X: np.ndarray | torch.Tensor, *, batch_size: int = 256,
                      seed: int | None = None) -> dict:
-    """Per-inference operations, spikes and energy of ``model`` on profiles ``X`` ``(n, 1, L)``.
+    """Per-inference operations, spikes and energy of ``model`` on profiles ``X`` ``(n, 1, L)`` or
+    images ``(n, 1, H, W)``.
 
     Args:
-        model: a ``CNN1d`` or ``SpikingCNN1d`` (put in eval mode here).
-        X: inputs, float, ``(n, 1, L)``, ``n >= 1``, finite (cast to the model's dtype).
+        model: a ``CNN1d``/``CNN2d`` or ``SpikingCNN1d``/``SpikingCNN2d`` (put in eval mode here).
+        X: inputs, float, ``(n, 1, L)`` or ``(n, 1, H, W)``, ``n >= 1``, finite (cast to the model's dtype).
         batch_size: samples per forward pass.
         seed: seeds torch's generator (in a forked RNG state) for stochastic encodings.
 
@@ -79,13 +81,13 @@ def count_operations(model: torch.nn.Module, X: np.ndarray | torch.Tensor, *, ba
 
         ``dense_ops`` is the dense equivalent (every input non-zero at every step of every layer).
     Raises:
-        ValueError: X empty, not 3-D or not finite, batch_size < 1 (and, from the encoding, spike-encoded
+        ValueError: X empty, not 3-D/4-D or not finite, batch_size < 1 (and, from the encoding, spike-encoded
             inputs outside [0, 1]).
     """
     param = next(model.parameters())
     X = torch.as_tensor(np.asarray(X, dtype=np.float32)).to(param.dtype)
-    if X.dim() != 3 or len(X) == 0:
-        raise ValueError(f"expected inputs of shape (n, 1, L) with n >= 1, got {tuple(X.shape)}")
+    if X.dim() not in (3, 4) or len(X) == 0:
+        raise ValueError(f"expected inputs of shape (n, 1, L) or (n, 1, H, W) with n >= 1, got {tuple(X.shape)}")
     if not torch.isfinite(X).all():
         raise ValueError("inputs contain NaN or infinite values; operation counts would be meaningless")
     if batch_size < 1:
@@ -98,7 +100,7 @@ def count_operations(model: torch.nn.Module, X: np.ndarray | torch.Tensor, *, ba
     ops = {name: 0.0 for name, _ in layers}
     nonzero = {name: 0.0 for name, _ in layers}
     dense = {name: 0.0 for name, _ in layers}
-    is_snn = isinstance(model, SpikingCNN1d)
+    is_snn = isinstance(model, (SpikingCNN1d, SpikingCNN2d))
     spikes: dict[str, float] = {}
     kinds = {name: _layer_kind(model, name) for name, _ in layers}
 

@@ -1,10 +1,11 @@
-"""From loaded shards to model-ready arrays: top-k classes, split, scaling fitted on train."""
+"""From loaded shards to model-ready arrays: top-k classes, split, scaling fitted on train, then the
+spatial layout (``spiking.layout``) fitted on train."""
 
 from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import joblib
@@ -20,9 +21,13 @@ from .split import stratified_split
 class Prepared:
     """Model-ready data of one run.
 
-    ``X[part]``: float32 (n_part, 1, L) in [0, 1]; ``y[part]``: int64 class indices (n_part,);
-    ``ids[part]``: sample ids; parts are ``train``, ``val``, ``test``.
-    ``class_names``: label of each class index; ``preprocessor``: the fitted pipeline.
+    ``X[part]``: float32 images (n_part, 1, *input_shape) in [0, 1], the scaled features placed
+    by ``layout`` (``(n, 1, L)`` for a 1-D layout, ``(n, 1, H, W)`` for a 2-D one, padding 0);
+    ``y[part]``: int64 class indices (n_part,); ``ids[part]``: sample ids; parts are ``train``,
+    ``val``, ``test``. ``class_names``: label of each class index; ``feature_names``: the
+    features (genes) in file order; ``preprocessor``: the fitted scaling pipeline; ``layout``:
+    the fitted layout (None = identity, file order). :meth:`features` gives the scaled
+    features back, ``(n_part, n_features)``, whatever the layout.
     """
 
     X: dict
@@ -32,10 +37,31 @@ class Prepared:
     feature_names: list[str]
     preprocessor: Pipeline
     split_info: dict
+    layout: object = field(default=None)
 
     @property
     def n_features(self) -> int:
-        return self.X["train"].shape[-1]
+        """Number of features (genes), whatever the layout's image size."""
+        return len(self.feature_names)
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        """Image shape without batch/channel axes: ``(L,)`` or ``(H, W)``."""
+        return tuple(int(s) for s in self.X["train"].shape[2:])
+
+    def features(self, part: str) -> np.ndarray:
+        """Scaled features of ``part`` in file order, float32 ``(n_part, n_features)`` (the layout's
+        exact inverse): the input of the baselines and of re-laying-out for another network."""
+        x = self.X[part]
+        if self.layout is None:
+            return np.ascontiguousarray(x.reshape(len(x), -1))
+        return self.layout.inverse_transform(x)
+
+    def layout_state(self) -> dict:
+        """JSON-safe state of the fitted layout (``spiking.layout.state``), identity when None."""
+        from ..layout.state import identity_state, layout_state
+
+        return identity_state(self.n_features) if self.layout is None else layout_state(self.layout)
 
 
 def _fingerprint(classes, features, ids: dict) -> str:
@@ -56,16 +82,22 @@ def split_fingerprint(prep: "Prepared") -> str:
 
 
 def prepare(dataset, *, top_k: int = 10, fractions=(0.7, 0.1, 0.2), seed: int = 42,
-            log2: bool = True, zscore: str = "feature") -> Prepared:
-    """Select classes, split by class and group, fit scaling on the training part only.
+            log2: bool = True, zscore: str = "feature", layout: str = "identity", layout_shape=None,
+            layout_seed: int = 0) -> Prepared:
+    """Select classes, split by class and group, fit scaling on the training part only, then fit
+    the spatial layout on the scaled training part only and lay out every part.
 
     Args:
         dataset: ``spiking.ingest.Dataset`` (X (n, L) float32, y, ids, groups).
-        top_k, fractions, seed, log2, zscore: see ``spiking.config.DataConfig``.
+        top_k, fractions, seed, log2, zscore, layout, layout_shape, layout_seed: see
+            ``spiking.config.DataConfig``.
 
     Raises:
-        ValueError: too few classes or samples for the split.
+        ValueError: too few classes or samples for the split; an invalid layout setting.
     """
+    from ..layout.state import layout_options
+
+    layout_options(layout, shape=layout_shape, seed=layout_seed)  # settings checked before any work
     classes = top_k_classes(dataset.y, top_k)
     keep = np.isin(dataset.y, classes)
     X, y_str, ids = dataset.X[keep], dataset.y[keep], dataset.ids[keep]
@@ -78,29 +110,47 @@ def prepare(dataset, *, top_k: int = 10, fractions=(0.7, 0.1, 0.2), seed: int = 
     split = stratified_split(y, groups, fractions=fractions, seed=seed)
     pre = make_preprocessor(log2=log2, zscore=zscore).fit(X[split.train])
     parts = {"train": split.train, "val": split.val, "test": split.test}
-    Xs = {p: pre.transform(X[i]).astype(np.float32)[:, None, :] for p, i in parts.items()}
+    Xs = {p: pre.transform(X[i]).astype(np.float32) for p, i in parts.items()}
+    fitted, Xs = _lay_out(Xs, layout, layout_shape, layout_seed)
     info = {"sizes": split.sizes(), "seed": seed, "fractions": list(fractions),
             "grouped_by": (getattr(dataset, "manifest", None) or {}).get("group_column", "group") if groups is not None else None,
             "method": "sklearn StratifiedGroupKFold (test fold, then validation fold of the rest)"}
     return Prepared(X=Xs, y={p: y[i] for p, i in parts.items()}, ids={p: ids[i] for p, i in parts.items()},
                     class_names=classes, feature_names=list(dataset.feature_names), preprocessor=pre,
-                    split_info=info)
+                    split_info=info, layout=fitted)
+
+
+def _lay_out(flat: dict, name: str, shape, seed: int, fitted=None) -> tuple:
+    """``(layout, images)``: the layout fitted on ``flat["train"]`` (or ``fitted`` as given) and every
+    part of ``flat`` ``(n, n_features)`` transformed to ``(n, 1, ...)``; identity keeps ``layout`` None."""
+    if fitted is None and name == "identity":
+        return None, {p: x[:, None, :] for p, x in flat.items()}
+    if fitted is None:
+        from ..layout.state import fit_layout
+
+        fitted = fit_layout(name, flat["train"], shape=shape, seed=seed)
+    return fitted, {p: fitted.transform(x) if len(x) else np.zeros((0, 1, *fitted.shape_), np.float32)
+                    for p, x in flat.items()}
 
 
 def save_prepared(prep: Prepared, run_dir: str | Path) -> None:
-    """Write ``split.json`` (sample ids per part, class names) and ``preprocessor.joblib``."""
+    """Write ``split.json`` (sample ids per part, class names), ``preprocessor.joblib`` and
+    ``layout.json`` (the fitted layout, :func:`spiking.layout.state.layout_state`)."""
     run_dir = Path(run_dir)
     split = {"class_names": prep.class_names, "feature_names": prep.feature_names, **prep.split_info,
              "ids": {p: [str(i) for i in v] for p, v in prep.ids.items()}}
     (run_dir / "split.json").write_text(json.dumps(split) + "\n")
     joblib.dump(prep.preprocessor, run_dir / "preprocessor.joblib")
+    (run_dir / "layout.json").write_text(json.dumps(prep.layout_state()) + "\n")
 
 
 def load_prepared(dataset, run_dir: str | Path) -> Prepared:
-    """Rebuild a run's arrays from the shards by sample id, with the saved split and fitted scaling.
+    """Rebuild a run's arrays from the shards by sample id, with the saved split, fitted scaling
+    and fitted layout (``layout.json``; a run saved before layouts existed is laid out in file order).
 
     Raises:
-        ValueError: a saved sample id is missing from the shards, or the features differ.
+        ValueError: a saved sample id is missing from the shards, the features differ, or the
+            saved layout does not fit them.
     """
     run_dir = Path(run_dir)
     split = json.loads((run_dir / "split.json").read_text())
@@ -115,9 +165,19 @@ def load_prepared(dataset, run_dir: str | Path) -> Prepared:
         if missing:
             raise ValueError(f"{len(missing)} {part} sample ids of run {run_dir} are not in the shards, e.g. {missing[:3]}")
         rows = np.array([pos[s] for s in part_ids], dtype=np.int64)
-        X[part] = pre.transform(dataset.X[rows]).astype(np.float32)[:, None, :]
+        X[part] = pre.transform(dataset.X[rows]).astype(np.float32)
         y[part] = np.array([index[v] for v in dataset.y[rows]], dtype=np.int64)
         ids[part] = np.asarray(part_ids)
+    fitted = None
+    if (run_dir / "layout.json").exists():
+        from ..layout.state import layout_from_state
+
+        state = json.loads((run_dir / "layout.json").read_text())
+        fitted = None if state.get("name") == "identity" else layout_from_state(state)
+        if state.get("n_features") != len(split["feature_names"]):
+            raise ValueError(f"{run_dir / 'layout.json'} places {state.get('n_features')} features, but the run "
+                             f"has {len(split['feature_names'])}")
+    fitted, X = _lay_out(X, "identity", None, 0, fitted=fitted)
     info = {k: split[k] for k in ("sizes", "seed", "fractions", "grouped_by", "method") if k in split}
     return Prepared(X=X, y=y, ids=ids, class_names=split["class_names"], feature_names=split["feature_names"],
-                    preprocessor=pre, split_info=info)
+                    preprocessor=pre, split_info=info, layout=fitted)

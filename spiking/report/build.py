@@ -8,10 +8,14 @@ search (``spiking nas``) is reported by its settings, its generations (fitness p
 individual, the parent kept, accuracy against size with the front), the best
 phenotype and the test scores of the network it found.
 
+A run's report also shows its spatial layout (``layout.json``; none = the identity
+layout): which feature sits where, the first test sample's image and the mean image
+of each class over the training part.
+
 Nothing is trained: the figures come from the saved files. Only the spiking
-activity figures need the data again (one test sample, re-prepared from the shards
-with the run's saved split and scaling, or for an experiment with its recorded
-data settings, checked against the split fingerprint). Anything optional that is
+activity figures and the layout's sample and class-mean images need the data again
+(re-prepared from the shards with the run's saved split, scaling and layout, or for
+an experiment with its recorded data settings, checked against the split fingerprint). Anything optional that is
 gone (shards, a network file, a history) is skipped with a note in the report.
 """
 
@@ -186,6 +190,120 @@ def _section_classes(inp: _Inputs, out: Path) -> Section:
     return sec
 
 
+#: What each layout (``config.json`` ``data.layout``) does, for the sentence naming it.
+LAYOUT_MEANING = {
+    "identity": "the features in file order on a 1-D strip (the study's input)",
+    "square": "the features in file order, zero-padded to a square image (the study's 2-D option)",
+    "random": "a fixed random permutation of the features on a 1-D strip (the control: same values, "
+              "no neighbourhood structure)",
+    "correlation_1d": "the features on a 1-D strip in the leaf order of a hierarchical clustering of their "
+                      "correlations, so correlated features sit side by side",
+    "embedding_2d": "a DeepInsight-style layout: the features embedded in 2-D by PCA and each assigned to its "
+                    "own pixel",
+}
+FEATURE_MAP_LABELS = 400  # a feature map with at most this many positions is drawn with every feature named
+
+
+def _values_text(padded: bool) -> str:
+    """What the colour of a layout image means (units), for the captions."""
+    return ("Colour: the scaled feature value the networks receive, dimensionless in [0, 1] (the run's scaling, "
+            "fitted on the training part)" + ("; padding pixels, drawn grey, are 0 in the input." if padded else "."))
+
+
+def _shape_text(shape) -> str:
+    """``33x33`` for a 2-D image, ``1-D strip of 1046 positions`` for a 1-D one."""
+    shape = [int(s) for s in shape]
+    if len(shape) == 2:
+        return f"{shape[0]}x{shape[1]}"
+    return f"1-D strip of {shape[0]} positions" if len(shape) == 1 else "x".join(map(str, shape))
+
+
+def _layout_sentence(name: str, state: dict | None, seed) -> str:
+    meaning = LAYOUT_MEANING.get(name)
+    text = f"Layout: {name}" + (f", {meaning}" if meaning else "")
+    if name in ("random", "embedding_2d") and seed is not None:
+        text += f" (seed {seed})"
+    text += "."
+    if state is not None and state.get("shape"):
+        shape = [int(s) for s in state["shape"]]
+        n = int(state.get("n_features") or len(state.get("positions") or []))
+        size = int(np.prod(shape))
+        if len(shape) == 2:
+            text += f" Each sample's {n} scaled features make one {_shape_text(shape)} image"
+        else:
+            text += f" Each sample's {n} scaled features lie on a {_shape_text(shape)}"
+        text += (f" ({size - n} padding positions, set to 0)." if size > n else ".")
+    if name != "identity":
+        text += " The layout was fitted on the training part only and is saved in layout.json."
+    return text
+
+
+def _section_layout(inp: _Inputs, out: Path) -> Section:
+    """The run's spatial layout: which feature sits where, one test sample's image, the class-mean
+    images of the training part (no test sample is summarised beyond the one shown)."""
+    from ..layout.figures import plot_class_mean_images, plot_feature_map, plot_sample_image
+    from ..layout.state import layout_from_state
+
+    sec = Section("Spatial layout")
+    data = (inp.config or {}).get("data") or {}
+    prep = inp.prepared()
+    if prep is not None:
+        state, names, error = prep.layout_state(), list(prep.feature_names), None
+    else:
+        state, names, error = inp.saved_layout()
+    name = str(data.get("layout") or (state or {}).get("name") or "identity")
+    sentence = _layout_sentence(name, state, data.get("layout_seed"))
+    if not (inp.root / "layout.json").is_file():
+        sentence += " This run was saved before layouts existed (no layout.json): its inputs are in file order."
+    sec.add(Text(sentence))
+    if state is not None and state.get("name") != name:
+        sec.add(Note(f"config.json names the {name} layout, but layout.json holds a {state.get('name')} layout; "
+                     "the figures show the saved one."))
+    layout = None
+    if state is not None:
+        try:
+            layout = layout_from_state(state)
+        except ValueError as e:
+            error = f"layout.json does not describe a usable layout ({e})"
+    shape = _shape_text(layout.shape_) if layout is not None else None
+    padded = layout is not None and int(np.prod(layout.shape_)) > int(layout.n_features_in_)
+    if layout is not None and names is not None:
+        try:
+            p = plot_feature_map(layout, names, out / "layout_feature_map.png", max_labels=FEATURE_MAP_LABELS)
+        except (ValueError, TypeError) as e:
+            sec.add(Note(f"No feature map: {e}."))
+        else:
+            labelled = int(np.prod(layout.shape_)) <= FEATURE_MAP_LABELS
+            what = ("each position labelled with its feature" if labelled else
+                    "colour = the feature's index in file order, 0 to "
+                    f"{int(layout.n_features_in_) - 1} (too many positions to label)")
+            sec.add(Image(p, f"Feature map of the {name} layout ({shape}): which feature (gene) sits at each "
+                             f"position; {what}" + ("; grey = padding" if padded else "")
+                             + f". The table {p.with_suffix('.csv').name} beside this report lists every "
+                               "feature's position (one row per feature)."))
+    if prep is None:
+        return sec.add(Note(f"No sample or class-mean images: {inp.prep_error or error}."))
+    if layout is None:
+        return sec.add(Note(f"No layout figures: {error}."))
+    test, train = prep.features("test"), prep.features("train")
+    if len(test):
+        sid, true = prep.ids["test"][0], prep.class_names[int(prep.y["test"][0])]
+        p = plot_sample_image(layout, test[0], out / "layout_sample.png",
+                              title=f"test sample {sid} (true class {true}), {shape}")
+        sec.add(Image(p, f"The image of the first test sample, {sid} (true class {true}), on the {name} layout "
+                         f"({shape}). {_values_text(padded)}"))
+    else:
+        sec.add(Note("No sample image: the test part is empty."))
+    if len(train):
+        p = plot_class_mean_images(layout, train, prep.y["train"], prep.class_names, out / "layout_class_means.png")
+        sec.add(Image(p, f"Mean image of each class over the training part ({len(train)} samples; n per class in "
+                         f"each panel's label), on the {name} layout ({shape}), one colour scale for all classes. "
+                         f"{_values_text(padded)} No test sample enters these means."))
+    else:
+        sec.add(Note("No class-mean images: the training part is empty."))
+    return sec
+
+
 def _history_rows(rows: list, zero_based: bool) -> list[dict]:
     return [{"epoch": int(r["epoch"]) + (1 if zero_based else 0), "loss": float(r["loss"]),
              "val_balanced_accuracy": float(r["val_balanced_accuracy"])} for r in rows]
@@ -317,7 +435,9 @@ def _section_activity(inp: _Inputs, out: Path) -> Section | None:
 
                     # The first test batch with the evaluation's seed: a rate code then draws exactly
                     # the input spikes the scored prediction of this sample saw.
-                    x = torch.as_tensor(prep.X["test"][:EVAL_BATCH])
+                    from ..training.jobs import network_inputs
+
+                    x = torch.as_tensor(network_inputs(meta, prep, "test")[:EVAL_BATCH])
                     with torch.no_grad(), torch.random.fork_rng(devices=[]):
                         torch.manual_seed(EVAL_SEED)
                         full = model.trace(x)
@@ -796,14 +916,48 @@ def _move(src: Path, dst: Path) -> None:
         src.unlink()
 
 
+def _section_ablation(inp: _Inputs, out: Path) -> Section:
+    """The layout ablation (``spiking tune layout_ablation``): its table, the accuracy figure and,
+    per layout, the feature map, one test sample's image and the mean training image per class
+    (the PNGs the ablation wrote in ``figures/``)."""
+    from ..search.ablation import ABLATION_HEADER, table_rows
+
+    ab = inp.results["ablation"]
+    sec = Section("Layout ablation")
+    baseline = next((m for m in inp.results["models"] if m.get("name") == "logreg"), None)
+    seeds = ab.get("seeds") or []
+    sec.add(Table(ABLATION_HEADER, table_rows(ab.get("rows") or [], baseline),
+                  caption=f"Test balanced accuracy, mean ± sd ({ab.get('sd', 'sample sd')}) over seeds {seeds}; "
+                          "SynOps and energy per inference are means (45 nm convention); each network scored once."))
+    figs = inp.root / "figures"
+    shown = [("ablation.png", "Test balanced accuracy per layout: bars mean, whiskers sd, dots single seeds.")]
+    for layout in ab.get("layouts") or []:
+        shown += [(f"{layout}_feature_map.png", f"{layout}: which miRNA sits where (table in the ablation's "
+                                                f"figures/{layout}_feature_map.csv)."),
+                  (f"{layout}_sample.png", f"{layout}: the first test sample's image (scaled values in [0, 1])."),
+                  (f"{layout}_class_means.png", f"{layout}: mean training image per class (scaled values in [0, 1]).")]
+    for name, caption in shown:
+        if (figs / name).is_file():
+            shutil.copyfile(figs / name, out / f"ablation_{name}")
+            sec.add(Image(out / f"ablation_{name}", caption))
+        else:
+            sec.add(Note(f"{name} is missing from {figs}."))
+    return sec
+
+
 def _render(inp: _Inputs, out: Path) -> Path:
     """Draw every figure and write report.md / report.html into the (empty) folder ``out``."""
     try:
         if inp.kind == "nas":
             sections = [_section_classes(inp, out), _section_nas_settings(inp), _section_nas_progress(inp, out),
                         _section_nas_best(inp), _section_nas_rows(inp), _section_confusion(inp, out)]
+        elif inp.kind == "experiment" and isinstance(inp.results.get("ablation"), dict):
+            sections = [_section_classes(inp, out), _section_ablation(inp, out)]
         else:
-            sections = [_section_classes(inp, out), _section_curves(inp, out), _section_confusion(inp, out)]
+            sections = [_section_classes(inp, out)]
+            if inp.kind == "run":
+                sections.append(_section_layout(inp, out))
+            sections += [_section_curves(inp, out), _section_confusion(inp, out)]
             act = _section_activity_converted(inp, out) if inp.converted else _section_activity(inp, out)
             if act is not None:
                 sections.append(act)

@@ -208,6 +208,7 @@ def _check_config(cfg: Any, path: Path) -> dict:
     cfg = c.obj(cfg, "", optional=False)
     data = c.obj(cfg.get("data"), "data")
     c.text(data, "shards", "data")
+    c.text(data, "layout", "data")
     c.obj(cfg.get("cnn"), "cnn")
     return cfg
 
@@ -339,6 +340,8 @@ class _Inputs:
     def model_file(self, entry: dict) -> Path:
         """The saved network of a results.json model entry."""
         name = str(entry["name"])
+        if isinstance(entry.get("ablation"), dict) and entry["ablation"].get("file"):  # spiking tune layout_ablation
+            return self.root / str(entry["ablation"]["file"])
         if self.kind == "experiment":
             role = name.rsplit(":", 1)[-1]
             return self.root / f"{role}_model.pt"
@@ -394,3 +397,39 @@ class _Inputs:
     @property
     def prep_error(self) -> str | None:
         return self._prep_error
+
+    def saved_layout(self) -> tuple[dict | None, list[str] | None, str | None]:
+        """``(state, feature_names, error)`` of a run folder, read from its saved files only (no shards).
+
+        ``state``: the fitted layout as saved in ``layout.json`` (:mod:`spiking.layout.state`); a run
+        saved before layouts existed (no ``layout.json``) has the identity layout over its features.
+        ``feature_names``: the features in file order, from ``split.json``. Whatever cannot be read is
+        None, and ``error`` says why (the first problem met).
+        """
+        names = error = None
+        try:
+            split = json.loads((self.root / "split.json").read_text())
+            got = split.get("feature_names") if isinstance(split, dict) else None
+            if isinstance(got, list) and got and all(isinstance(n, str) for n in got):
+                names = got
+            else:
+                error = "split.json lists no feature names"
+        except FileNotFoundError:
+            error = "the run's split.json is missing"
+        except (OSError, ValueError) as e:
+            error = f"split.json could not be read ({e})"
+        path = self.root / "layout.json"
+        if path.is_file():
+            try:
+                state = json.loads(path.read_text())
+            except (OSError, ValueError) as e:
+                return None, names, f"layout.json could not be read ({e})"
+            if not isinstance(state, dict) or not isinstance(state.get("name"), str):
+                return None, names, "layout.json does not describe a layout"
+            return state, names, error
+        from ..layout.state import identity_state
+
+        n = len(names) if names else self.results["dataset"].get("n_features")
+        if not n:
+            return None, names, error or "the number of features is not recorded"
+        return identity_state(int(n)), names, error

@@ -27,7 +27,9 @@ def add_tune_parser(subparsers) -> argparse.ArgumentParser:
         "tune", help="run a registered hyperparameter/architecture search with Ray Tune",
         description="Run a registered search experiment with Ray Tune (Optuna TPE + ASHA), checkpoint every epoch "
                     "of every trial in the storage, then export the best (and for SNNs the trade-off) configuration "
-                    "and score it once on the test split. Experiments: " + ", ".join(names))
+                    "and score it once on the test split. layout_ablation instead runs a grid of spatial layouts x "
+                    "seeds (CNN and its LIF version per trial) and scores every network once on the test split. "
+                    "Experiments: " + ", ".join(names))
     p.add_argument("experiment", choices=names, metavar="EXPERIMENT", help="one of: " + ", ".join(names))
     p.add_argument("--budget", choices=BUDGETS, default="smoke",
                    help="smoke: minutes on 2 CPU cores; small; paper: the study's epochs (default smoke)")
@@ -64,6 +66,8 @@ def cmd_tune(a) -> int:
         from .snn_k import cmd_snn_k
 
         return cmd_snn_k(a)
+    if exp.kind == "layout_ablation":
+        return cmd_ablation(a)
     from .runner import run_experiment
 
     out = run_experiment(a.experiment, shards=a.shards, budget=a.budget, storage=a.storage, resume=a.resume,
@@ -82,6 +86,26 @@ def cmd_tune(a) -> int:
     print(f"\nTest split ({out['results']['split']['sizes']['test']} samples, touched once):")
     print(out["table"])
     print(f"\nresults: {out['path']} (results.json, best_config.json, best_model.pt); {out['seconds']:.1f} s")
+    return 0
+
+
+def cmd_ablation(a) -> int:
+    """``spiking tune layout_ablation``: :func:`spiking.search.ablation.run_ablation`, then its table."""
+    if a.weights is not None:
+        raise ValueError("the layout ablation trains its own CNN per layout and seed; it takes no --weights")
+    if a.gpus_per_trial:
+        raise ValueError("the layout ablation runs its trials on CPU (no --gpus-per-trial)")
+    from .ablation import run_ablation
+
+    out = run_ablation(a.experiment, shards=a.shards, budget=a.budget, storage=a.storage, resume=a.resume,
+                       overwrite=a.overwrite, cpus_per_trial=a.cpus_per_trial, max_concurrent=a.max_concurrent,
+                       ray_num_cpus=a.ray_cpus, verbose=0 if a.quiet else 1, seed=a.seed)
+    ab = out["results"]["ablation"]
+    print(f"\n{out['experiment']} ({out['budget']}): {ab['n_trials']} trials (layouts x seeds), {ab['n_errors']} errors")
+    print(f"\nTest split ({out['results']['split']['sizes']['test']} samples, each network scored once); "
+          "balanced accuracy mean ± sd over the seeds:")
+    print(out["markdown"])
+    print(f"\nresults: {out['path']} (results.json, table.md, networks/, figures/); {out['seconds']:.1f} s")
     return 0
 
 

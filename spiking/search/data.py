@@ -41,14 +41,18 @@ def load_data(exp, shards: str, budget, seed: int):
 
 def load_split(shards: str, data: dict, max_train_rows: int | None, seed: int):
     """``(prep_full, prep_used, dataset_info)``: the shards prepared with ``data`` (keys ``top_k``,
-    ``fractions``, ``seed``, ``log2``, ``zscore``), the train part cut to ``max_train_rows``."""
+    ``fractions``, ``seed``, ``log2``, ``zscore`` and optionally ``layout``, ``layout_shape``,
+    ``layout_seed``), the train part cut to ``max_train_rows`` (the layout is fitted on the whole
+    train part, before the cut)."""
     from ..ingest import load_dataset
     from ..preprocess.prepare import prepare
 
     ds = load_dataset(shards)
     d = data
+    shape = d.get("layout_shape")
     prep = prepare(ds, top_k=int(d["top_k"]), fractions=tuple(d["fractions"]), seed=int(d["seed"]),
-                   log2=bool(d["log2"]), zscore=str(d["zscore"]))
+                   log2=bool(d["log2"]), zscore=str(d["zscore"]), layout=str(d.get("layout", "identity")),
+                   layout_shape=tuple(shape) if shape else None, layout_seed=int(d.get("layout_seed", 0)))
     used = subset_train(prep, max_train_rows, seed)
     from ..evaluation.results import dataset_block
 

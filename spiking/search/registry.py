@@ -71,7 +71,8 @@ _BUDGET_KEYS = {"trials", "epochs", "grace_period", "reduction_factor", "max_con
                 "max_train_rows", "batch_size", "space", "max_eval_rows"}
 _SNN_DEFAULTS = {"mode": "transfer", "loss": None, "weights": None, "normalize": True, "percentile": 99.9}
 _TRAIN_DEFAULTS = {"lr": 0.001, "batch_size": 64, "patience": 0}
-_DATA_DEFAULTS = {"top_k": 10, "fractions": [0.7, 0.1, 0.2], "seed": 42, "log2": True, "zscore": "feature"}
+_DATA_DEFAULTS = {"top_k": 10, "fractions": [0.7, 0.1, 0.2], "seed": 42, "log2": True, "zscore": "feature",
+                  "layout": "identity", "layout_shape": None, "layout_seed": 0}
 
 
 class ExperimentError(ValueError):
@@ -160,7 +161,8 @@ def list_experiments() -> list[str]:
 
 
 def load_experiment(name: str) -> Experiment:
-    """Read and check the experiment file ``experiments/<name>.toml``.
+    """Read and check the experiment file ``experiments/<name>.toml`` (a ``kind = "layout_ablation"``
+    file gives a :class:`spiking.search.ablation.AblationExperiment`).
 
     Raises:
         ValueError: unknown name (the message lists the valid names).
@@ -174,6 +176,10 @@ def load_experiment(name: str) -> Experiment:
         raw = tomllib.loads(res.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as e:
         raise ExperimentError(f"{res}: not valid TOML: {e}") from None
+    if raw.get("kind") == "layout_ablation":  # a grid of layouts x seeds, not a search (spiking.search.ablation)
+        from .ablation import parse_ablation
+
+        return parse_ablation(name, raw, source=str(res))
     return parse_experiment(name, raw, source=str(res))
 
 
@@ -203,6 +209,21 @@ def parse_experiment(name: str, raw: dict, source: str = "") -> Experiment:
     data = {**_DATA_DEFAULTS, **raw.get("data", {})}
     if set(data) - set(_DATA_DEFAULTS):
         fail(f"[data] unknown keys {sorted(set(data) - set(_DATA_DEFAULTS))}")
+    from ..layout.state import layout_options
+
+    shape = data["layout_shape"]
+    if shape is not None and (not isinstance(shape, list) or len(shape) != 2
+                              or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in shape)):
+        fail(f"[data] layout_shape must be [H, W] with positive integers, got {shape!r}")
+    if isinstance(data["layout_seed"], bool) or not isinstance(data["layout_seed"], int):
+        fail(f"[data] layout_seed must be an integer, got {data['layout_seed']!r}")
+    try:
+        layout_options(data["layout"], shape=shape, seed=data["layout_seed"])
+    except ValueError as e:
+        fail(f"[data] {e}")
+    if data["layout"] != "identity" and environment == "nengo":
+        fail("[data] layout: the Keras/NengoDL pipeline (grammar-search CNN_K) takes the profile in file order; "
+             "only layout = 'identity' here")
     snn = {**_SNN_DEFAULTS, **raw.get("snn", {})}
     if set(snn) - set(_SNN_DEFAULTS):
         fail(f"[snn] unknown keys {sorted(set(snn) - set(_SNN_DEFAULTS))}")
@@ -443,34 +464,40 @@ class _Excluded(Exception):
 
 
 # --------------------------------------------------------------------------- checks
-def trial_architecture(exp: Experiment, config: dict, L: int, transfer_arch: CNNArch | None = None) -> CNNArch:
-    """The network architecture of one trial config for input length ``L``."""
-    from ..models.cnn import derive_architecture, preset
+def _shape(L) -> tuple[int, ...]:
+    return (int(L),) if isinstance(L, int) else tuple(int(v) for v in L)
+
+
+def trial_architecture(exp: Experiment, config: dict, L, transfer_arch: CNNArch | None = None) -> CNNArch:
+    """The network architecture of one trial config for input length ``L`` (an int) or input
+    shape ``(L,)`` / ``(H, W)`` (a 2-D layout)."""
+    from ..models.build import derive_for, preset_for
 
     if exp.arch == "search":
-        return derive_architecture(L, **{k: config[k] for k in CNN_SEARCH_PARAMS}, rng=config["arch_seed"])
+        return derive_for(_shape(L), **{k: config[k] for k in CNN_SEARCH_PARAMS}, rng=config["arch_seed"])
     if exp.arch == "preset":
-        return preset(config["preset"], L, seed=int(config.get("arch_seed", 0)))
+        return preset_for(config["preset"], _shape(L), seed=int(config.get("arch_seed", 0)))
     if transfer_arch is None:
         raise ExperimentError("weight transfer needs the architecture of the source CNN")
     return transfer_arch
 
 
-def check_config(exp: Experiment, config: dict, L: int, n_classes: int,
+def check_config(exp: Experiment, config: dict, L, n_classes: int,
                  transfer_arch: CNNArch | None = None) -> CNNArch:
     """Raise if ``config`` gives a network the models refuse; return its architecture.
 
-    The CNN architecture is derived and its stage lengths checked; for an SNN the
-    neuron settings are checked by building a tiny ``SpikingCNN1d`` (the model's own
-    checks, e.g. Lapicque with beta = 1).
+    ``L``: input length or input shape (see :func:`trial_architecture`). The CNN architecture is
+    derived and its stage sizes checked; for an SNN the neuron settings are checked by building
+    a tiny ``SpikingCNN1d`` (the model's own checks, e.g. Lapicque with beta = 1).
     """
     if exp.kind == "snn_k":
         return check_snn_k_config(config)
-    from ..models.cnn import CNNArch, stage_lengths
+    from ..models.build import check_arch
+    from ..models.cnn import CNNArch
     from ..models.snn import SpikingCNN1d
 
     arch = trial_architecture(exp, config, L, transfer_arch)
-    stage_lengths(L, arch)
+    check_arch(_shape(L), arch)
     if exp.kind == "snn":
         pop = int(config.get("population", 1))
         if exp.weight_transfer and pop != 1:
@@ -522,9 +549,9 @@ def sample_configs(exp: Experiment, budget: str | Budget, n: int = 300, seed: in
     return out
 
 
-def validate_space(exp: Experiment, budget: str | Budget, L: int, n_classes: int, *, n: int = 300, seed: int = 0,
+def validate_space(exp: Experiment, budget: str | Budget, L, n_classes: int, *, n: int = 300, seed: int = 0,
                    transfer_arch: CNNArch | None = None) -> int:
-    """Check that no config of the space gives an invalid network for input length ``L``.
+    """Check that no config of the space gives an invalid network for input length (or shape) ``L``.
 
     Returns the number of configs checked. Raises ExperimentError naming the first
     few offending configs and why.
@@ -538,6 +565,6 @@ def validate_space(exp: Experiment, budget: str | Budget, L: int, n_classes: int
             bad.append(f"{c}: {e}")
     if bad:
         raise ExperimentError(f"experiment {exp.name!r}: {len(bad)} of {len(configs)} configs checked give an invalid "
-                              f"network for L={L}, e.g.\n  " + "\n  ".join(bad[:3]))
+                              f"network for input {'x'.join(map(str, _shape(L)))}, e.g.\n  " + "\n  ".join(bad[:3]))
     return len(configs)
 

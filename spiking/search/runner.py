@@ -118,7 +118,8 @@ def locate_weights(source: str, fs, root: str) -> tuple:
 
 def load_transfer(exp: Experiment, located: tuple, prep, split_sha: str) -> dict:
     """Read the source CNN, check it fits the data, and compute the normalisation scales (driver side)."""
-    from ..models.cnn import CNN1d, CNNArch
+    from ..models.build import build_cnn
+    from ..models.cnn import CNNArch
     from ..models.conversion import activation_scales
 
     sfs, path, label = located
@@ -132,13 +133,21 @@ def load_transfer(exp: Experiment, located: tuple, prep, split_sha: str) -> dict
     if ckpt.get("L") != L or ckpt.get("n_classes") != C:
         raise SearchError(f"weight source {label} was trained for L={ckpt.get('L')}, {ckpt.get('n_classes')} classes; "
                           f"this data has L={L}, {C} classes")
+    from ..layout.state import identity_state, same_layout
+
+    src_layout = ckpt.get("layout") or identity_state(L)
+    if not same_layout(src_layout, prep.layout_state()):
+        raise SearchError(f"weight source {label} was trained on the {src_layout.get('name')} layout "
+                          f"({'x'.join(map(str, src_layout.get('shape', [])))}), this experiment lays the features out "
+                          f"with {prep.layout_state()['name']} ({'x'.join(map(str, prep.input_shape))}); its weights "
+                          "would see other genes at every position. Use the same [data] layout settings")
     src_sha = ckpt.get("split_sha256") or _sibling_split_fingerprint(sfs, path)
     if src_sha is not None and src_sha != split_sha:
         raise SearchError(f"weight source {label} was trained on a different split than this experiment's "
                           "(its test samples may have been training samples of the CNN); use the same [data] "
                           "settings and shards")
     arch = CNNArch.from_dict(ckpt["arch"])
-    cnn = CNN1d(L, arch, C)
+    cnn = build_cnn(prep.input_shape, arch, C)
     cnn.load_state_dict(ckpt["state_dict"])
     scales = None
     if exp.snn["normalize"]:
@@ -225,9 +234,10 @@ def export_and_evaluate(exp: Experiment, b: Budget, trials: list[dict], *, fs, r
             models.append(entry)
         reference = None
         if transfer is not None:
-            from ..models.cnn import CNN1d, CNNArch
+            from ..models.build import build_cnn
+            from ..models.cnn import CNNArch
 
-            cnn = CNN1d(prep.n_features, CNNArch.from_dict(transfer["arch"]), len(prep.class_names))
+            cnn = build_cnn(prep.input_shape, CNNArch.from_dict(transfer["arch"]), len(prep.class_names))
             cnn.load_state_dict(transfer["state_dict"])
             reference = count_operations(cnn, prep.X["test"])
         add_energy_ratios(models, reference=reference)
@@ -297,6 +307,9 @@ def run_experiment(name: str, *, shards: str, budget: str = "smoke", storage: st
     """
     t0 = time.perf_counter()
     exp = load_experiment(name)
+    if exp.kind == "layout_ablation":
+        raise SearchError(f"{name!r} is a layout ablation: run it with spiking.search.ablation.run_ablation "
+                          f"(`spiking tune {name}`)")
     b = exp.budget(budget)
     if weights is not None and not exp.weight_transfer:
         raise SearchError(f"experiment {name!r} does not transfer weights; --weights is only for "
@@ -338,7 +351,7 @@ def run_experiment(name: str, *, shards: str, budget: str = "smoke", storage: st
     transfer = load_transfer(exp, located, prep, split_sha) if located else None
     from ..models.cnn import CNNArch
 
-    n_checked = validate_space(exp, b, L, C, seed=seed,
+    n_checked = validate_space(exp, b, prep.input_shape, C, seed=seed,
                                transfer_arch=CNNArch.from_dict(transfer["arch"]) if transfer else None)
 
     meta = {"experiment": exp.name, "description": exp.description, "budget": b.as_dict(), "seed": seed,
@@ -372,7 +385,8 @@ def run_experiment(name: str, *, shards: str, budget: str = "smoke", storage: st
             gpus = 0.0  # no GPU in this Ray cluster: run on CPU instead of waiting forever
         meta["gpus_per_trial"] = gpus
         payload = {"X_train": prep.X["train"], "y_train": prep.y["train"], "X_val": prep.X["val"],
-                   "y_val": prep.y["val"], "L": L, "n_classes": C, "kind": exp.kind, "arch": exp.arch,
+                   "y_val": prep.y["val"], "L": L, "input_shape": list(prep.input_shape),
+                   "layout": prep.layout_state(), "n_classes": C, "kind": exp.kind, "arch": exp.arch,
                    "loss": exp.loss() if exp.kind == "snn" else None,
                    "mode": exp.snn["mode"] if exp.kind == "snn" else None, "transfer": transfer,
                    "epochs": b.epochs, "seed": seed, "lr": exp.train["lr"], "batch_size": b.batch_size,

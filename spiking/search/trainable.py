@@ -33,9 +33,9 @@ import time
 import numpy as np
 import torch
 
-from ..models.cnn import CNN1d, CNNArch
+from ..models.build import build_cnn, build_spiking_cnn, derive_for, preset_for, transfer_weights_any
+from ..models.cnn import CNNArch
 from ..models.conversion import normalize_weights
-from ..models.snn import SpikingCNN1d, transfer_weights
 from ..training.loop import TrainConfig, train
 from ..training.objectives import CNNObjective, SpikeCountObjective
 from .registry import CNN_SEARCH_PARAMS
@@ -48,36 +48,40 @@ FAIL_AT_EPOCH_VAR = "SPIKING_TUNE_FAIL_AT_EPOCH"
 
 def trial_arch(config: dict, payload: dict) -> CNNArch:
     """Architecture of a trial: searched (dependent sizes drawn with ``arch_seed``), preset, or the source CNN's."""
-    from ..models.cnn import derive_architecture, preset
-
-    L, how = payload["L"], payload["arch"]
+    shape, how = _input_shape(payload), payload["arch"]
     if how == "search":
-        return derive_architecture(L, **{k: int(config[k]) for k in CNN_SEARCH_PARAMS}, rng=int(config["arch_seed"]))
+        return derive_for(shape, **{k: int(config[k]) for k in CNN_SEARCH_PARAMS}, rng=int(config["arch_seed"]))
     if how == "preset":
-        return preset(config["preset"], L, seed=int(config.get("arch_seed", 0)))
+        return preset_for(config["preset"], shape, seed=int(config.get("arch_seed", 0)))
     return CNNArch.from_dict(payload["transfer"]["arch"])
 
 
+def _input_shape(payload: dict) -> tuple[int, ...]:
+    return tuple(payload.get("input_shape") or (payload["L"],))
+
+
 def build_trial_model(config: dict, payload: dict):
-    """``(model, objective, meta)`` for one trial config; meta is the ``load_model`` metadata."""
-    L, C = payload["L"], payload["n_classes"]
+    """``(model, objective, meta)`` for one trial config; meta is the ``load_model`` metadata
+    (with the input shape and the fitted layout of the experiment's data)."""
+    L, C, shape = payload["L"], payload["n_classes"], _input_shape(payload)
     arch = trial_arch(config, payload)
     torch.manual_seed(payload["seed"])
-    meta = {"kind": payload["kind"], "arch": arch.as_dict(), "L": L, "n_classes": C}
+    meta = {"kind": payload["kind"], "arch": arch.as_dict(), "L": L, "input_shape": list(shape),
+            "layout": payload.get("layout"), "n_classes": C}
     if payload["kind"] == "cnn":
-        return CNN1d(L, arch, C), CNNObjective(), meta
+        return build_cnn(shape, arch, C), CNNObjective(), meta
     pop = int(config.get("population", 1))
     encoding = config.get("encoding", "direct")
-    model = SpikingCNN1d(L, arch, C * pop, neuron=config["neuron"], beta=float(config["beta"]),
-                         num_steps=int(config["num_steps"]), encoding=encoding)
+    model = build_spiking_cnn(shape, arch, C * pop, neuron=config["neuron"], beta=float(config["beta"]),
+                              num_steps=int(config["num_steps"]), encoding=encoding)
     meta.update(population=pop, neuron=config["neuron"], beta=float(config["beta"]),
                 num_steps=int(config["num_steps"]), loss=payload["loss"], mode=payload["mode"], encoding=encoding,
                 transferred=[])
     t = payload.get("transfer")
     if payload["mode"] == "transfer":
-        cnn = CNN1d(L, arch, C)
+        cnn = build_cnn(shape, arch, C)
         cnn.load_state_dict(t["state_dict"])
-        meta["transferred"] = transfer_weights(cnn, model)
+        meta["transferred"] = transfer_weights_any(cnn, model)
         if t.get("scales"):
             normalize_weights(model, t["scales"])
             meta["normalization"] = {"scales": t["scales"], "percentile": t.get("percentile")}

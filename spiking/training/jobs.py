@@ -4,7 +4,9 @@ Files written in ``run_dir``: ``cnn.pt`` and one spiking network per input
 encoding, ``snn.pt`` (direct current) / ``snn_rate.pt`` / ``snn_latency.pt`` /
 ``snn_delta.pt`` (best-epoch weights plus everything needed to rebuild the
 network), and ``history_<name>.json`` beside each (per-epoch loss and
-validation balanced accuracy).
+validation balanced accuracy). Every saved network holds ``input_shape`` (``[L]`` or ``[H, W]``)
+and ``layout`` (the fitted spatial layout, ``spiking.layout.state``), so evaluation lays out
+the features exactly as in training.
 """
 
 from __future__ import annotations
@@ -12,12 +14,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import torch
 
-from ..models.cnn import CNN1d, CNNArch, preset
+from ..models.build import build_cnn, build_spiking_cnn, preset_for, transfer_weights_any
+from ..models.cnn import CNNArch
 from ..models.conversion import activation_scales, normalize_weights
 from ..models.encoding import DELTA_THRESHOLD
-from ..models.snn import SpikingCNN1d, transfer_weights
 from ..preprocess.prepare import split_fingerprint
 from .loop import History, train
 from .objectives import CNNObjective, SpikeCountObjective
@@ -31,21 +34,33 @@ def _save(run_dir: Path, name: str, model: torch.nn.Module, meta: dict, hist: Hi
     (run_dir / f"history_{name}.json").write_text(json.dumps(hist.to_dict(), indent=2) + "\n")
 
 
-def train_cnn(prep, cfg, run_dir: str | Path, epoch_callback=None) -> tuple[CNN1d, History]:
-    """Train CNN_PT (preset ``cfg.cnn.preset``, dependent sizes from ``cfg.cnn.arch_seed``).
+def _split_sha(prep) -> str:
+    """The split's fingerprint; a train subset (or a search trial's train/val-only data) carries the
+    whole split's in ``split_info["split_sha256"]``."""
+    return prep.split_info.get("split_sha256") or split_fingerprint(prep)
+
+
+def input_meta(prep) -> dict:
+    """What a saved network needs to be fed: ``L`` (features), ``input_shape`` and ``layout`` (state)."""
+    return {"L": prep.n_features, "input_shape": list(prep.input_shape), "layout": prep.layout_state()}
+
+
+def train_cnn(prep, cfg, run_dir: str | Path, epoch_callback=None) -> tuple[torch.nn.Module, History]:
+    """Train CNN_PT (preset ``cfg.cnn.preset``, dependent sizes from ``cfg.cnn.arch_seed``) on the
+    laid-out images ``prep.X`` (1-D ``CNN1d`` or 2-D ``CNN2d`` by the layout).
 
     Args:
         prep: ``spiking.preprocess.prepare.Prepared``; cfg: ``spiking.config.RunConfig``.
     """
     run_dir = Path(run_dir)
-    L, C = prep.n_features, len(prep.class_names)
-    arch = preset(cfg.cnn.preset, L, seed=cfg.cnn.arch_seed)
+    C = len(prep.class_names)
+    arch = preset_for(cfg.cnn.preset, prep.input_shape, seed=cfg.cnn.arch_seed)
     torch.manual_seed(cfg.cnn.train.seed)
-    model = CNN1d(L, arch, C)
+    model = build_cnn(prep.input_shape, arch, C)
     hist = train(model, CNNObjective(), prep.X["train"], prep.y["train"], prep.X["val"], prep.y["val"],
                  cfg.cnn.train, checkpoint_path=run_dir / "cnn.best.pt", desc="CNN", epoch_callback=epoch_callback)
-    _save(run_dir, "cnn", model, {"kind": "cnn", "arch": arch.as_dict(), "L": L, "n_classes": C,
-                                  "split_sha256": split_fingerprint(prep)}, hist)
+    _save(run_dir, "cnn", model, {"kind": "cnn", "arch": arch.as_dict(), **input_meta(prep), "n_classes": C,
+                                  "split_sha256": _split_sha(prep)}, hist)
     (run_dir / "cnn.best.pt").unlink(missing_ok=True)
     return model, hist
 
@@ -55,13 +70,16 @@ def snn_name(encoding: str) -> str:
     return "snn" if encoding == "direct" else f"snn_{encoding}"
 
 
-def build_snn(L: int, arch: CNNArch, n_classes: int, scfg, encoding: str = "direct") -> SpikingCNN1d:
-    """A ``SpikingCNN1d`` for ``SNNConfig`` ``scfg`` (output = n_classes x population neurons) with input ``encoding``."""
-    return SpikingCNN1d(L, arch, n_classes * scfg.population, neuron=scfg.neuron, beta=scfg.beta,
-                        num_steps=scfg.num_steps, encoding=encoding, delta_threshold=scfg.delta_threshold)
+def build_snn(shape, arch: CNNArch, n_classes: int, scfg, encoding: str = "direct") -> torch.nn.Module:
+    """A ``SpikingCNN1d`` (``shape`` = ``(L,)`` or an int L) or ``SpikingCNN2d`` (``(H, W)``) for
+    ``SNNConfig`` ``scfg`` (output = n_classes x population neurons) with input ``encoding``."""
+    shape = (shape,) if isinstance(shape, int) else tuple(shape)
+    return build_spiking_cnn(shape, arch, n_classes * scfg.population, neuron=scfg.neuron, beta=scfg.beta,
+                             num_steps=scfg.num_steps, encoding=encoding,
+                             delta_threshold=scfg.delta_threshold if len(shape) == 1 else None)
 
 
-def train_snn(prep, cfg, run_dir: str | Path, cnn: CNN1d | None = None, epoch_callback=None,
+def train_snn(prep, cfg, run_dir: str | Path, cnn: torch.nn.Module | None = None, epoch_callback=None,
               encoding: str = "direct"):
     """Train the spiking CNN with input ``encoding``: weight transfer from ``cnn`` (mode ``transfer``)
     or from scratch. Saves ``<snn_name(encoding)>.pt`` and its history in ``run_dir``.
@@ -72,7 +90,7 @@ def train_snn(prep, cfg, run_dir: str | Path, cnn: CNN1d | None = None, epoch_ca
     run_dir = Path(run_dir)
     s = cfg.snn
     name = snn_name(encoding)
-    L, C = prep.n_features, len(prep.class_names)
+    C = len(prep.class_names)
     if s.mode not in ("transfer", "scratch"):
         raise ValueError(f"SNN mode must be 'transfer' or 'scratch', got {s.mode!r}")
     if s.mode == "transfer":
@@ -81,12 +99,12 @@ def train_snn(prep, cfg, run_dir: str | Path, cnn: CNN1d | None = None, epoch_ca
         if s.population != 1:
             raise ValueError("population coding changes the output layer, so it cannot take the CNN's weights; "
                              "use --snn-mode scratch")
-    arch = preset(cfg.cnn.preset, L, seed=cfg.cnn.arch_seed)
+    arch = preset_for(cfg.cnn.preset, prep.input_shape, seed=cfg.cnn.arch_seed)
     torch.manual_seed(s.train.seed)
-    model = build_snn(L, arch, C, s, encoding)
+    model = build_snn(prep.input_shape, arch, C, s, encoding)
     copied, scales = [], None
     if s.mode == "transfer":
-        copied = transfer_weights(cnn, model)
+        copied = transfer_weights_any(cnn, model)
         if s.normalize:
             scales = activation_scales(cnn, prep.X["train"][:NORMALIZE_ROWS], s.percentile)
             normalize_weights(model, scales)
@@ -94,10 +112,10 @@ def train_snn(prep, cfg, run_dir: str | Path, cnn: CNN1d | None = None, epoch_ca
     hist = train(model, objective, prep.X["train"], prep.y["train"], prep.X["val"], prep.y["val"], s.train,
                  checkpoint_path=run_dir / f"{name}.best.pt", desc=f"SNN {encoding}",
                  epoch_callback=epoch_callback)
-    meta = {"kind": "snn", "arch": arch.as_dict(), "L": L, "n_classes": C, "population": s.population,
+    meta = {"kind": "snn", "arch": arch.as_dict(), **input_meta(prep), "n_classes": C, "population": s.population,
             "neuron": s.neuron, "beta": s.beta, "num_steps": s.num_steps, "loss": s.resolved_loss(),
             "mode": s.mode, "encoding": encoding, "delta_threshold": s.delta_threshold, "transferred": copied,
-            "split_sha256": split_fingerprint(prep),
+            "split_sha256": _split_sha(prep),
             "normalization": {"scales": scales, "percentile": s.percentile} if scales else None}
     _save(run_dir, name, model, meta, hist)
     (run_dir / f"{name}.best.pt").unlink(missing_ok=True)
@@ -106,19 +124,22 @@ def train_snn(prep, cfg, run_dir: str | Path, cnn: CNN1d | None = None, epoch_ca
 
 def model_from_checkpoint(ckpt: dict):
     """Rebuild the network described by a saved checkpoint dict (``cnn.pt``/``snn*.pt`` contents or a
-    search trial's ``checkpoint.pt``), weights loaded, in eval mode.
+    search trial's ``checkpoint.pt``), weights loaded, in eval mode. 1-D or 2-D by ``input_shape``
+    (a network saved before layouts existed has none: ``[L]``).
 
     Raises:
         KeyError: the dict lacks ``kind``, ``arch``, ``L``, ``n_classes`` or ``state_dict``.
     """
     arch = CNNArch.from_dict(ckpt["arch"])
+    shape = tuple(ckpt.get("input_shape") or (ckpt["L"],))
     if ckpt["kind"] == "cnn":
-        model = CNN1d(ckpt["L"], arch, ckpt["n_classes"])
+        model = build_cnn(shape, arch, ckpt["n_classes"])
     else:
-        model = SpikingCNN1d(ckpt["L"], arch, ckpt["n_classes"] * ckpt["population"], neuron=ckpt["neuron"],
-                             beta=ckpt["beta"], num_steps=ckpt["num_steps"],
-                             encoding=ckpt.get("encoding", "direct"),
-                             delta_threshold=ckpt.get("delta_threshold", DELTA_THRESHOLD))
+        model = build_spiking_cnn(shape, arch, ckpt["n_classes"] * ckpt["population"], neuron=ckpt["neuron"],
+                                  beta=ckpt["beta"], num_steps=ckpt["num_steps"],
+                                  encoding=ckpt.get("encoding", "direct"),
+                                  delta_threshold=ckpt.get("delta_threshold", DELTA_THRESHOLD)
+                                  if len(shape) == 1 else None)
     model.load_state_dict(ckpt["state_dict"])
     model.eval()
     return model
@@ -143,3 +164,41 @@ def load_model(path: str | Path, device: str = "cpu"):
         return model_from_checkpoint(ckpt), ckpt
     except (KeyError, TypeError, ValueError, RuntimeError) as e:
         raise ValueError(f"{path}: cannot rebuild the network ({type(e).__name__}: {e})") from None
+
+
+def network_layout(meta: dict):
+    """The fitted layout a saved network was trained on (``meta["layout"]``), or None for file
+    order (identity; also every network saved before layouts existed).
+
+    Raises:
+        ValueError: a damaged layout state, or one whose image shape is not the network's input shape.
+    """
+    from ..layout.state import layout_from_state
+
+    state = meta.get("layout")
+    if not state or state.get("name") == "identity":
+        return None
+    layout = layout_from_state(state)
+    if list(layout.shape_) != list(meta.get("input_shape") or []):
+        raise ValueError(f"saved layout {state.get('name')} makes {list(layout.shape_)} images, but the network "
+                         f"takes {meta.get('input_shape')}")
+    return layout
+
+
+def network_inputs(meta: dict, prep, part: str):
+    """The rows of ``prep``'s ``part`` laid out as the saved network (``meta``) was trained: its own
+    layout applied to the scaled features, whatever layout ``prep`` was made with.
+
+    Returns float32 ``(n, 1, *input_shape)``. Raises ValueError when the network's layout was
+    fitted on another number of features.
+    """
+    layout = network_layout(meta)
+    feats = prep.features(part)
+    if layout is None:
+        if meta.get("L") not in (None, feats.shape[1]):
+            raise ValueError(f"network for {meta.get('L')} features, data has {feats.shape[1]}")
+        return feats[:, None, :]
+    if layout.n_features_in_ != feats.shape[1]:
+        raise ValueError(f"the network's {meta['layout']['name']} layout places {layout.n_features_in_} features, "
+                         f"the data has {feats.shape[1]}")
+    return layout.transform(feats) if len(feats) else np.zeros((0, 1, *layout.shape_), np.float32)

@@ -1,0 +1,599 @@
+"""The layout ablation: does the spatial arrangement of the features help the CNN and its spiking version?
+
+Experiment files with ``kind = "layout_ablation"`` (``experiments/layout_ablation.toml``) name the
+layouts (``spiking.layout``) and the seeds to compare. ``run_ablation`` runs one Ray Tune trial per
+(layout, seed), a grid (``tune.grid_search``), on ONE split of the shards (the experiment's
+``[data]``): each trial fits its layout on the training rows only, trains CNN_PT (the ``[cnn]``
+preset, adapted to the image shape: ``CNN1d`` for a strip, ``CNN2d`` for an image) with early
+stopping on validation balanced accuracy, transfers its weights to the LIF network (``[snn]``,
+direct input, data-based weight normalisation) and fine-tunes it; both networks, each holding its
+fitted layout, go into the trial's checkpoint. The driver then copies every network to
+``<storage>/<name>/networks/<layout>_seed<k>/``, scores each ONCE on the held-out test split
+(``spiking.evaluation.evaluate.evaluate_network``: the layout saved with the network is applied
+to the test rows), fits the logistic-regression baseline on the same split (it sees the features
+in file order, so one baseline serves every layout), and writes:
+
+* ``results.json``: the main job's schema (every network a model entry, plus the baseline) and an
+  ``ablation`` block: per layout, the CNN's and the SNN's test balanced accuracy mean and
+  standard deviation over the seeds (``numpy.std(ddof=1)``), macro-F1 mean, and the SNN's
+  synaptic operations (SynOps) and energy per inference;
+* ``table.md`` (the Markdown table of the README) and ``results.txt``;
+* ``trials.json`` (one line per trial: validation figures, epochs, seconds);
+* ``ablation.png`` (test balanced accuracy per layout, mean and sd, CNN and SNN) and, per layout,
+  the feature map, one test sample's image and the mean training image per class
+  (``figures/<layout>_*.png``, from the seed-0 network's saved layout).
+
+Only the train and validation parts reach the trials.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from . import storage as st
+from .tuner import SearchError, _ray_init, _trial_dirname
+
+KIND = "layout_ablation"
+EXPERIMENT_FILE = "experiment.json"
+#: Settings of ``[cnn]`` and ``[snn]`` and their defaults (``spiking.config``'s, direct input only).
+_CNN_DEFAULTS = {"preset": "cnn_pt2", "arch_seed": 0, "lr": 1e-3, "batch_size": 64, "patience": 15}
+_SNN_DEFAULTS = {"neuron": "leaky", "beta": 1.0, "num_steps": 10, "lr": 3e-4, "patience": 5, "normalize": True,
+                 "percentile": 99.9}
+_BUDGET_KEYS = {"cnn_epochs", "snn_epochs", "max_train_rows", "batch_size", "seeds", "layouts", "max_concurrent"}
+_TOP_KEYS = {"description", "kind", "layouts", "seeds", "data", "cnn", "snn", "resources", "budgets"}
+
+
+@dataclass(frozen=True)
+class AblationBudget:
+    """How much of the ablation to run: epochs per network, train rows, batch size, seeds, layouts."""
+
+    name: str
+    cnn_epochs: int
+    snn_epochs: int
+    max_train_rows: int | None
+    batch_size: int
+    seeds: tuple[int, ...]
+    layouts: tuple[str, ...]
+    max_concurrent: int
+
+    def as_dict(self) -> dict:
+        return {"name": self.name, "cnn_epochs": self.cnn_epochs, "snn_epochs": self.snn_epochs,
+                "max_train_rows": self.max_train_rows, "batch_size": self.batch_size, "seeds": list(self.seeds),
+                "layouts": list(self.layouts), "max_concurrent": self.max_concurrent}
+
+
+@dataclass(frozen=True)
+class AblationExperiment:
+    """A parsed, checked ``kind = "layout_ablation"`` file (see the module doc)."""
+
+    name: str
+    description: str
+    data: dict
+    cnn: dict
+    snn: dict
+    resources: dict
+    budgets: dict = field(repr=False)
+    source: str = ""
+    raw: dict = field(default_factory=dict, repr=False)
+    kind: str = KIND
+    environment: str = "torch"
+    weight_transfer: bool = False  # no weights from another experiment (each trial trains its own CNN)
+
+    def budget(self, name: str) -> AblationBudget:
+        if name not in self.budgets:
+            raise SearchError(f"experiment {self.name!r} has no budget {name!r}; valid: {sorted(self.budgets)}")
+        return self.budgets[name]
+
+    def as_dict(self) -> dict:
+        return {"name": self.name, "kind": self.kind, "description": self.description, "data": self.data,
+                "cnn": self.cnn, "snn": self.snn, "resources": self.resources, "source": self.source}
+
+
+def parse_ablation(name: str, raw: dict, source: str = "") -> AblationExperiment:
+    """Check a ``layout_ablation`` file and fill in the defaults.
+
+    Raises:
+        ExperimentError: unknown keys, unknown layouts, fewer than one seed, invalid settings.
+    """
+    from ..layout import LAYOUTS
+    from .registry import _DATA_DEFAULTS, BUDGETS, ExperimentError
+
+    try:  # the torch environment; in the Keras/NengoDL one the file is checked where it runs
+        from ..models.cnn import PRESETS
+        from ..models.snn import NEURONS
+    except ImportError:
+        PRESETS, NEURONS = None, None
+
+    where = source or name
+
+    def fail(msg: str):
+        raise ExperimentError(f"{where}: {msg}")
+
+    if set(raw) - _TOP_KEYS:
+        fail(f"unknown keys {sorted(set(raw) - _TOP_KEYS)}; allowed: {sorted(_TOP_KEYS)}")
+
+    def layouts_of(v, what):
+        if not isinstance(v, list) or not v or len(set(v)) != len(v) or any(x not in LAYOUTS for x in v):
+            fail(f"{what} must be a non-empty list of distinct layouts from {sorted(LAYOUTS)}, got {v!r}")
+        return tuple(v)
+
+    def seeds_of(v, what):
+        if (not isinstance(v, list) or not v or len(set(v)) != len(v)
+                or any(isinstance(x, bool) or not isinstance(x, int) or x < 0 for x in v)):
+            fail(f"{what} must be a non-empty list of distinct integers >= 0, got {v!r}")
+        return tuple(v)
+
+    layouts = layouts_of(raw.get("layouts"), "layouts")
+    seeds = seeds_of(raw.get("seeds"), "seeds")
+    data = {**_DATA_DEFAULTS, **raw.get("data", {})}
+    if set(data) - set(_DATA_DEFAULTS):
+        fail(f"[data] unknown keys {sorted(set(data) - set(_DATA_DEFAULTS))}")
+    if data["layout"] != "identity":
+        fail("[data] layout: the ablation compares the layouts of `layouts`; leave [data] layout unset")
+    shape = data["layout_shape"]
+    if shape is not None and (not isinstance(shape, list) or len(shape) != 2
+                              or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in shape)):
+        fail(f"[data] layout_shape (the embedding_2d image) must be [H, W] with positive integers, got {shape!r}")
+    cnn = {**_CNN_DEFAULTS, **raw.get("cnn", {})}
+    if set(cnn) - set(_CNN_DEFAULTS):
+        fail(f"[cnn] unknown keys {sorted(set(cnn) - set(_CNN_DEFAULTS))}")
+    if PRESETS is not None and cnn["preset"] not in PRESETS:
+        fail(f"[cnn] preset must be one of {sorted(PRESETS)}, got {cnn['preset']!r}")
+    snn = {**_SNN_DEFAULTS, **raw.get("snn", {})}
+    if set(snn) - set(_SNN_DEFAULTS):
+        fail(f"[snn] unknown keys {sorted(set(snn) - set(_SNN_DEFAULTS))}")
+    if NEURONS is not None and snn["neuron"] not in NEURONS:
+        fail(f"[snn] neuron must be one of {NEURONS}, got {snn['neuron']!r}")
+    for sec, d in (("cnn", cnn), ("snn", snn)):
+        if not (isinstance(d["lr"], (int, float)) and 0 < d["lr"] < 1):
+            fail(f"[{sec}] lr must be in (0, 1), got {d['lr']!r}")
+        if isinstance(d["patience"], bool) or not isinstance(d["patience"], int) or d["patience"] < 0:
+            fail(f"[{sec}] patience must be an integer >= 0, got {d['patience']!r}")
+    if not (0 <= float(snn["beta"]) <= 1) or not (isinstance(snn["num_steps"], int) and 1 <= snn["num_steps"] <= 1000):
+        fail(f"[snn] needs beta in [0, 1] and an integer num_steps in [1, 1000], got {snn['beta']}, {snn['num_steps']}")
+    if not 0 < float(snn["percentile"]) <= 100:
+        fail(f"[snn] percentile must be in (0, 100], got {snn['percentile']}")
+    res = {"cpus_per_trial": 1, "max_concurrent": 1, **raw.get("resources", {})}
+    if set(res) - {"cpus_per_trial", "max_concurrent"} or not (res["cpus_per_trial"] > 0 and res["max_concurrent"] >= 1):
+        fail(f"[resources] takes cpus_per_trial > 0 and max_concurrent >= 1, got {res}")
+
+    budgets = {}
+    raw_b = raw.get("budgets", {})
+    if set(raw_b) != set(BUDGETS):
+        fail(f"[budgets] must define exactly {list(BUDGETS)}, got {sorted(raw_b)}")
+    for bname in BUDGETS:
+        b = raw_b[bname]
+        if set(b) - _BUDGET_KEYS:
+            fail(f"[budgets.{bname}] unknown keys {sorted(set(b) - _BUDGET_KEYS)}")
+        ints = {k: b.get(k) for k in ("cnn_epochs", "snn_epochs")}
+        if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in ints.values()):
+            fail(f"[budgets.{bname}] needs integers cnn_epochs >= 1 and snn_epochs >= 1, got {ints}")
+        mtr = b.get("max_train_rows")
+        if mtr is not None and (isinstance(mtr, bool) or not isinstance(mtr, int) or mtr < 2):
+            fail(f"[budgets.{bname}] max_train_rows must be an integer >= 2")
+        bs = b.get("batch_size", cnn["batch_size"])
+        if isinstance(bs, bool) or not isinstance(bs, int) or bs < 1:
+            fail(f"[budgets.{bname}] batch_size must be an integer >= 1")
+        bseeds = seeds_of(b["seeds"], f"[budgets.{bname}] seeds") if "seeds" in b else seeds
+        blayouts = layouts_of(b["layouts"], f"[budgets.{bname}] layouts") if "layouts" in b else layouts
+        maxc = b.get("max_concurrent", res["max_concurrent"])
+        if isinstance(maxc, bool) or not isinstance(maxc, int) or maxc < 1:
+            fail(f"[budgets.{bname}] max_concurrent must be an integer >= 1")
+        budgets[bname] = AblationBudget(bname, ints["cnn_epochs"], ints["snn_epochs"], mtr, bs, bseeds, blayouts, maxc)
+    return AblationExperiment(name=name, description=str(raw.get("description", "")), data=data, cnn=cnn, snn=snn,
+                              resources=res, budgets=budgets, source=source, raw=raw)
+
+
+# --------------------------------------------------------------------------- checks before any trial
+def image_shape(layout: str, n_features: int, layout_shape=None) -> tuple[int, ...]:
+    """The image shape layout ``layout`` gives ``n_features`` features, without fitting it."""
+    import math
+
+    side = math.isqrt(n_features - 1) + 1
+    if layout == "square":
+        return (side, side)
+    if layout == "embedding_2d":
+        return tuple(layout_shape) if layout_shape else (side, side)
+    return (n_features,)
+
+
+def check_networks(exp: AblationExperiment, b: AblationBudget, n_features: int, n_classes: int) -> dict:
+    """``{layout: arch dict}``: the CNN_PT preset adapted to every layout's image, and the LIF
+    network's settings checked, before any trial starts.
+
+    Raises:
+        SearchError: a layout whose image the preset cannot fit, an image with fewer pixels than
+            features, or LIF settings the model refuses.
+    """
+    from ..models.build import build_spiking_cnn, preset_for
+
+    out = {}
+    for layout in b.layouts:
+        shape = image_shape(layout, n_features, exp.data["layout_shape"])
+        if int(np.prod(shape)) < n_features:
+            raise SearchError(f"[data] layout_shape {list(shape)} has fewer pixels than the {n_features} features")
+        try:
+            arch = preset_for(exp.cnn["preset"], shape, seed=int(exp.cnn["arch_seed"]))
+            build_spiking_cnn(shape, arch, n_classes, neuron=exp.snn["neuron"], beta=float(exp.snn["beta"]),
+                              num_steps=int(exp.snn["num_steps"]))
+        except ValueError as e:
+            raise SearchError(f"layout {layout} ({'x'.join(map(str, shape))}): {e}") from None
+        out[layout] = {"input_shape": list(shape), "arch": arch.as_dict()}
+    return out
+
+
+# --------------------------------------------------------------------------- the trial
+def run_config_for(exp: AblationExperiment, b: AblationBudget, layout: str, seed: int, device: str = "cpu"):
+    """The ``spiking.config.RunConfig`` of one (layout, seed) trial: the experiment's CNN and LIF
+    settings, training seeded with ``seed``, the layout's seed = ``seed`` (so ``random`` is another
+    permutation per seed and its spread includes the permutation's)."""
+    from ..config import RunConfig
+    from ..training.settings import TrainConfig
+
+    cfg = RunConfig()
+    d = exp.data
+    cfg.data.top_k, cfg.data.fractions, cfg.data.seed = int(d["top_k"]), tuple(d["fractions"]), int(d["seed"])
+    cfg.data.log2, cfg.data.zscore = bool(d["log2"]), str(d["zscore"])
+    cfg.data.layout = layout
+    cfg.data.layout_shape = tuple(d["layout_shape"]) if (d["layout_shape"] and layout == "embedding_2d") else None
+    cfg.data.layout_seed = int(seed)
+    cfg.cnn.preset, cfg.cnn.arch_seed = exp.cnn["preset"], int(exp.cnn["arch_seed"])
+    cfg.cnn.train = TrainConfig(epochs=b.cnn_epochs, batch_size=b.batch_size, lr=float(exp.cnn["lr"]),
+                                patience=int(exp.cnn["patience"]), seed=int(seed), device=device, progress=False)
+    s = cfg.snn
+    s.mode, s.neuron, s.beta, s.num_steps = "transfer", exp.snn["neuron"], float(exp.snn["beta"]), int(exp.snn["num_steps"])
+    s.normalize, s.percentile, s.encodings, s.population = bool(exp.snn["normalize"]), float(exp.snn["percentile"]), ("direct",), 1
+    s.train = TrainConfig(epochs=b.snn_epochs, batch_size=b.batch_size, lr=float(exp.snn["lr"]),
+                          patience=int(exp.snn["patience"]), seed=int(seed), device=device, progress=False)
+    cfg.validate()
+    return cfg
+
+
+def ablation_trial(config: dict, payload: dict) -> None:
+    """Ray Tune function trainable of one (layout, seed): fit the layout on the training rows, train
+    the CNN, transfer to the LIF network and fine-tune it; report the validation figures with a
+    checkpoint holding ``cnn.pt``, ``snn.pt`` and their histories (the run-folder format)."""
+    import torch
+    from ray import tune
+
+    from ..layout.state import fit_layout
+    from ..preprocess.prepare import Prepared, _lay_out
+    from ..training.jobs import train_cnn, train_snn
+
+    torch.set_num_threads(max(1, int(payload["cpus_per_trial"])))
+    layout, seed = str(config["layout"]), int(config["seed"])
+    exp, b = payload["experiment"], payload["budget"]
+    cfg = run_config_for(exp, b, layout, seed)
+    flat = {"train": np.array(payload["X_train"]), "val": np.array(payload["X_val"])}
+    t0 = time.perf_counter()
+    fitted = None if layout == "identity" else fit_layout(layout, flat["train"], shape=cfg.data.layout_shape,
+                                                          seed=cfg.data.layout_seed)
+    fit_s = time.perf_counter() - t0
+    fitted, X = _lay_out(flat, "identity", None, 0, fitted=fitted)
+    prep = Prepared(X=X, y={"train": np.array(payload["y_train"]), "val": np.array(payload["y_val"])},
+                    ids={"train": np.array(payload["ids_train"]), "val": np.array(payload["ids_val"])},
+                    class_names=list(payload["class_names"]), feature_names=list(payload["feature_names"]),
+                    preprocessor=None, split_info={"split_sha256": payload["split_sha256"]}, layout=fitted)
+    with tempfile.TemporaryDirectory(prefix="spiking-ablation-") as d:
+        cnn, hc = train_cnn(prep, cfg, d)
+        _, hs = train_snn(prep, cfg, d, cnn=cnn, encoding="direct")
+        metrics = {"val_balanced_accuracy": hs.best_val_balanced_accuracy,
+                   "cnn_val_balanced_accuracy": hc.best_val_balanced_accuracy,
+                   "snn_val_balanced_accuracy": hs.best_val_balanced_accuracy,
+                   "cnn_epochs": len(hc.epochs), "snn_epochs": len(hs.epochs),
+                   "cnn_train_seconds": hc.train_seconds, "snn_train_seconds": hs.train_seconds,
+                   "layout_fit_seconds": fit_s, "input_shape": "x".join(map(str, prep.input_shape))}
+        tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(d))
+
+
+# --------------------------------------------------------------------------- the driver
+def _has_state(fs, exp_dir: str) -> bool:
+    if not st.exists(fs, exp_dir):
+        return False
+    import pyarrow.fs as pafs
+
+    infos = fs.get_file_info(pafs.FileSelector(exp_dir, recursive=False))
+    return any(i.base_name == EXPERIMENT_FILE or i.base_name.startswith(("experiment_state", "tuner.pkl"))
+               for i in infos)
+
+
+def run_ablation(name: str, *, shards: str, budget: str = "smoke", storage: str | None = None, resume: bool = False,
+                 overwrite: bool = False, cpus_per_trial: float | None = None, max_concurrent: int | None = None,
+                 ray_num_cpus: int | None = None, verbose: int = 1, max_failures: int = 1, seed: int = 42) -> dict:
+    """Run the ``layout_ablation`` experiment ``name`` and export its results (see the module doc).
+
+    Args:
+        shards: Parquet shards written by ``spiking ingest`` (local path or URI).
+        budget: ``smoke`` | ``small`` | ``paper`` (epochs, train rows, seeds and layouts).
+        storage: local folder or ``s3://bucket/prefix`` (default ``runs/tune``).
+        resume: continue an interrupted ablation (``Tuner.restore``; finished trials are kept).
+        overwrite: delete an existing ablation folder and start over.
+        cpus_per_trial, max_concurrent: override the file's resources.
+        seed: seeds the train-row subset (the split is the ``[data]`` seed's; training and layouts
+            use the budget's seeds).
+
+    Returns:
+        ``{"experiment", "budget", "path", "results", "table", "markdown", "trials", "seconds"}``.
+
+    Raises:
+        ValueError (``SearchError``, ``StorageError``, ``ExperimentError``): anything that stops the
+        ablation before a trial starts, or every trial failing.
+    """
+    t0 = time.perf_counter()
+    from .data import load_split
+    from .registry import load_experiment
+
+    exp = load_experiment(name)
+    if getattr(exp, "kind", None) != KIND:
+        raise SearchError(f"experiment {name!r} is not a layout ablation (kind {exp.kind!r})")
+    b = exp.budget(budget)
+    fs, root = st.open_storage(storage)
+    exp_dir = st.join(fs, root, exp.name)
+    exp_uri = st.to_uri(fs, exp_dir)
+    if resume:
+        from ray import tune
+
+        if not tune.Tuner.can_restore(exp_dir, storage_filesystem=None if st.is_local(fs) else fs):
+            raise SearchError(f"nothing to resume at {exp_uri} (no Tune experiment state there)")
+        saved = json.loads(st.read_text(fs, st.join(fs, exp_dir, EXPERIMENT_FILE)))
+        if saved.get("budget", {}).get("name") != b.name or saved.get("seed") != seed:
+            raise SearchError(f"{exp_uri} was started with budget {saved.get('budget', {}).get('name')!r} and seed "
+                              f"{saved.get('seed')}; resume it with the same budget and seed")
+    elif _has_state(fs, exp_dir) and not overwrite:
+        raise SearchError(f"experiment folder {exp_uri} already holds an ablation; use --resume to continue it, "
+                          "--overwrite to start over, or another --storage")
+    cpus = float(cpus_per_trial if cpus_per_trial is not None else exp.resources["cpus_per_trial"])
+    maxc = int(max_concurrent if max_concurrent is not None else b.max_concurrent)
+    if cpus <= 0 or maxc < 1:
+        raise SearchError(f"cpus_per_trial must be > 0 and max_concurrent >= 1, got {cpus}, {maxc}")
+
+    data = {**exp.data, "layout": "identity", "layout_shape": None}
+    prep_full, prep, dataset_info = load_split(shards, data, b.max_train_rows, seed)
+    from ..preprocess.prepare import split_fingerprint
+
+    split_sha = split_fingerprint(prep_full)
+    archs = check_networks(exp, b, prep.n_features, len(prep.class_names))
+    meta = {"experiment": exp.name, "kind": KIND, "description": exp.description, "budget": b.as_dict(),
+            "seed": seed, "storage": st.to_uri(fs, root), "path": exp_uri, "shards": str(shards),
+            "cpus_per_trial": cpus, "max_concurrent": maxc, "split_sha256": split_sha,
+            "train_rows": int(len(prep.y["train"])), "networks": archs, "spec": exp.as_dict()}
+    if not resume:
+        if overwrite and st.exists(fs, exp_dir):
+            fs.delete_dir(exp_dir)
+        st.write_text(fs, st.join(fs, exp_dir, EXPERIMENT_FILE), json.dumps(meta, indent=2, default=str) + "\n")
+
+    payload = {"X_train": prep.features("train"), "y_train": prep.y["train"], "ids_train": prep.ids["train"],
+               "X_val": prep.features("val"), "y_val": prep.y["val"], "ids_val": prep.ids["val"],
+               "class_names": list(prep.class_names), "feature_names": list(prep.feature_names),
+               "split_sha256": split_sha, "experiment": exp, "budget": b, "cpus_per_trial": cpus}
+    started = _ray_init(ray_num_cpus)
+    try:
+        from ray import tune
+
+        trainable = tune.with_resources(tune.with_parameters(ablation_trial, payload=payload), {"cpu": cpus})
+        custom_fs = None if st.is_local(fs) else fs
+        if resume:
+            tuner = tune.Tuner.restore(exp_dir, trainable=trainable, resume_errored=True, storage_filesystem=custom_fs)
+        else:
+            tuner = tune.Tuner(
+                trainable,
+                param_space={"layout": tune.grid_search(list(b.layouts)), "seed": tune.grid_search(list(b.seeds))},
+                tune_config=tune.TuneConfig(max_concurrent_trials=maxc, trial_dirname_creator=_trial_dirname,
+                                            trial_name_creator=_trial_dirname, reuse_actors=False),
+                run_config=tune.RunConfig(name=exp.name, storage_path=root, storage_filesystem=custom_fs,
+                                          verbose=verbose,
+                                          failure_config=tune.FailureConfig(max_failures=max_failures)))
+        grid = tuner.fit()
+    finally:
+        if started:
+            import ray
+
+            ray.shutdown()
+    out = export_ablation(exp, b, grid, fs=fs, exp_dir=exp_dir, prep=prep_full, dataset_info=dataset_info,
+                          meta=meta, seed=seed)
+    return {"experiment": exp.name, "budget": b.name, "path": exp_uri, **out, "seconds": time.perf_counter() - t0}
+
+
+def _sd(values: list[float]) -> float | None:
+    return float(np.std(values, ddof=1)) if len(values) > 1 else None
+
+
+def summarize(networks: list[dict], layouts: tuple[str, ...]) -> list[dict]:
+    """Per layout (in ``layouts`` order): CNN and SNN test balanced accuracy mean / sd over the seeds,
+    macro-F1 mean, and the SNN's SynOps, MACs and energy per inference (means; SynOps sd)."""
+    rows = []
+    for layout in layouts:
+        row = {"layout": layout}
+        for role in ("cnn", "snn"):
+            es = [n for n in networks if n["layout"] == layout and n["role"] == role]
+            if not es:
+                row[role] = None
+                continue
+            bal = [e["entry"]["test"]["balanced_accuracy"] for e in es]
+            eff = [e["entry"]["efficiency"] for e in es]
+            row[role] = {"n": len(es), "seeds": [e["seed"] for e in es],
+                         "balanced_accuracy_mean": float(np.mean(bal)), "balanced_accuracy_sd": _sd(bal),
+                         "balanced_accuracies": bal,
+                         "macro_f1_mean": float(np.mean([e["entry"]["test"]["macro_f1"] for e in es])),
+                         "synops_mean": float(np.mean([f["synops"] for f in eff])),
+                         "synops_sd": _sd([f["synops"] for f in eff]),
+                         "macs_mean": float(np.mean([f["macs"] for f in eff])),
+                         "energy_pj_mean": float(np.mean([f["energy_pj"] for f in eff])),
+                         "parameters": int(es[0]["entry"]["parameters"]),
+                         "input_shape": es[0]["entry"]["layout"]["input_shape"]}
+            if role == "snn":
+                ratios = [f.get("energy_ratio_vs_cnn") for f in eff if f.get("energy_ratio_vs_cnn") is not None]
+                row[role]["energy_ratio_vs_cnn_mean"] = float(np.mean(ratios)) if ratios else None
+        rows.append(row)
+    return rows
+
+
+def _pct(mean, sd) -> str:
+    return f"{100 * mean:.2f} ± {100 * sd:.2f}" if sd is not None else f"{100 * mean:.2f}"
+
+
+ABLATION_HEADER = ["layout", "image", "seeds", "CNN bal. acc. (%)", "SNN bal. acc. (%)", "SNN SynOps / inference",
+                   "SNN energy (µJ)", "SNN / CNN energy"]
+
+
+def table_rows(rows: list[dict], baseline: dict | None) -> list[list[str]]:
+    """Cells of the ablation table (:data:`ABLATION_HEADER`): one row per layout, test balanced
+    accuracy (%) mean ± sd over the seeds for CNN and SNN, the SNN's SynOps and energy per
+    inference (means), the SNN/CNN energy ratio; the baseline last."""
+    out = []
+    for r in rows:
+        c, s = r.get("cnn"), r.get("snn")
+        if not c or not s:
+            out.append([r["layout"], "-", "0", "failed", "failed", "-", "-", "-"])
+            continue
+        ratio = s.get("energy_ratio_vs_cnn_mean")
+        out.append([r["layout"], "x".join(map(str, c["input_shape"])), str(s["n"]),
+                    _pct(c["balanced_accuracy_mean"], c["balanced_accuracy_sd"]),
+                    _pct(s["balanced_accuracy_mean"], s["balanced_accuracy_sd"]),
+                    f"{s['synops_mean'] / 1e6:.2f} M", f"{s['energy_pj_mean'] / 1e6:.3f}",
+                    f"{ratio:.2f}" if ratio is not None else "-"])
+    if baseline is not None:
+        out.append(["logistic regression (any layout)", "-", "-", f"{100 * baseline['test']['balanced_accuracy']:.2f}",
+                    "-", "-", "-", "-"])
+    return out
+
+
+def markdown_table(rows: list[dict], baseline: dict | None) -> str:
+    """The README table (:func:`table_rows` as Markdown)."""
+    lines = ["| " + " | ".join(ABLATION_HEADER) + " |", "|---|---|---:|---:|---:|---:|---:|---:|"]
+    lines += ["| " + " | ".join(cells) + " |" for cells in table_rows(rows, baseline)]
+    return "\n".join(lines)
+
+
+def export_ablation(exp: AblationExperiment, b: AblationBudget, grid, *, fs, exp_dir: str, prep, dataset_info: dict,
+                    meta: dict, seed: int) -> dict:
+    """Copy every trial's networks to ``networks/``, score each once on test, write the results
+    (see the module doc). Raises SearchError when no trial finished."""
+    from ..evaluation.evaluate import add_energy_ratios, evaluate_logreg, evaluate_network
+    from ..evaluation.results import format_table, write_results
+
+    networks, trials = [], []
+    with tempfile.TemporaryDirectory(prefix="spiking-ablation-export-") as tmp:
+        for r in grid:
+            cfg = {"layout": r.config["layout"], "seed": int(r.config["seed"])}
+            rec = {**cfg, "error": str(r.error) if r.error else None, **{k: v for k, v in (r.metrics or {}).items()
+                   if k in ("cnn_val_balanced_accuracy", "snn_val_balanced_accuracy", "cnn_epochs", "snn_epochs",
+                            "cnn_train_seconds", "snn_train_seconds", "layout_fit_seconds", "input_shape")}}
+            trials.append(rec)
+            if r.checkpoint is None:
+                continue
+            folder = f"{cfg['layout']}_seed{cfg['seed']}"
+            local = Path(tmp) / folder
+            with r.checkpoint.as_directory() as d:
+                local.mkdir()
+                for f in sorted(Path(d).iterdir()):
+                    if f.is_file():
+                        (local / f.name).write_bytes(f.read_bytes())
+            for f in sorted(local.iterdir()):
+                st.write_bytes(fs, st.join(fs, exp_dir, "networks", folder, f.name), f.read_bytes())
+            pair = []
+            for role in ("cnn", "snn"):
+                entry = evaluate_network(local / f"{role}.pt", prep)
+                entry["name"] = f"{folder}:{role}"
+                entry["ablation"] = {**cfg, "role": role, "file": f"networks/{folder}/{role}.pt"}
+                pair.append(entry)
+                networks.append({**cfg, "role": role, "entry": entry})
+            add_energy_ratios(pair)
+        if not networks:
+            errors = [t["error"] for t in trials if t["error"]]
+            raise SearchError("no ablation trial finished" + (f"; first error:\n{errors[0]}" if errors else ""))
+        baseline = evaluate_logreg(prep, seed=seed)
+        rows = summarize(networks, b.layouts)
+        counts = {c: int(np.sum(prep.y["test"] == i)) for i, c in enumerate(prep.class_names)}
+        models = [n["entry"] for n in networks] + [baseline]
+        results = {"dataset": dataset_info, "split": {**prep.split_info, "test_class_counts": counts},
+                   "models": models,
+                   "ablation": {"experiment": exp.name, "budget": b.as_dict(), "layouts": list(b.layouts),
+                                "seeds": list(b.seeds), "rows": rows, "sd": "sample standard deviation (ddof=1)",
+                                "n_trials": len(trials), "n_errors": sum(t["error"] is not None for t in trials),
+                                "networks": meta.get("networks")},
+                   "run": {"name": exp.name, "config": {"experiment": exp.name, "budget": b.name, "seed": seed}}}
+        path = write_results(results, Path(tmp) / "results.json")
+        st.write_bytes(fs, st.join(fs, exp_dir, "results.json"), path.read_bytes())
+        md = markdown_table(rows, baseline)
+        st.write_text(fs, st.join(fs, exp_dir, "table.md"), md + "\n")
+        table = format_table(models)
+        st.write_text(fs, st.join(fs, exp_dir, "results.txt"), table + "\n")
+        st.write_text(fs, st.join(fs, exp_dir, "trials.json"), json.dumps(trials, indent=2, default=str) + "\n")
+        figs = Path(tmp) / "figures"
+        written = write_figures(rows, networks, prep, figs)
+        for f in written:
+            rel = f.relative_to(Path(tmp)).as_posix()
+            st.write_bytes(fs, st.join(fs, exp_dir, rel), f.read_bytes())
+    return {"results": results, "table": table, "markdown": md, "trials": trials,
+            "figures": [f.relative_to(Path(tmp)).as_posix() for f in written]}
+
+
+def write_figures(rows: list[dict], networks: list[dict], prep, out: Path) -> list[Path]:
+    """``ablation.png`` (test balanced accuracy per layout, mean ± sd over seeds, CNN and SNN) and, per
+    layout, the feature map, the first test sample's image and the mean training image per class,
+    from the layout saved with that layout's first network. Returns the files written."""
+    from ..layout.figures import plot_class_mean_images, plot_feature_map, plot_sample_image
+    from ..training.jobs import load_model, network_layout
+    from ..layout.state import identity_state, layout_from_state
+
+    out.mkdir(parents=True, exist_ok=True)
+    written = [_accuracy_figure(rows, out / "ablation.png")]
+    done = set()
+    for n in networks:
+        if n["layout"] in done or n["role"] != "cnn":
+            continue
+        done.add(n["layout"])
+        _, meta = load_model(_network_path(n, out))
+        layout = network_layout(meta) or layout_from_state(identity_state(prep.n_features))
+        stem = out / n["layout"]
+        written.append(plot_feature_map(layout, prep.feature_names, stem.with_name(f"{n['layout']}_feature_map.png")))
+        csv = stem.with_name(f"{n['layout']}_feature_map.csv")
+        if csv.exists():
+            written.append(csv)
+        cls = prep.class_names[int(prep.y["test"][0])]
+        written.append(plot_sample_image(layout, prep.features("test")[0],
+                                         stem.with_name(f"{n['layout']}_sample.png"),
+                                         title=f"{n['layout']}: test sample {prep.ids['test'][0]} ({cls})"))
+        written.append(plot_class_mean_images(layout, prep.features("train"), prep.y["train"], prep.class_names,
+                                              stem.with_name(f"{n['layout']}_class_means.png")))
+    return [Path(p) for p in written]
+
+
+def _network_path(n: dict, figures_dir: Path) -> Path:
+    return figures_dir.parent / n["entry"]["ablation"]["file"].removeprefix("networks/")
+
+
+def _accuracy_figure(rows: list[dict], path: Path) -> Path:
+    from matplotlib.figure import Figure
+
+    ok = [r for r in rows if r.get("cnn") and r.get("snn")]
+    fig = Figure(figsize=(1.3 * max(3, len(ok)) + 1.5, 3.6), dpi=120, layout="constrained")
+    ax = fig.subplots()
+    x = np.arange(len(ok))
+    for k, (role, label) in enumerate((("cnn", "CNN"), ("snn", "SNN (LIF)"))):
+        means = [100 * r[role]["balanced_accuracy_mean"] for r in ok]
+        sds = [100 * (r[role]["balanced_accuracy_sd"] or 0.0) for r in ok]
+        ax.bar(x + (k - 0.5) * 0.38, means, 0.38, yerr=sds, capsize=3, label=label)
+        for i, r in enumerate(ok):
+            ax.plot(np.full(len(r[role]["balanced_accuracies"]), x[i] + (k - 0.5) * 0.38),
+                    100 * np.asarray(r[role]["balanced_accuracies"]), "k.", ms=3)
+    lo = min(100 * min(min(r["cnn"]["balanced_accuracies"]), min(r["snn"]["balanced_accuracies"])) for r in ok)
+    ax.set_ylim(max(0.0, lo - 5), 100)
+    ax.set_xticks(x, [r["layout"] for r in ok], rotation=15)
+    ax.set_ylabel("test balanced accuracy (%)")
+    ax.set_title("Layout ablation: mean ± sd over seeds (dots: single seeds)")
+    ax.legend(loc="lower right")
+    fig.savefig(path)
+    return path
+
+
+__all__ = ["AblationExperiment", "AblationBudget", "parse_ablation", "run_ablation", "summarize", "markdown_table",
+           "check_networks", "image_shape", "run_config_for", "ablation_trial", "export_ablation", "KIND"]
+
