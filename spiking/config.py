@@ -124,9 +124,12 @@ class RunConfig:
             raise ValueError(f"zscore must be feature, sample or none, got {d.zscore!r}")
         from .layout.state import layout_options
 
-        layout_options(d.layout, shape=d.layout_shape, seed=d.layout_seed)
-        if d.layout_shape is not None and (len(d.layout_shape) != 2 or min(d.layout_shape) < 1):
-            raise ValueError(f"image shape must be two positive sizes H x W, got {d.layout_shape}")
+        layout_options(d.layout, shape=d.layout_shape, seed=d.layout_seed)  # name, seed range, shape, pixel bound
+        from .models.cnn2d import MIN_SIDE_2D
+
+        if d.layout_shape is not None and min(d.layout_shape) < MIN_SIDE_2D:
+            raise ValueError(f"image shape {d.layout_shape[0]}x{d.layout_shape[1]}: the 2-D CNN needs both sides "
+                             f">= {MIN_SIDE_2D}")
         if d.is_2d and set(s.encodings) != {"direct"}:
             raise ValueError(f"the {d.layout} layout makes 2-D images, whose spiking network (SpikingCNN2d) takes "
                              f"only the direct input encoding; got encodings {list(s.encodings)} "

@@ -140,12 +140,68 @@ def test_evaluation_applies_the_layout_saved_with_the_network(runs, capsys):
 @pytest.mark.parametrize("extra, words", [
     (["--layout", "square", "--encodings", "rate"], "direct input encoding"),
     (["--layout", "square", "--image-shape", "40x40"], "only for the embedding_2d"),
-    (["--layout", "embedding_2d", "--image-shape", "3x3"], "fewer than the"),
+    (["--layout", "embedding_2d", "--image-shape", "20x20"], "fewer than the"),
+    (["--layout", "embedding_2d", "--image-shape", "1x2000"], "both sides"),
+    (["--layout", "embedding_2d", "--image-shape", "2000x2001"], "pixels"),
+    (["--layout", "random", "--layout-seed=-1"], "layout seed"),
+    (["--layout", "embedding_2d", "--layout-seed", str(2**32)], "layout seed"),
 ])
 def test_bad_layout_settings_stop_before_any_work(runs, capsys, extra, words):
     code = main(["train", "--run-name", "bad", *runs["base"], *extra])
     assert code == 2 and words in capsys.readouterr().err
     assert not (runs["runs"] / "bad").exists()
+
+
+def test_bad_settings_leave_an_existing_run_untouched(runs, capsys):
+    victim = runs["runs"] / "victim"
+    shutil.copytree(runs["runs"] / "rand", victim)
+    before = sorted(p.name for p in victim.iterdir())
+    for bad in (["--layout", "random", "--layout-seed=-1"], ["--layout", "embedding_2d", "--image-shape", "1x2000"]):
+        assert main(["train", "--run-name", "victim", *runs["base"], *bad]) == 2
+    assert sorted(p.name for p in victim.iterdir()) == before
+    # an SNN retrained on a run (config.json gone) must use the run's layout, not another one
+    (victim / "config.json").unlink()
+    code = main(["train", "--model", "snn", "--run-name", "victim", *runs["base"], "--layout", "square",
+                 "--encodings", "direct"])
+    assert code == 2 and "--layout random" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("damage, words", [
+    ("null", "not a JSON object"), ('{"name": "random", "params": {"bogus": 1}, "shape": [3], "positions": [0, 1, 2]}',
+                                    "unknown parameters"),
+    ('{"name": "square", "shape": [100000, 100000], "positions": [0]}', "pixels"),
+    ('{"name": "identity", "shape": [3], "positions": [0.5, 1, 2]}', "integers"),
+    ("{oops", "layout.json"),
+])
+def test_damaged_layout_json_is_a_clear_error(runs, capsys, damage, words):
+    d = runs["runs"] / "damaged"
+    shutil.rmtree(d, ignore_errors=True)
+    shutil.copytree(runs["runs"] / "rand", d)
+    (d / "layout.json").write_text(damage)
+    assert main(["evaluate", "--runs-dir", str(runs["runs"]), "--run-name", "damaged"]) == 2
+    err = capsys.readouterr().err
+    assert words in err and "layout.json" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("change, words", [("string", "damaged"), ("drop", "carries no saved layout")])
+def test_network_without_a_usable_layout_is_refused(runs, capsys, change, words):
+    d = runs["runs"] / f"net_{change}"
+    shutil.copytree(runs["runs"] / "rand", d)
+    ckpt = torch.load(d / "cnn.pt", weights_only=False)
+    if change == "drop":
+        del ckpt["layout"]  # scored on file order, it would lose half its accuracy silently
+    else:
+        ckpt["layout"] = "random"
+    torch.save(ckpt, d / "cnn.pt")
+    assert main(["evaluate", "--runs-dir", str(runs["runs"]), "--run-name", d.name]) == 2
+    assert words in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", ["ingest", "run"])
+def test_old_ingest_layout_option_gets_a_hint(tmp_path, capsys, command):
+    code = main([command, "--matrix", "m.csv", "--labels", "l.csv", "--out", str(tmp_path / "o"),
+                 "--layout", "gdc"])
+    assert code == 2 and "--format gdc" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("text", ["4", "0x5", "ax3", "3x3x3"])
@@ -169,7 +225,10 @@ def test_experiment_data_layout_is_checked():
     for data, words in (({"layout": "spiral"}, "unknown layout"),
                         ({"layout": "square", "layout_shape": [40, 40]}, "only for the embedding_2d"),
                         ({"layout": "embedding_2d", "layout_shape": [40]}, "layout_shape"),
-                        ({"layout": "random", "layout_seed": 1.5}, "layout_seed")):
+                        ({"layout": "random", "layout_seed": 1.5}, "layout_seed"),
+                        ({"top_k": True}, "top_k"), ({"fractions": [0.5, 0.5]}, "fractions"),
+                        ({"fractions": [0.7, 0.2, 0.2]}, "fractions"), ({"log2": "yes"}, "log2"),
+                        ({"seed": -1}, "seed"), ({"zscore": "gene"}, "zscore")):
         with pytest.raises(ExperimentError, match=words):
             parse_experiment("x", {**raw, "data": data})
     exp = parse_experiment("x", {**raw, "data": {"layout": "embedding_2d", "layout_shape": [33, 40]}})
@@ -208,7 +267,13 @@ def test_ablation_file_is_checked():
     for change, words in (({"layouts": ["identity", "spiral"]}, "layouts"), ({"seeds": []}, "seeds"),
                           ({"seeds": [0, 0]}, "seeds"), ({"data": {"layout": "square"}}, "leave"),
                           ({"snn": {"neuron": "izhikevich"}}, "neuron"), ({"extra": 1}, "unknown keys"),
-                          ({"budgets": {"smoke": raw["budgets"]["smoke"]}}, "budgets")):
+                          ({"budgets": {"smoke": raw["budgets"]["smoke"]}}, "budgets"),
+                          ({"cnn": 5}, "table"), ({"layouts": [["identity"]]}, "layouts"),
+                          ({"seeds": [2**40]}, "seeds"), ({"snn": {"beta": [1]}}, "beta"),
+                          ({"snn": {"normalize": "yes"}}, "normalize"), ({"cnn": {"arch_seed": -1}}, "arch_seed"),
+                          ({"resources": {"cpus_per_trial": "1"}}, "resources"),
+                          ({"data": {"layout_shape": [2000, 2001]}}, "pixels"),
+                          ({"data": {"layout_seed": 1}}, "layout_seed")):
         with pytest.raises(ExperimentError, match=words):
             parse_ablation("x", {**raw, **change})
 
@@ -260,7 +325,9 @@ def test_ablation_writes_its_table_and_figures(ablation):
     table = (d / "table.md").read_text().strip().splitlines()
     assert len(table) == 2 + 5 + 1 and table[-1].startswith("| logistic regression")
     assert all(f"| {name} |" in "\n".join(table) for name in LAYOUT_NAMES)
-    assert (d / "figures" / "ablation.png").stat().st_size > 0
+    assert (d / "figures" / "accuracy.png").stat().st_size > 0
+    assert json.loads((d / "results.json").read_text())["ablation"]["train_rows"] == \
+        json.loads((d / "experiment.json").read_text())["train_rows"]
     for name in LAYOUT_NAMES:
         for suffix in ("feature_map.png", "feature_map.csv", "sample.png", "class_means.png"):
             assert (d / "figures" / f"{name}_{suffix}").stat().st_size > 0
@@ -287,6 +354,7 @@ def test_ablation_report_shows_the_table_and_the_layouts(ablation, tmp_path):
     table = (ablation["dir"] / "table.md").read_text().strip().splitlines()
     for line in table[2:]:  # the same rows as table.md
         assert line.split(" | ")[3] in section
-    for name in ("ablation.png", *(f"{n}_{s}" for n in LAYOUT_NAMES for s in ("feature_map.png", "sample.png",
+    assert "(Keras)" not in md and "square_seed0:cnn (CNN_PT, square 33x33)" in md
+    for name in ("accuracy.png", *(f"{n}_{s}" for n in LAYOUT_NAMES for s in ("feature_map.png", "sample.png",
                                                                                 "class_means.png"))):
         assert f"(ablation_{name})" in section and (out / f"ablation_{name}").stat().st_size > 0

@@ -198,6 +198,10 @@ def _train(cfg, run_dir: Path, which: str) -> None:
     ds = _load_shards(cfg.data.shards)
     if (run_dir / "split.json").exists():
         prep = load_prepared(ds, run_dir)
+        saved = prep.layout_state()
+        if saved["name"] != cfg.data.layout:
+            raise CLIError(f"run {run_dir} lays its features out with {saved['name']} (its layout.json), not "
+                           f"{cfg.data.layout}; pass --layout {saved['name']} or train the CNN again (--model both)")
     else:
         prep = prepare(ds, top_k=cfg.data.top_k, fractions=cfg.data.fractions, seed=cfg.data.seed,
                        log2=cfg.data.log2, zscore=cfg.data.zscore, **cfg.data.layout_kwargs())
@@ -489,6 +493,11 @@ def main(argv: list[str] | None = None) -> int:
     frameworks = {"torch": "torch", "snntorch": "torch", "neurobench": "torch", "tensorflow": "nengo",
                   "nengo": "nengo", "nengo_dl": "nengo", "keras": "nengo"}
     try:
+        args_in = sys.argv[1:] if argv is None else list(argv)
+        for i, tok in enumerate(args_in[:-1]):
+            if tok == "--layout" and args_in[i + 1] in PRESETS:  # the ingest option before it was renamed
+                raise CLIError(f"--layout now chooses the spatial layout of the profiles; the column preset "
+                               f"{args_in[i + 1]!r} of the input files is given with --format {args_in[i + 1]}")
         args = build_parser().parse_args(argv)
         return args.func(args)
     except KeyboardInterrupt:

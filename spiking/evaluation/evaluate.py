@@ -71,6 +71,10 @@ def evaluate_network(path: str | Path, prep) -> dict:
     if meta.get("split_sha256") and meta["split_sha256"] != split_sha:
         raise ValueError(f"{path} was trained on another split than this one (its training rows may be in this "
                          "test split); retrain it here or evaluate it in its own run")
+    if "layout" not in meta and prep.layout is not None:
+        raise ValueError(f"{path} carries no saved layout (made before layouts existed, or altered), but this run "
+                         f"lays its features out with {prep.layout_state()['name']}; its inputs cannot be known. "
+                         "Retrain it in this run")
     if meta["kind"] == "cnn":
         objective = CNNObjective()
     else:

@@ -172,11 +172,16 @@ def load_prepared(dataset, run_dir: str | Path) -> Prepared:
     if (run_dir / "layout.json").exists():
         from ..layout.state import layout_from_state
 
-        state = json.loads((run_dir / "layout.json").read_text())
-        fitted = None if state.get("name") == "identity" else layout_from_state(state)
-        if state.get("n_features") != len(split["feature_names"]):
-            raise ValueError(f"{run_dir / 'layout.json'} places {state.get('n_features')} features, but the run "
-                             f"has {len(split['feature_names'])}")
+        path = run_dir / "layout.json"
+        try:
+            state = json.loads(path.read_text())
+            layout = layout_from_state(state)
+        except ValueError as e:  # JSONDecodeError too
+            raise ValueError(f"{path}: not a usable saved layout ({e})") from None
+        if layout.n_features_in_ != len(split["feature_names"]):
+            raise ValueError(f"{path} places {layout.n_features_in_} features, but the run has "
+                             f"{len(split['feature_names'])}")
+        fitted = None if state.get("name") == "identity" else layout
     fitted, X = _lay_out(X, "identity", None, 0, fitted=fitted)
     info = {k: split[k] for k in ("sizes", "seed", "fractions", "grouped_by", "method") if k in split}
     return Prepared(X=X, y=y, ids=ids, class_names=split["class_names"], feature_names=split["feature_names"],

@@ -111,9 +111,16 @@ def _describe(entry: dict, run_cfg: dict | None) -> str:
             bits.append(f"population {s['population']}")
         return f"{name} ({', '.join(bits)})"
     preset = ((run_cfg or {}).get("cnn") or {}).get("preset")
-    if entry.get("architecture") or str(entry.get("source") or "").endswith(".keras"):
+    # a grammar-search CNN_K names its phenotype (a string); a CNN_PT its sizes (a dict)
+    if isinstance(entry.get("architecture"), str) or str(entry.get("source") or "").endswith(".keras"):
         return f"{name} (Keras)"
-    return f"{name} ({preset})" if preset and name == "cnn" else name
+    layout = entry.get("layout") if isinstance(entry.get("layout"), dict) else {}
+    where = ""
+    if layout.get("name") not in (None, "identity"):
+        where = f", {layout['name']} {'x'.join(map(str, layout.get('input_shape') or []))}"
+    if preset and name == "cnn":
+        return f"{name} ({preset}{where})"
+    return f"{name} (CNN_PT{where})" if isinstance(entry.get("architecture"), dict) else name
 
 
 def _is_converted(entry: dict) -> bool:
@@ -930,7 +937,12 @@ def _section_ablation(inp: _Inputs, out: Path) -> Section:
                   caption=f"Test balanced accuracy, mean ± sd ({ab.get('sd', 'sample sd')}) over seeds {seeds}; "
                           "SynOps and energy per inference are means (45 nm convention); each network scored once."))
     figs = inp.root / "figures"
-    shown = [("ablation.png", "Test balanced accuracy per layout: bars mean, whiskers sd, dots single seeds.")]
+    rows_used = ab.get("train_rows")
+    if rows_used is not None:
+        sec.add(Text(f"Every network and the logistic regression trained on {rows_used} training rows "
+                     f"(budget {(ab.get('budget') or {}).get('name', '?')})."))
+    shown = [("accuracy.png", "Test balanced accuracy per layout: bars mean, whiskers sd, dots single seeds "
+                              "(the y axis does not start at 0; its start is in the title).")]
     for layout in ab.get("layouts") or []:
         shown += [(f"{layout}_feature_map.png", f"{layout}: which miRNA sits where (table in the ablation's "
                                                 f"figures/{layout}_feature_map.csv)."),

@@ -19,7 +19,7 @@ in file order, so one baseline serves every layout), and writes:
   synaptic operations (SynOps) and energy per inference;
 * ``table.md`` (the Markdown table of the README) and ``results.txt``;
 * ``trials.json`` (one line per trial: validation figures, epochs, seconds);
-* ``ablation.png`` (test balanced accuracy per layout, mean and sd, CNN and SNN) and, per layout,
+* ``figures/accuracy.png`` (test balanced accuracy per layout, mean and sd, CNN and SNN) and, per layout,
   the feature map, one test sample's image and the mean training image per class
   (``figures/<layout>_*.png``, from the seed-0 network's saved layout).
 
@@ -37,10 +37,10 @@ from pathlib import Path
 import numpy as np
 
 from . import storage as st
-from .tuner import SearchError, _ray_init, _trial_dirname
+from .tuner import SearchError, _ray_init, _trial_dirname, has_experiment_state
 
 KIND = "layout_ablation"
-EXPERIMENT_FILE = "experiment.json"
+from .tuner import EXPERIMENT_FILE  # noqa: E402,F401  (re-exported)
 #: Settings of ``[cnn]`` and ``[snn]`` and their defaults (``spiking.config``'s, direct input only).
 _CNN_DEFAULTS = {"preset": "cnn_pt2", "arch_seed": 0, "lr": 1e-3, "batch_size": 64, "patience": 15}
 _SNN_DEFAULTS = {"neuron": "leaky", "beta": 1.0, "num_steps": 10, "lr": 3e-4, "patience": 5, "normalize": True,
@@ -99,10 +99,24 @@ def parse_ablation(name: str, raw: dict, source: str = "") -> AblationExperiment
     """Check a ``layout_ablation`` file and fill in the defaults.
 
     Raises:
-        ExperimentError: unknown keys, unknown layouts, fewer than one seed, invalid settings.
+        ExperimentError: unknown keys, unknown layouts, fewer than one seed, invalid settings or a value
+            of the wrong type, naming the file.
     """
+    from .registry import guarded_parse
+
+    return guarded_parse(_parse_ablation, name, raw, source)
+
+
+def _real(v) -> bool:
+    import math
+
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _parse_ablation(name: str, raw: dict, source: str = "") -> AblationExperiment:
     from ..layout import LAYOUTS
-    from .registry import _DATA_DEFAULTS, BUDGETS, ExperimentError
+    from ..layout.state import MAX_SEED, layout_options
+    from .registry import ExperimentError, _is_int, budget_tables, check_data
 
     try:  # the torch environment; in the Keras/NengoDL one the file is checked where it runs
         from ..models.cnn import PRESETS
@@ -119,39 +133,53 @@ def parse_ablation(name: str, raw: dict, source: str = "") -> AblationExperiment
         fail(f"unknown keys {sorted(set(raw) - _TOP_KEYS)}; allowed: {sorted(_TOP_KEYS)}")
 
     def layouts_of(v, what):
-        if not isinstance(v, list) or not v or len(set(v)) != len(v) or any(x not in LAYOUTS for x in v):
+        if (not isinstance(v, list) or not v or not all(isinstance(x, str) and x in LAYOUTS for x in v)
+                or len(set(v)) != len(v)):
             fail(f"{what} must be a non-empty list of distinct layouts from {sorted(LAYOUTS)}, got {v!r}")
         return tuple(v)
 
     def seeds_of(v, what):
-        if (not isinstance(v, list) or not v or len(set(v)) != len(v)
-                or any(isinstance(x, bool) or not isinstance(x, int) or x < 0 for x in v)):
-            fail(f"{what} must be a non-empty list of distinct integers >= 0, got {v!r}")
+        if (not isinstance(v, list) or not v or not all(_is_int(x, 0) and x <= MAX_SEED for x in v)
+                or len(set(v)) != len(v)):
+            fail(f"{what} must be a non-empty list of distinct integers in [0, {MAX_SEED}], got {v!r}")
         return tuple(v)
+
+    for sec in ("data", "cnn", "snn", "resources", "budgets"):
+        if sec in raw and not isinstance(raw[sec], dict):
+            fail(f"[{sec}] must be a table, got {raw[sec]!r}")
 
     layouts = layouts_of(raw.get("layouts"), "layouts")
     seeds = seeds_of(raw.get("seeds"), "seeds")
-    data = {**_DATA_DEFAULTS, **raw.get("data", {})}
-    if set(data) - set(_DATA_DEFAULTS):
-        fail(f"[data] unknown keys {sorted(set(data) - set(_DATA_DEFAULTS))}")
-    if data["layout"] != "identity":
-        fail("[data] layout: the ablation compares the layouts of `layouts`; leave [data] layout unset")
-    shape = data["layout_shape"]
-    if shape is not None and (not isinstance(shape, list) or len(shape) != 2
-                              or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in shape)):
-        fail(f"[data] layout_shape (the embedding_2d image) must be [H, W] with positive integers, got {shape!r}")
+    data = check_data(raw.get("data", {}), fail, check_layout=False)  # layout_shape: the embedding_2d image
+    if data["layout"] != "identity" or "layout_seed" in raw.get("data", {}):
+        fail("[data] layout / layout_seed: the ablation compares the layouts of `layouts`, each trial's seed is its "
+             "layout seed; leave them unset")
+    if data["layout_shape"] is not None:
+        try:
+            layout_options("embedding_2d", shape=data["layout_shape"])
+        except ValueError as e:
+            fail(f"[data] layout_shape: {e}")
     cnn = {**_CNN_DEFAULTS, **raw.get("cnn", {})}
     if set(cnn) - set(_CNN_DEFAULTS):
         fail(f"[cnn] unknown keys {sorted(set(cnn) - set(_CNN_DEFAULTS))}")
-    if PRESETS is not None and cnn["preset"] not in PRESETS:
+    if not isinstance(cnn["preset"], str) or (PRESETS is not None and cnn["preset"] not in PRESETS):
         fail(f"[cnn] preset must be one of {sorted(PRESETS)}, got {cnn['preset']!r}")
     snn = {**_SNN_DEFAULTS, **raw.get("snn", {})}
     if set(snn) - set(_SNN_DEFAULTS):
         fail(f"[snn] unknown keys {sorted(set(snn) - set(_SNN_DEFAULTS))}")
     if NEURONS is not None and snn["neuron"] not in NEURONS:
         fail(f"[snn] neuron must be one of {NEURONS}, got {snn['neuron']!r}")
+    if not (_is_int(cnn["arch_seed"], 0) and cnn["arch_seed"] <= MAX_SEED):
+        fail(f"[cnn] arch_seed must be an integer in [0, {MAX_SEED}], got {cnn['arch_seed']!r}")
+    if not _is_int(cnn["batch_size"], 1):
+        fail(f"[cnn] batch_size must be an integer >= 1, got {cnn['batch_size']!r}")
+    if not isinstance(snn["normalize"], bool):
+        fail(f"[snn] normalize must be true or false, got {snn['normalize']!r}")
+    if not (_real(snn["beta"]) and _real(snn["percentile"]) and _is_int(snn["num_steps"])):
+        fail(f"[snn] beta and percentile must be numbers and num_steps an integer, got {snn['beta']!r}, "
+             f"{snn['percentile']!r}, {snn['num_steps']!r}")
     for sec, d in (("cnn", cnn), ("snn", snn)):
-        if not (isinstance(d["lr"], (int, float)) and 0 < d["lr"] < 1):
+        if not (_real(d["lr"]) and 0 < d["lr"] < 1):
             fail(f"[{sec}] lr must be in (0, 1), got {d['lr']!r}")
         if isinstance(d["patience"], bool) or not isinstance(d["patience"], int) or d["patience"] < 0:
             fail(f"[{sec}] patience must be an integer >= 0, got {d['patience']!r}")
@@ -160,17 +188,12 @@ def parse_ablation(name: str, raw: dict, source: str = "") -> AblationExperiment
     if not 0 < float(snn["percentile"]) <= 100:
         fail(f"[snn] percentile must be in (0, 100], got {snn['percentile']}")
     res = {"cpus_per_trial": 1, "max_concurrent": 1, **raw.get("resources", {})}
-    if set(res) - {"cpus_per_trial", "max_concurrent"} or not (res["cpus_per_trial"] > 0 and res["max_concurrent"] >= 1):
+    if (set(res) - {"cpus_per_trial", "max_concurrent"} or not _real(res["cpus_per_trial"])
+            or not res["cpus_per_trial"] > 0 or not _is_int(res["max_concurrent"], 1)):
         fail(f"[resources] takes cpus_per_trial > 0 and max_concurrent >= 1, got {res}")
 
     budgets = {}
-    raw_b = raw.get("budgets", {})
-    if set(raw_b) != set(BUDGETS):
-        fail(f"[budgets] must define exactly {list(BUDGETS)}, got {sorted(raw_b)}")
-    for bname in BUDGETS:
-        b = raw_b[bname]
-        if set(b) - _BUDGET_KEYS:
-            fail(f"[budgets.{bname}] unknown keys {sorted(set(b) - _BUDGET_KEYS)}")
+    for bname, b in budget_tables(raw, _BUDGET_KEYS, fail):
         ints = {k: b.get(k) for k in ("cnn_epochs", "snn_epochs")}
         if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in ints.values()):
             fail(f"[budgets.{bname}] needs integers cnn_epochs >= 1 and snn_epochs >= 1, got {ints}")
@@ -182,6 +205,8 @@ def parse_ablation(name: str, raw: dict, source: str = "") -> AblationExperiment
             fail(f"[budgets.{bname}] batch_size must be an integer >= 1")
         bseeds = seeds_of(b["seeds"], f"[budgets.{bname}] seeds") if "seeds" in b else seeds
         blayouts = layouts_of(b["layouts"], f"[budgets.{bname}] layouts") if "layouts" in b else layouts
+        if data["layout_shape"] is not None and "embedding_2d" not in blayouts:
+            fail(f"[data] layout_shape is the embedding_2d image, but [budgets.{bname}] runs no embedding_2d")
         maxc = b.get("max_concurrent", res["max_concurrent"])
         if isinstance(maxc, bool) or not isinstance(maxc, int) or maxc < 1:
             fail(f"[budgets.{bname}] max_concurrent must be an integer >= 1")
@@ -293,16 +318,6 @@ def ablation_trial(config: dict, payload: dict) -> None:
 
 
 # --------------------------------------------------------------------------- the driver
-def _has_state(fs, exp_dir: str) -> bool:
-    if not st.exists(fs, exp_dir):
-        return False
-    import pyarrow.fs as pafs
-
-    infos = fs.get_file_info(pafs.FileSelector(exp_dir, recursive=False))
-    return any(i.base_name == EXPERIMENT_FILE or i.base_name.startswith(("experiment_state", "tuner.pkl"))
-               for i in infos)
-
-
 def run_ablation(name: str, *, shards: str, budget: str = "smoke", storage: str | None = None, resume: bool = False,
                  overwrite: bool = False, cpus_per_trial: float | None = None, max_concurrent: int | None = None,
                  ray_num_cpus: int | None = None, verbose: int = 1, max_failures: int = 1, seed: int = 42) -> dict:
@@ -345,7 +360,7 @@ def run_ablation(name: str, *, shards: str, budget: str = "smoke", storage: str 
         if saved.get("budget", {}).get("name") != b.name or saved.get("seed") != seed:
             raise SearchError(f"{exp_uri} was started with budget {saved.get('budget', {}).get('name')!r} and seed "
                               f"{saved.get('seed')}; resume it with the same budget and seed")
-    elif _has_state(fs, exp_dir) and not overwrite:
+    elif has_experiment_state(fs, exp_dir) and not overwrite:
         raise SearchError(f"experiment folder {exp_uri} already holds an ablation; use --resume to continue it, "
                           "--overwrite to start over, or another --storage")
     cpus = float(cpus_per_trial if cpus_per_trial is not None else exp.resources["cpus_per_trial"])
@@ -395,8 +410,9 @@ def run_ablation(name: str, *, shards: str, budget: str = "smoke", storage: str 
             import ray
 
             ray.shutdown()
-    out = export_ablation(exp, b, grid, fs=fs, exp_dir=exp_dir, prep=prep_full, dataset_info=dataset_info,
-                          meta=meta, seed=seed)
+    # prep: the networks' training rows (the budget's subset); the baseline is fitted on the same rows
+    out = export_ablation(exp, b, grid, fs=fs, exp_dir=exp_dir, prep=prep, dataset_info=dataset_info,
+                          meta=meta, seed=seed, verbose=verbose)
     return {"experiment": exp.name, "budget": b.name, "path": exp_uri, **out, "seconds": time.perf_counter() - t0}
 
 
@@ -472,9 +488,11 @@ def markdown_table(rows: list[dict], baseline: dict | None) -> str:
 
 
 def export_ablation(exp: AblationExperiment, b: AblationBudget, grid, *, fs, exp_dir: str, prep, dataset_info: dict,
-                    meta: dict, seed: int) -> dict:
+                    meta: dict, seed: int, verbose: int = 1) -> dict:
     """Copy every trial's networks to ``networks/``, score each once on test, write the results
-    (see the module doc). Raises SearchError when no trial finished."""
+    (see the module doc); ``prep`` holds the rows the networks were trained on (the logistic
+    regression is fitted on the same). Prints a line per scored trial when ``verbose``.
+    Raises SearchError when no trial finished."""
     from ..evaluation.evaluate import add_energy_ratios, evaluate_logreg, evaluate_network
     from ..evaluation.results import format_table, write_results
 
@@ -505,6 +523,10 @@ def export_ablation(exp: AblationExperiment, b: AblationBudget, grid, *, fs, exp
                 pair.append(entry)
                 networks.append({**cfg, "role": role, "entry": entry})
             add_energy_ratios(pair)
+            if verbose:
+                print(f"scored {folder} on the test split ({len(networks) // 2} of {len(grid)} trials): balanced "
+                      f"accuracy CNN {pair[0]['test']['balanced_accuracy']:.4f}, SNN "
+                      f"{pair[1]['test']['balanced_accuracy']:.4f}", flush=True)
         if not networks:
             errors = [t["error"] for t in trials if t["error"]]
             raise SearchError("no ablation trial finished" + (f"; first error:\n{errors[0]}" if errors else ""))
@@ -516,6 +538,7 @@ def export_ablation(exp: AblationExperiment, b: AblationBudget, grid, *, fs, exp
                    "models": models,
                    "ablation": {"experiment": exp.name, "budget": b.as_dict(), "layouts": list(b.layouts),
                                 "seeds": list(b.seeds), "rows": rows, "sd": "sample standard deviation (ddof=1)",
+                                "train_rows": int(len(prep.y["train"])),
                                 "n_trials": len(trials), "n_errors": sum(t["error"] is not None for t in trials),
                                 "networks": meta.get("networks")},
                    "run": {"name": exp.name, "config": {"experiment": exp.name, "budget": b.name, "seed": seed}}}
@@ -536,7 +559,7 @@ def export_ablation(exp: AblationExperiment, b: AblationBudget, grid, *, fs, exp
 
 
 def write_figures(rows: list[dict], networks: list[dict], prep, out: Path) -> list[Path]:
-    """``ablation.png`` (test balanced accuracy per layout, mean ± sd over seeds, CNN and SNN) and, per
+    """``accuracy.png`` (test balanced accuracy per layout, mean ± sd over seeds, CNN and SNN) and, per
     layout, the feature map, the first test sample's image and the mean training image per class,
     from the layout saved with that layout's first network. Returns the files written."""
     from ..layout.figures import plot_class_mean_images, plot_feature_map, plot_sample_image
@@ -544,7 +567,7 @@ def write_figures(rows: list[dict], networks: list[dict], prep, out: Path) -> li
     from ..layout.state import identity_state, layout_from_state
 
     out.mkdir(parents=True, exist_ok=True)
-    written = [_accuracy_figure(rows, out / "ablation.png")]
+    written = [_accuracy_figure(rows, out / "accuracy.png")]
     done = set()
     for n in networks:
         if n["layout"] in done or n["role"] != "cnn":
@@ -588,7 +611,7 @@ def _accuracy_figure(rows: list[dict], path: Path) -> Path:
     ax.set_ylim(max(0.0, lo - 5), 100)
     ax.set_xticks(x, [r["layout"] for r in ok], rotation=15)
     ax.set_ylabel("test balanced accuracy (%)")
-    ax.set_title("Layout ablation: mean ± sd over seeds (dots: single seeds)")
+    ax.set_title(f"Layout ablation: mean ± sd over seeds (dots: single seeds); y axis from {max(0.0, lo - 5):.0f}%")
     ax.legend(loc="lower right")
     fig.savefig(path)
     return path

@@ -102,10 +102,10 @@ def cmd_ablation(a) -> int:
                        ray_num_cpus=a.ray_cpus, verbose=0 if a.quiet else 1, seed=a.seed)
     ab = out["results"]["ablation"]
     print(f"\n{out['experiment']} ({out['budget']}): {ab['n_trials']} trials (layouts x seeds), {ab['n_errors']} errors")
-    print(f"\nTest split ({out['results']['split']['sizes']['test']} samples, each network scored once); "
-          "balanced accuracy mean ± sd over the seeds:")
+    print(f"\nTest split ({out['results']['split']['sizes']['test']} samples, each network scored once; networks "
+          f"and logistic regression trained on {ab['train_rows']} rows); balanced accuracy mean ± sd over the seeds:")
     print(out["markdown"])
-    print(f"\nresults: {out['path']} (results.json, table.md, networks/, figures/); {out['seconds']:.1f} s")
+    print(f"\nresults: {out['path']} (results.json, results.txt, table.md, trials.json, networks/, figures/); {out['seconds']:.1f} s")
     return 0
 
 

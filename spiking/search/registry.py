@@ -184,7 +184,28 @@ def load_experiment(name: str) -> Experiment:
 
 
 def parse_experiment(name: str, raw: dict, source: str = "") -> Experiment:
-    """Check the content of one experiment file and fill in the defaults."""
+    """Check the content of one experiment file and fill in the defaults.
+
+    Raises:
+        ExperimentError: naming the file and what is wrong (a value of the wrong type included).
+    """
+    return guarded_parse(_parse_experiment, name, raw, source)
+
+
+def guarded_parse(parse, name: str, raw: dict, source: str = ""):
+    """``parse(name, raw, source)``, with a value of the wrong type anywhere in the file (a table
+    where a number belongs, a list where a name does...) reported as an ExperimentError naming the
+    file rather than a TypeError traceback."""
+    if not isinstance(raw, dict):
+        raise ExperimentError(f"{source or name}: an experiment file is a TOML table, got {type(raw).__name__}")
+    try:
+        return parse(name, raw, source)
+    except (TypeError, AttributeError, OverflowError, KeyError) as e:
+        raise ExperimentError(f"{source or name}: a value has the wrong type or is missing "
+                              f"({type(e).__name__}: {e})") from None
+
+
+def _parse_experiment(name: str, raw: dict, source: str = "") -> Experiment:
     where = source or name
 
     def fail(msg: str):
@@ -206,21 +227,13 @@ def parse_experiment(name: str, raw: dict, source: str = "") -> Experiment:
     train = {**_TRAIN_DEFAULTS, **raw.get("train", {})}
     if set(train) - set(_TRAIN_DEFAULTS):
         fail(f"[train] unknown keys {sorted(set(train) - set(_TRAIN_DEFAULTS))}")
-    data = {**_DATA_DEFAULTS, **raw.get("data", {})}
-    if set(data) - set(_DATA_DEFAULTS):
-        fail(f"[data] unknown keys {sorted(set(data) - set(_DATA_DEFAULTS))}")
-    from ..layout.state import layout_options
-
-    shape = data["layout_shape"]
-    if shape is not None and (not isinstance(shape, list) or len(shape) != 2
-                              or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in shape)):
-        fail(f"[data] layout_shape must be [H, W] with positive integers, got {shape!r}")
-    if isinstance(data["layout_seed"], bool) or not isinstance(data["layout_seed"], int):
-        fail(f"[data] layout_seed must be an integer, got {data['layout_seed']!r}")
-    try:
-        layout_options(data["layout"], shape=shape, seed=data["layout_seed"])
-    except ValueError as e:
-        fail(f"[data] {e}")
+    lr = train["lr"]
+    if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not 0 < lr < 1:
+        fail(f"[train] lr must be a number in (0, 1), got {lr!r}")
+    if not _is_int(train["patience"], 0) or not _is_int(train["batch_size"], 1):
+        fail(f"[train] patience must be an integer >= 0 and batch_size >= 1, got {train['patience']!r}, "
+             f"{train['batch_size']!r}")
+    data = check_data(raw.get("data", {}), fail)
     if data["layout"] != "identity" and environment == "nengo":
         fail("[data] layout: the Keras/NengoDL pipeline (grammar-search CNN_K) takes the profile in file order; "
              "only layout = 'identity' here")
@@ -295,16 +308,16 @@ def parse_experiment(name: str, raw: dict, source: str = "") -> Experiment:
                 fail(f"[[exclude]] #{i + 1}: {k} = {vals!r} must be a list of values of [space].{k}")
 
     budgets = {}
-    raw_b = raw.get("budgets", {})
-    if set(raw_b) != set(BUDGETS):
-        fail(f"[budgets] must define exactly {list(BUDGETS)}, got {sorted(raw_b)}")
-    for bname in BUDGETS:
-        b = raw_b[bname]
-        if set(b) - _BUDGET_KEYS:
-            fail(f"[budgets.{bname}] unknown keys {sorted(set(b) - _BUDGET_KEYS)}")
+    for bname, b in budget_tables(raw, _BUDGET_KEYS, fail):
         trials, epochs = b.get("trials"), b.get("epochs")
-        if not (isinstance(trials, int) and trials >= 1 and isinstance(epochs, int) and epochs >= 1):
+        if not (_is_int(trials, 1) and _is_int(epochs, 1)):
             fail(f"[budgets.{bname}] needs integers trials >= 1 and epochs >= 1")
+        for k, low in (("grace_period", 1), ("max_concurrent", 1), ("n_startup_trials", 0), ("batch_size", 1)):
+            if k in b and not _is_int(b[k], low):
+                fail(f"[budgets.{bname}] {k} must be an integer >= {low}, got {b[k]!r}")
+        if "reduction_factor" in b and (isinstance(b["reduction_factor"], bool)
+                                        or not isinstance(b["reduction_factor"], (int, float))):
+            fail(f"[budgets.{bname}] reduction_factor must be a number > 1, got {b['reduction_factor']!r}")
         if not space and trials != 1:
             fail(f"[budgets.{bname}] an experiment without a [space] runs exactly one trial, got trials = {trials}")
         grace = int(b.get("grace_period", sched.get("grace_period", 1)))
@@ -334,6 +347,68 @@ def parse_experiment(name: str, raw: dict, source: str = "") -> Experiment:
                       data=data, snn=snn, fixed=fixed, metric=METRIC, mode="max", scheduler=sched, search=search,
                       resources=res, space=space, exclude=exclude, budgets=budgets, source=source, raw=raw,
                       environment=environment)
+
+
+def budget_tables(raw: dict, keys: set, fail) -> list[tuple[str, dict]]:
+    """``[(name, table)]`` of the file's ``[budgets.smoke|small|paper]``, each checked for unknown keys
+    (``keys`` allowed); ``fail(msg)`` raises."""
+    raw_b = raw.get("budgets", {})
+    if not isinstance(raw_b, dict) or set(raw_b) != set(BUDGETS):
+        fail(f"[budgets] must define exactly {list(BUDGETS)}, got {sorted(raw_b) if isinstance(raw_b, dict) else raw_b!r}")
+    out = []
+    for bname in BUDGETS:
+        b = raw_b[bname]
+        if not isinstance(b, dict):
+            fail(f"[budgets.{bname}] must be a table, got {b!r}")
+        if set(b) - keys:
+            fail(f"[budgets.{bname}] unknown keys {sorted(set(b) - keys)}")
+        out.append((bname, b))
+    return out
+
+
+def _is_int(v, low: int | None = None) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and (low is None or v >= low)
+
+
+def check_layout_shape(shape, fail, what: str = "[data] layout_shape") -> None:
+    """``fail`` unless ``shape`` is None or ``[H, W]`` of positive integers."""
+    if shape is not None and (not isinstance(shape, list) or len(shape) != 2 or not all(_is_int(v, 1) for v in shape)):
+        fail(f"{what} must be [H, W] with positive integers, got {shape!r}")
+
+
+def check_data(given: dict, fail, *, check_layout: bool = True) -> dict:
+    """The ``[data]`` table with its defaults, every value checked (types included): ``top_k`` int >= 0,
+    ``fractions`` three numbers in (0, 1) summing to 1, ``seed`` int, ``log2`` bool, ``zscore``
+    feature|sample|none, ``layout`` a layout name (with ``check_layout``; its ``layout_shape`` and
+    ``layout_seed`` checked against it), ``layout_shape`` [H, W], ``layout_seed`` int >= 0."""
+    if not isinstance(given, dict):
+        fail(f"[data] must be a table, got {given!r}")
+    data = {**_DATA_DEFAULTS, **given}
+    if set(data) - set(_DATA_DEFAULTS):
+        fail(f"[data] unknown keys {sorted(set(data) - set(_DATA_DEFAULTS))}")
+    if not _is_int(data["top_k"], 0):
+        fail(f"[data] top_k must be an integer >= 0 (0 = all classes), got {data['top_k']!r}")
+    fr = data["fractions"]
+    if (not isinstance(fr, list) or len(fr) != 3 or not all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                                                            and 0 < v < 1 for v in fr) or abs(sum(fr) - 1) > 1e-6):
+        fail(f"[data] fractions must be three numbers in (0, 1) summing to 1 (train, val, test), got {fr!r}")
+    if not _is_int(data["seed"], 0) or data["seed"] > 2**32 - 1:
+        fail(f"[data] seed must be an integer in [0, 2**32 - 1], got {data['seed']!r}")
+    if not isinstance(data["log2"], bool):
+        fail(f"[data] log2 must be true or false, got {data['log2']!r}")
+    if data["zscore"] not in ("feature", "sample", "none"):
+        fail(f"[data] zscore must be 'feature', 'sample' or 'none', got {data['zscore']!r}")
+    check_layout_shape(data["layout_shape"], fail)
+    if not _is_int(data["layout_seed"], 0):
+        fail(f"[data] layout_seed must be an integer >= 0, got {data['layout_seed']!r}")
+    if check_layout:
+        from ..layout.state import layout_options
+
+        try:
+            layout_options(data["layout"], shape=data["layout_shape"], seed=data["layout_seed"])
+        except (TypeError, ValueError) as e:
+            fail(f"[data] {e}")
+    return data
 
 
 def _check_param(name: str, spec: Any, fail) -> dict:

@@ -48,7 +48,7 @@ from .registry import (
 from .data import load_data, subset_train  # noqa: F401  (subset_train re-exported)
 from .tuner import (  # noqa: F401  (re-exported)
     TRADEOFF_TOLERANCE,
-    SearchError, _public, build_tuner, fit_trials, pick_best, pick_tradeoff,
+    SearchError, _public, build_tuner, fit_trials, has_experiment_state, pick_best, pick_tradeoff,
 )
 from .trainable import CHECKPOINT_FILE, FAIL_AT_EPOCH_VAR, train_trial
 
@@ -57,7 +57,7 @@ TRADEOFF_MODEL = "tradeoff_model.pt"
 #: Validation rows on which each trial's energy per inference is estimated.
 EFFICIENCY_ROWS = 256
 NORMALIZE_ROWS = 1000
-EXPERIMENT_FILE = "experiment.json"
+from .tuner import EXPERIMENT_FILE  # noqa: E402,F401  (re-exported)
 
 
 from ..preprocess.prepare import _fingerprint, split_fingerprint  # noqa: E402  (re-exported)
@@ -263,16 +263,6 @@ def export_and_evaluate(exp: Experiment, b: Budget, trials: list[dict], *, fs, r
 
 
 # --------------------------------------------------------------------------- entry point
-def _has_experiment_state(fs, exp_dir: str) -> bool:
-    if not st.exists(fs, exp_dir):
-        return False
-    import pyarrow.fs as pafs
-
-    infos = fs.get_file_info(pafs.FileSelector(exp_dir, recursive=False))
-    return any(i.base_name == EXPERIMENT_FILE or i.base_name.startswith(("experiment_state", "tuner.pkl"))
-               for i in infos)
-
-
 def run_experiment(name: str, *, shards: str, budget: str = "smoke", storage: str | None = None, resume: bool = False,
                    cpus_per_trial: float | None = None, max_concurrent: int | None = None, seed: int = 42,
                    gpus_per_trial: float | None = None,
@@ -330,7 +320,7 @@ def run_experiment(name: str, *, shards: str, budget: str = "smoke", storage: st
             raise SearchError(f"{exp_uri} was started with budget {saved.get('budget', {}).get('name')!r} and seed "
                               f"{saved.get('seed')}; resume it with the same budget and seed")
     replace_existing = False
-    if not resume and _has_experiment_state(fs, exp_dir):
+    if not resume and has_experiment_state(fs, exp_dir):
         if not overwrite:
             raise SearchError(f"experiment folder {exp_uri} already holds a search; use --resume "
                               "(resume=True) to continue it, --overwrite (overwrite=True) to start over, "

@@ -44,7 +44,7 @@ from .registry import METRIC, load_experiment, validate_space
 from .tuner import SearchError, _public, fit_trials, pick_best, pick_tradeoff
 
 SOURCE_MODEL = "best_model.keras"
-EXPERIMENT_FILE = "experiment.json"
+from .tuner import EXPERIMENT_FILE  # noqa: E402,F401  (re-exported)
 #: Samples per NengoDL simulator minibatch.
 MINIBATCH = 50
 

@@ -20,6 +20,21 @@ class SearchError(ValueError):
     """A search that cannot start (or finish): a clear message, no traceback needed."""
 
 
+#: What every experiment folder written by ``spiking tune`` holds (beside Ray Tune's own state).
+EXPERIMENT_FILE = "experiment.json"
+
+
+def has_experiment_state(fs, exp_dir: str) -> bool:
+    """True when ``exp_dir`` already holds an experiment (``experiment.json`` or Ray Tune's state)."""
+    if not st.exists(fs, exp_dir):
+        return False
+    import pyarrow.fs as pafs
+
+    infos = fs.get_file_info(pafs.FileSelector(exp_dir, recursive=False))
+    return any(i.base_name == EXPERIMENT_FILE or i.base_name.startswith(("experiment_state", "tuner.pkl"))
+               for i in infos)
+
+
 def _trial_dirname(trial) -> str:
     return f"trial_{trial.trial_id}"
 

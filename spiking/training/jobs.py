@@ -176,13 +176,16 @@ def network_layout(meta: dict):
     from ..layout.state import layout_from_state
 
     state = meta.get("layout")
-    if not state or state.get("name") == "identity":
+    if state is None:
         return None
+    if not isinstance(state, dict):
+        raise ValueError(f"the network's saved layout is damaged (a {type(state).__name__}, not a layout)")
     layout = layout_from_state(state)
-    if list(layout.shape_) != list(meta.get("input_shape") or []):
+    takes = list(meta.get("input_shape") or [meta.get("L")])
+    if list(layout.shape_) != takes:
         raise ValueError(f"saved layout {state.get('name')} makes {list(layout.shape_)} images, but the network "
-                         f"takes {meta.get('input_shape')}")
-    return layout
+                         f"takes {takes}")
+    return None if state.get("name") == "identity" else layout
 
 
 def network_inputs(meta: dict, prep, part: str):
