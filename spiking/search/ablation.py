@@ -37,7 +37,7 @@ from pathlib import Path
 import numpy as np
 
 from . import storage as st
-from .tuner import SearchError, _ray_init, _trial_dirname, has_experiment_state
+from .tuner import SearchError, _ray_init, _trial_dirname, has_experiment_state, saved_experiment
 
 KIND = "layout_ablation"
 from .tuner import EXPERIMENT_FILE  # noqa: E402,F401  (re-exported)
@@ -352,14 +352,7 @@ def run_ablation(name: str, *, shards: str, budget: str = "smoke", storage: str 
     exp_dir = st.join(fs, root, exp.name)
     exp_uri = st.to_uri(fs, exp_dir)
     if resume:
-        from ray import tune
-
-        if not tune.Tuner.can_restore(exp_dir, storage_filesystem=None if st.is_local(fs) else fs):
-            raise SearchError(f"nothing to resume at {exp_uri} (no Tune experiment state there)")
-        saved = json.loads(st.read_text(fs, st.join(fs, exp_dir, EXPERIMENT_FILE)))
-        if saved.get("budget", {}).get("name") != b.name or saved.get("seed") != seed:
-            raise SearchError(f"{exp_uri} was started with budget {saved.get('budget', {}).get('name')!r} and seed "
-                              f"{saved.get('seed')}; resume it with the same budget and seed")
+        saved_experiment(fs, exp_dir, b.name, seed)
     elif has_experiment_state(fs, exp_dir) and not overwrite:
         raise SearchError(f"experiment folder {exp_uri} already holds an ablation; use --resume to continue it, "
                           "--overwrite to start over, or another --storage")

@@ -48,7 +48,7 @@ from .registry import (
 from .data import load_data, subset_train  # noqa: F401  (subset_train re-exported)
 from .tuner import (  # noqa: F401  (re-exported)
     TRADEOFF_TOLERANCE,
-    SearchError, _public, build_tuner, fit_trials, has_experiment_state, pick_best, pick_tradeoff,
+    SearchError, _public, build_tuner, fit_trials, has_experiment_state, pick_best, pick_tradeoff, saved_experiment,
 )
 from .trainable import CHECKPOINT_FILE, FAIL_AT_EPOCH_VAR, train_trial
 
@@ -308,17 +308,7 @@ def run_experiment(name: str, *, shards: str, budget: str = "smoke", storage: st
     exp_dir = st.join(fs, root, exp.name)
     exp_uri = st.to_uri(fs, exp_dir)
     if resume:
-        from ray import tune
-
-        if not tune.Tuner.can_restore(exp_dir, storage_filesystem=None if st.is_local(fs) else fs):
-            raise SearchError(f"nothing to resume at {exp_uri} (no Tune experiment state there)")
-        saved_path = st.join(fs, exp_dir, EXPERIMENT_FILE)
-        if not st.is_file(fs, saved_path):
-            raise SearchError(f"{exp_uri} was not started by spiking tune ({EXPERIMENT_FILE} missing); cannot resume it")
-        saved = json.loads(st.read_text(fs, saved_path))
-        if saved.get("budget", {}).get("name") != b.name or saved.get("seed") != seed:
-            raise SearchError(f"{exp_uri} was started with budget {saved.get('budget', {}).get('name')!r} and seed "
-                              f"{saved.get('seed')}; resume it with the same budget and seed")
+        saved = saved_experiment(fs, exp_dir, b.name, seed)
     replace_existing = False
     if not resume and has_experiment_state(fs, exp_dir):
         if not overwrite:

@@ -35,6 +35,30 @@ def has_experiment_state(fs, exp_dir: str) -> bool:
                for i in infos)
 
 
+def saved_experiment(fs, exp_dir: str, budget: str, seed: int) -> dict:
+    """``experiment.json`` of the experiment folder ``exp_dir`` that is to be resumed.
+
+    Raises:
+        SearchError: no Tune state there, no experiment.json (not started by ``spiking tune``), or
+            it was started with another budget or seed.
+    """
+    import json
+
+    from ray import tune
+
+    exp_uri = st.to_uri(fs, exp_dir)
+    if not tune.Tuner.can_restore(exp_dir, storage_filesystem=None if st.is_local(fs) else fs):
+        raise SearchError(f"nothing to resume at {exp_uri} (no Tune experiment state there)")
+    saved_path = st.join(fs, exp_dir, EXPERIMENT_FILE)
+    if not st.is_file(fs, saved_path):
+        raise SearchError(f"{exp_uri} was not started by spiking tune ({EXPERIMENT_FILE} missing); cannot resume it")
+    saved = json.loads(st.read_text(fs, saved_path))
+    if saved.get("budget", {}).get("name") != budget or saved.get("seed") != seed:
+        raise SearchError(f"{exp_uri} was started with budget {saved.get('budget', {}).get('name')!r} and seed "
+                          f"{saved.get('seed')}; resume it with the same budget and seed")
+    return saved
+
+
 def _trial_dirname(trial) -> str:
     return f"trial_{trial.trial_id}"
 
