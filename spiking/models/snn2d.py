@@ -28,7 +28,7 @@ from torch import nn
 
 from .cnn import CNNArch, _coerce_arch
 from .cnn2d import CNN2d, add_cnn2d_layers, stage_shapes
-from .snn import _LIF_NAMES, NEURONS, SpikingCNN1d, _make_neuron, _run_neuron, check_neuron_settings
+from .snn import _LIF_NAMES, NEURONS, SpikingCNN1d, _make_neuron, _run_neuron, check_neuron_settings, transfer_weights
 
 __all__ = ["SpikingCNN2d", "transfer_weights_2d"]
 
@@ -178,16 +178,4 @@ def transfer_weights_2d(cnn: CNN2d, snn: SpikingCNN2d) -> list[str]:
     if (cnn.H, cnn.W) != (snn.H, snn.W) or cnn.arch != snn.arch:
         raise ValueError(f"the CNN was built for {cnn.H}x{cnn.W} images with {cnn.arch}, the SNN for "
                          f"{snn.H}x{snn.W} with {snn.arch}: its weights would not mean the same there")
-    src = dict(cnn.named_parameters())
-    dst = dict(snn.named_parameters())
-    for name, p in src.items():
-        if name not in dst:
-            raise ValueError(f"parameter {name!r} of the CNN has no counterpart in the SNN")
-        if dst[name].shape != p.shape:
-            raise ValueError(
-                f"shape mismatch for {name!r}: CNN {tuple(p.shape)} vs SNN {tuple(dst[name].shape)}"
-            )
-    with torch.no_grad():
-        for name, p in src.items():
-            dst[name].copy_(p)
-    return list(src)
+    return transfer_weights(cnn, snn)  # the same name-by-name check and copy as the 1-D networks

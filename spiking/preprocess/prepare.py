@@ -111,7 +111,12 @@ def prepare(dataset, *, top_k: int = 10, fractions=(0.7, 0.1, 0.2), seed: int = 
     pre = make_preprocessor(log2=log2, zscore=zscore).fit(X[split.train])
     parts = {"train": split.train, "val": split.val, "test": split.test}
     Xs = {p: pre.transform(X[i]).astype(np.float32) for p, i in parts.items()}
-    fitted, Xs = _lay_out(Xs, layout, layout_shape, layout_seed)
+    fitted = None
+    if layout != "identity":
+        from ..layout.state import fit_layout
+
+        fitted = fit_layout(layout, Xs["train"], shape=layout_shape, seed=layout_seed)
+    Xs = lay_out(Xs, fitted)
     info = {"sizes": split.sizes(), "seed": seed, "fractions": list(fractions),
             "grouped_by": (getattr(dataset, "manifest", None) or {}).get("group_column", "group") if groups is not None else None,
             "method": "sklearn StratifiedGroupKFold (test fold, then validation fold of the rest)"}
@@ -120,17 +125,12 @@ def prepare(dataset, *, top_k: int = 10, fractions=(0.7, 0.1, 0.2), seed: int = 
                     split_info=info, layout=fitted)
 
 
-def _lay_out(flat: dict, name: str, shape, seed: int, fitted=None) -> tuple:
-    """``(layout, images)``: the layout fitted on ``flat["train"]`` (or ``fitted`` as given) and every
-    part of ``flat`` ``(n, n_features)`` transformed to ``(n, 1, ...)``; identity keeps ``layout`` None."""
-    if fitted is None and name == "identity":
-        return None, {p: x[:, None, :] for p, x in flat.items()}
-    if fitted is None:
-        from ..layout.state import fit_layout
-
-        fitted = fit_layout(name, flat["train"], shape=shape, seed=seed)
-    return fitted, {p: fitted.transform(x) if len(x) else np.zeros((0, 1, *fitted.shape_), np.float32)
-                    for p, x in flat.items()}
+def lay_out(flat: dict, layout) -> dict:
+    """Every part of ``flat`` (``(n, n_features)`` float32) as images ``(n, 1, ...)`` through the fitted
+    ``layout``; ``None`` (identity) keeps the file order as one strip ``(n, 1, n_features)``."""
+    if layout is None:
+        return {p: x[:, None, :] for p, x in flat.items()}
+    return {p: layout.transform(x) for p, x in flat.items()}
 
 
 def save_prepared(prep: Prepared, run_dir: str | Path) -> None:
@@ -182,7 +182,7 @@ def load_prepared(dataset, run_dir: str | Path) -> Prepared:
             raise ValueError(f"{path} places {layout.n_features_in_} features, but the run has "
                              f"{len(split['feature_names'])}")
         fitted = None if state.get("name") == "identity" else layout
-    fitted, X = _lay_out(X, "identity", None, 0, fitted=fitted)
+    X = lay_out(X, fitted)
     info = {k: split[k] for k in ("sizes", "seed", "fractions", "grouped_by", "method") if k in split}
     return Prepared(X=X, y=y, ids=ids, class_names=split["class_names"], feature_names=split["feature_names"],
                     preprocessor=pre, split_info=info, layout=fitted)

@@ -288,7 +288,7 @@ def ablation_trial(config: dict, payload: dict) -> None:
     from ray import tune
 
     from ..layout.state import fit_layout
-    from ..preprocess.prepare import Prepared, _lay_out
+    from ..preprocess.prepare import Prepared, lay_out
     from ..training.jobs import train_cnn, train_snn
 
     torch.set_num_threads(max(1, int(payload["cpus_per_trial"])))
@@ -300,7 +300,7 @@ def ablation_trial(config: dict, payload: dict) -> None:
     fitted = None if layout == "identity" else fit_layout(layout, flat["train"], shape=cfg.data.layout_shape,
                                                           seed=cfg.data.layout_seed)
     fit_s = time.perf_counter() - t0
-    fitted, X = _lay_out(flat, "identity", None, 0, fitted=fitted)
+    X = lay_out(flat, fitted)
     prep = Prepared(X=X, y={"train": np.array(payload["y_train"]), "val": np.array(payload["y_val"])},
                     ids={"train": np.array(payload["ids_train"]), "val": np.array(payload["ids_val"])},
                     class_names=list(payload["class_names"]), feature_names=list(payload["feature_names"]),

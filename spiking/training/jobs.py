@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from ..models.build import build_cnn, build_spiking_cnn, preset_for, transfer_weights_any
@@ -204,4 +203,4 @@ def network_inputs(meta: dict, prep, part: str):
     if layout.n_features_in_ != feats.shape[1]:
         raise ValueError(f"the network's {meta['layout']['name']} layout places {layout.n_features_in_} features, "
                          f"the data has {feats.shape[1]}")
-    return layout.transform(feats) if len(feats) else np.zeros((0, 1, *layout.shape_), np.float32)
+    return layout.transform(feats)
