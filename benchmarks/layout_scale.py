@@ -1,4 +1,4 @@
-"""Scale check for the spatial layouts (spiking.layout).
+"""Scale check for the spatial layouts (spiking.data.layout).
 
 Synthetic correlated data: 1,000 samples x 20,000 features, 200 latent
 factors, each feature = one factor + Gaussian noise (seeded). Times ``fit`` and
@@ -15,7 +15,7 @@ import time
 
 import numpy as np
 
-from spiking.layout import Correlation1DLayout, Embedding2DLayout
+from spiking.data.layout import Correlation1DLayout, Embedding2DLayout
 
 
 def peak_rss_mb():

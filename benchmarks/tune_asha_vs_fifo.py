@@ -175,7 +175,7 @@ def main(argv=None) -> int:
     import sklearn  # noqa: F401
     import torch  # noqa: F401
 
-    from spiking.ingest import load_dataset
+    from spiking.data.ingest import load_dataset
 
     load_dataset(args.shards)
     if not ray.is_initialized() and not os.environ.get("RAY_ADDRESS"):  # the first start of Ray is the slowest

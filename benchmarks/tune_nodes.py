@@ -259,7 +259,7 @@ def main(argv=None) -> int:
     import sklearn  # noqa: F401
     import torch  # noqa: F401
 
-    from spiking.ingest import load_dataset
+    from spiking.data.ingest import load_dataset
 
     load_dataset(args.shards)
     uptime_before = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()

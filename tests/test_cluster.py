@@ -39,7 +39,7 @@ from unittest import mock
 import pytest
 import torch
 
-from spiking.ingest import SHARED_TCGA, ingest
+from spiking.data.ingest import SHARED_TCGA, ingest
 from spiking.search import runner
 from spiking.search.registry import load_experiment, parse_experiment
 from spiking.search.trainable import CHECKPOINT_FILE

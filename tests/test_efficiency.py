@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from spiking.evaluation.energy import CONVENTION, E_AC_PJ, E_MAC_PJ, energy_pj
+from spiking.specs.energy import CONVENTION, E_AC_PJ, E_MAC_PJ, energy_pj
 from spiking.evaluation.evaluate import add_energy_ratios
-from spiking.evaluation.operations import count_operations
+from spiking.models.operations import count_operations
 from spiking.models.cnn import CNN1d, CNNArch
 from spiking.models.encoding import DELTA_THRESHOLD, ENCODINGS, LATENCY_THRESHOLD, encode
 from spiking.models.snn import SpikingCNN1d

@@ -34,7 +34,7 @@ from spiking.search.genotype import (
     random_individual,
 )
 from spiking.search.grammar import DEFAULT_GRAMMAR, DerivationError, Grammar, GrammarError, Parameter
-from spiking.search.phenotype import PhenotypeError, parse_phenotype
+from spiking.specs.phenotype import PhenotypeError, parse_phenotype
 
 torch.set_num_threads(1)
 
@@ -550,7 +550,7 @@ def test_a_grammar_that_grows_faster_than_it_ends_stays_bounded():
     ("learning:gradient-descent lr:0.01 momentum:0.9 decay:-1 nesterov:True", "decay must be a finite number"),
 ])
 def test_optimiser_values_outside_their_domain_are_refused(learning, fragment):
-    from spiking.search.phenotype import PhenotypeError, parse_phenotype
+    from spiking.specs.phenotype import PhenotypeError, parse_phenotype
 
     with pytest.raises(PhenotypeError, match=re.escape(fragment)):
         parse_phenotype(f"layer:batch-norm {learning} early_stop:5 batch_size:50")

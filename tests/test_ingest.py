@@ -1,4 +1,4 @@
-"""Tests for spiking.ingest: readers, filters, missing policies, shards, presets.
+"""Tests for spiking.data.ingest: readers, filters, missing policies, shards, presets.
 
 Real data is read from ../shared/data relative to the repository (read-only, never
 copied into the repo); subsets are written to tmp_path when a file is needed.
@@ -22,7 +22,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import spiking
-from spiking.ingest import (
+from spiking.data.ingest import (
     GDC_LABEL_SHEET,
     SHARED_TCGA,
     Dataset,
@@ -35,7 +35,7 @@ from spiking.ingest import (
     read_labels,
     read_matrix,
 )
-from spiking.ingest import shards as shards_mod
+from spiking.data.ingest import shards as shards_mod
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 TCGA = SHARED / "tcga-mirna"

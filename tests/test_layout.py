@@ -1,9 +1,9 @@
-"""Tests for spiking.layout: spatial layouts of expression profiles."""
+"""Tests for spiking.data.layout: spatial layouts of expression profiles."""
 import numpy as np
 import pytest
 from sklearn.exceptions import NotFittedError
 
-from spiking.layout import (
+from spiking.data.layout import (
     LAYOUTS,
     Correlation1DLayout,
     Embedding2DLayout,
@@ -170,7 +170,7 @@ def test_embedding2d_correlated_nearer(method):
 
 
 def test_embedding2d_banded_assignment():
-    from spiking.layout.transforms import _assign_to_pixels
+    from spiking.data.layout.transforms import _assign_to_pixels
     rng = np.random.default_rng(0)
     H, W = 40, 30
     coords = rng.uniform(0, [H - 1, W - 1], size=(1100, 2))
@@ -225,7 +225,7 @@ def test_embedding2d_refuses_bad_shape(shape):
 
 
 def test_embedding2d_shape_numpy_ints_and_pixel_bound():
-    from spiking.layout.transforms import MAX_PIXELS
+    from spiking.data.layout.transforms import MAX_PIXELS
     X = np.random.default_rng(0).standard_normal((5, 10)).astype(np.float32)
     lay = Embedding2DLayout(shape=(np.int64(3), np.int32(4))).fit(X)
     assert lay.shape_ == (3, 4) and all(type(s) is int for s in lay.shape_)

@@ -1,4 +1,4 @@
-"""Figures of fitted layouts (spiking.layout.figures): PNGs written, the feature-map
+"""Figures of fitted layouts (spiking.report.layout_figures): PNGs written, the feature-map
 CSV matches feature_map_, small maps labelled, large ones not, errors raised."""
 import csv
 
@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from sklearn.exceptions import NotFittedError
 
-from spiking.layout import make_layout
-from spiking.layout.figures import (plot_class_mean_images, plot_feature_map,
+from spiking.data.layout import make_layout
+from spiking.report.layout_figures import (plot_class_mean_images, plot_feature_map,
                                     plot_sample_image)
 
 NAMES = ["identity", "square", "random", "correlation_1d", "embedding_2d"]
@@ -110,7 +110,7 @@ def test_every_figure_refuses_a_non_png_path(which, name, data, tmp_path):
 
 
 def test_feature_names_generator_none_and_bad_entries(data, tmp_path):
-    from spiking.layout.figures import feature_map_table
+    from spiking.report.layout_figures import feature_map_table
     X, y, feats = data
     lay = make_layout("square").fit(X)
     p, fig = plot_feature_map(lay, (f for f in feats), tmp_path / "gen.png", return_figure=True)

@@ -12,8 +12,8 @@ import pytest
 import torch
 
 from spiking.cli.main import main
-from spiking.layout import make_layout
-from spiking.layout.state import identity_state, layout_from_state, layout_state, same_layout
+from spiking.data.layout import make_layout
+from spiking.data.layout.state import identity_state, layout_from_state, layout_state, same_layout
 
 FAST = ["--top-k", "5", "--cnn-epochs", "15", "--snn-epochs", "2", "--num-steps", "5", "--batch-size", "32",
         "--patience", "0", "--device", "cpu", "--no-progress", "--seed", "3"]
@@ -114,9 +114,9 @@ def test_evaluation_applies_the_layout_saved_with_the_network(runs, capsys):
         assert again[name]["test"] == before[name]["test"], name
 
     # Direct check: the evaluated predictions are those of the network on its own layout's images.
-    from spiking.ingest import load_dataset
-    from spiking.preprocess.prepare import load_prepared
-    from spiking.training.jobs import load_model, network_inputs, network_layout
+    from spiking.data.ingest import load_dataset
+    from spiking.data.preprocess.prepare import load_prepared
+    from spiking.artifacts.checkpoint import load_model, network_inputs, network_layout
 
     prep = load_prepared(load_dataset(runs["shards"]), d)
     model, meta = load_model(d / "cnn.pt")

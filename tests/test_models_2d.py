@@ -13,7 +13,8 @@ from spiking.models.cnn import ArchitectureError, CNNArch
 from spiking.models.cnn2d import MIN_SIDE_2D, CNN2d, derive_architecture_2d, preset_2d, stage_shapes
 from spiking.models.snn import class_scores
 from spiking.models.snn2d import SpikingCNN2d, transfer_weights_2d
-from spiking.training import CNNObjective, SpikeCountObjective, TrainConfig, train
+from spiking.specs.train import TrainConfig
+from spiking.training import CNNObjective, SpikeCountObjective, train
 
 torch.set_num_threads(1)
 

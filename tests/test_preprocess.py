@@ -7,8 +7,8 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from spiking.preprocess import make_preprocessor, stratified_split, top_k_classes
-from spiking.preprocess.prepare import load_prepared, prepare, save_prepared
+from spiking.data.preprocess import make_preprocessor, stratified_split, top_k_classes
+from spiking.data.preprocess.prepare import load_prepared, prepare, save_prepared
 
 
 def test_top_k_most_frequent_with_alphabetic_ties():

@@ -224,13 +224,13 @@ def test_layout_section_of_a_2d_run(run_2d):
 
 
 def test_layout_section_when_the_data_cannot_be_prepared(run_2d, tmp_path, monkeypatch):
-    from spiking.report.inputs import _Inputs
+    from spiking.report.inputs import ReportInputs
 
     def fail(self):
         self._prep_error = "the data could not be re-prepared: simulated failure"
         return None
 
-    monkeypatch.setattr(_Inputs, "prepared", fail)
+    monkeypatch.setattr(ReportInputs, "prepared", fail)
     build_report(run_2d, tmp_path / "out")
     md = (tmp_path / "out" / "report.md").read_text()
     sec = _section(md, "Spatial layout")
@@ -385,7 +385,7 @@ def test_bad_targets_exit_2_with_one_line(tmp_path, capsys):
 
 
 def test_storage_uri_target_is_copied_down_and_the_report_uploaded(tmp_path):
-    # file:// goes through the same storage code path as s3:// (spiking.search.storage)
+    # file:// goes through the same storage code path as s3:// (spiking.artifacts.storage)
     d = _fake_experiment(tmp_path, energies=True)
     where = build_report(f"file://{d}")
     assert isinstance(where, str) and where.endswith("report.html")
@@ -417,7 +417,7 @@ def _one_line_error(capsys) -> str:
 
 def test_local_target_with_storage_uri_out_is_uploaded(tmp_path, monkeypatch, capsys):
     """`--out s3://...` of a local target once wrote into a local folder literally named `s3:/...`;
-    file:// goes through the same upload code (spiking.search.storage) as s3://."""
+    file:// goes through the same upload code (spiking.artifacts.storage) as s3://."""
     d = _fake_experiment(tmp_path / "exp", energies=True)
     cwd = tmp_path / "cwd"
     cwd.mkdir()

@@ -25,16 +25,14 @@ import optuna
 import pytest
 import torch
 
-from spiking.ingest import SHARED_TCGA, ingest
+from spiking.data.ingest import SHARED_TCGA, ingest
 from spiking.models import CNN1d, derive_architecture, preset, stage_lengths
 from spiking.search import (
     ExperimentError,
     SearchError,
-    StorageError,
     add_tune_parser,
     list_experiments,
     load_experiment,
-    open_storage,
     run_experiment,
     validate_space,
 )
@@ -46,7 +44,8 @@ from spiking.search.registry import (
     suggest_config,
 )
 from spiking.search.trainable import CHECKPOINT_FILE
-from spiking.training.jobs import load_model
+from spiking.artifacts.storage import StorageError, open_storage
+from spiking.artifacts.checkpoint import load_model
 
 EXPECTED = {"cnn_search", "cnn_pt1", "cnn_pt2", "snn_pt1", "snn_pt2", "snn_mse_pt1", "snn_mse_pt2", "snn_k",
             "layout_ablation"}
@@ -221,7 +220,8 @@ def test_storage_on_s3_through_environment_settings(moto_s3):
 
 # --------------------------------------------------------------------------- trainable pieces
 def test_optimizer_state_is_captured_and_restored():
-    from spiking.training import CNNObjective, TrainConfig, train
+    from spiking.specs.train import TrainConfig
+    from spiking.training import CNNObjective, train
 
     g = torch.Generator().manual_seed(0)
     X = torch.rand(24, 1, 64, generator=g).numpy()

@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from spiking.models import CNN1d, SpikingCNN1d, preset
-from spiking.training import CNNObjective, SpikeCountObjective, TrainConfig, predict, resolve_device, train
+from spiking.specs.train import TrainConfig
+from spiking.training import CNNObjective, SpikeCountObjective, predict, resolve_device, train
 
 
 def _toy(n=120, L=64, k=3, seed=0):

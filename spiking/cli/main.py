@@ -47,7 +47,7 @@ def _add_ingest_args(p: argparse.ArgumentParser, required: bool) -> None:
 
 
 def _ingest_kwargs(a) -> dict:
-    from .. import ingest as ing
+    from spiking.data import ingest as ing
 
     kw = dict(getattr(ing, PRESETS[a.format])) if PRESETS[a.format] else {}
     for name in ("id_column", "matrix_id_column", "label_column", "group_column", "units"):
@@ -63,7 +63,7 @@ def _ingest_kwargs(a) -> dict:
 
 
 def _add_model_args(p: argparse.ArgumentParser) -> None:
-    from ..config import RunConfig
+    from spiking.specs.run import RunConfig
 
     d = RunConfig()
     g = p.add_argument_group("data preparation")
@@ -72,7 +72,7 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--no-log2", action="store_true", help="do not apply log2(x+1) (for data already on a log scale)")
     g.add_argument("--zscore", choices=["feature", "sample", "none"], default=d.data.zscore,
                    help="z-score per feature (fitted on train) or per sample, before min-max to [0,1]")
-    from ..layout import LAYOUTS
+    from spiking.data.layout import LAYOUTS
 
     g = p.add_argument_group("spatial layout (fitted on the training part; saved with every network)")
     g.add_argument("--layout", choices=sorted(LAYOUTS), default=d.data.layout,
@@ -120,7 +120,7 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
 
 
 def _encodings_arg(text: str) -> tuple[str, ...]:
-    from ..models.encoding import ENCODINGS
+    from spiking.models.encoding import ENCODINGS
 
     encs = tuple(e.strip() for e in str(text).split(",") if e.strip())
     if not encs:
@@ -144,7 +144,7 @@ def _image_shape_arg(text: str) -> tuple[int, int]:
 
 
 def _run_config(a, shards: str):
-    from ..config import RunConfig
+    from spiking.specs.run import RunConfig
 
     cfg = RunConfig()
     cfg.data.shards, cfg.data.top_k, cfg.data.seed = str(shards), a.top_k, a.seed
@@ -165,7 +165,7 @@ def _run_config(a, shards: str):
         if a.patience is not None:
             t.patience = a.patience
     cfg.validate()
-    from ..training.reproducibility import resolve_device
+    from spiking.training.reproducibility import resolve_device
 
     resolve_device(a.device)  # fails now, not after the CNN has trained
     return cfg
@@ -173,13 +173,13 @@ def _run_config(a, shards: str):
 
 # --------------------------------------------------------------------------- steps
 def _load_shards(path):
-    from ..ingest import load_dataset
+    from spiking.data.ingest import load_dataset
 
     return load_dataset(path)
 
 
 def cmd_ingest(a) -> int:
-    from ..ingest import ingest
+    from spiking.data.ingest import ingest
 
     manifest = ingest(a.matrix, a.labels, a.out, overwrite=a.overwrite, **_ingest_kwargs(a))
     j = manifest.get("join", {})
@@ -192,8 +192,9 @@ def cmd_ingest(a) -> int:
 
 
 def _train(cfg, run_dir: Path, which: str) -> None:
-    from ..preprocess.prepare import load_prepared, prepare, save_prepared
-    from ..training.jobs import load_model, snn_name, train_cnn, train_snn
+    from spiking.data.preprocess.prepare import load_prepared, prepare, save_prepared
+    from spiking.artifacts.checkpoint import load_model, snn_name
+    from spiking.training.jobs import train_cnn, train_snn
 
     ds = _load_shards(cfg.data.shards)
     if (run_dir / "split.json").exists():
@@ -227,12 +228,12 @@ def _train(cfg, run_dir: Path, which: str) -> None:
 
 
 def _evaluate(run_dir: Path) -> dict:
-    from ..config import RunConfig
-    from ..evaluation.evaluate import evaluate_run
-    from ..evaluation.results import dataset_block, format_table, write_results
-    from ..preprocess.prepare import load_prepared
+    from spiking.specs.run import RunConfig
+    from spiking.evaluation.evaluate import evaluate_run
+    from spiking.artifacts.results import dataset_block, format_table, write_results
+    from spiking.data.preprocess.prepare import load_prepared
 
-    from ..ingest import locate_shards
+    from spiking.data.ingest import locate_shards
 
     cfg = RunConfig.load(run_dir / "config.json")
     ds = _load_shards(locate_shards(cfg.data.shards, run_dir) or cfg.data.shards)
@@ -272,7 +273,7 @@ def _start_run(a, cfg, which: str) -> Path:
     run_dir = _run_dir(a)
     cfg_path = run_dir / "config.json"
     if which == "snn" and cfg_path.exists():
-        from ..config import RunConfig
+        from spiking.specs.run import RunConfig
 
         old_cfg = RunConfig.load(cfg_path).to_dict()
         new_cfg = cfg.to_dict()
@@ -299,8 +300,8 @@ def _save_config(cfg, run_dir: Path) -> None:
     """Write config.json after training: the settings of the last training command, with
     ``snn.encodings`` listing every spiking network now in the run (each network's own
     settings are saved in its .pt file and shown per model in results.json)."""
-    from ..models.encoding import ENCODINGS
-    from ..training.jobs import snn_name
+    from spiking.models.encoding import ENCODINGS
+    from spiking.artifacts.checkpoint import snn_name
 
     cfg.snn.encodings = tuple(e for e in ENCODINGS if (run_dir / f"{snn_name(e)}.pt").exists()) or cfg.snn.encodings
     cfg.save(run_dir / "config.json")
@@ -377,7 +378,7 @@ def shard_mismatches(manifest: dict, matrix: str, labels: str, kw: dict) -> list
 
 
 def cmd_run(a) -> int:
-    from ..ingest import ingest
+    from spiking.data.ingest import ingest
 
     t0 = time.perf_counter()
     cfg = _run_config(a, str(a.shards))  # validate every setting before any work
@@ -410,7 +411,7 @@ def cmd_run(a) -> int:
     _train(cfg, run_dir, "both")
     _save_config(cfg, run_dir)
     _evaluate(run_dir)
-    from ..report import build_report
+    from spiking.report import build_report
 
     print(f"report: {build_report(run_dir)}")
     print(f"total {time.perf_counter() - t0:.1f} s")
@@ -418,7 +419,7 @@ def cmd_run(a) -> int:
 
 
 def cmd_report(a) -> int:
-    from ..report import build_report
+    from spiking.report import build_report
 
     page = build_report(a.target, a.out)
     print(f"report: {page} (report.md and the figures beside it)")
@@ -473,7 +474,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--out", default=None, help="output folder (default: TARGET/report/)")
     q.set_defaults(func=cmd_report)
 
-    from ..search.cli import add_nas_parser, add_tune_parser
+    from spiking.search.cli import add_nas_parser, add_tune_parser
 
     add_tune_parser(sub)
     add_nas_parser(sub)
@@ -484,9 +485,9 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``spiking`` console script; returns the exit code."""
     import pickle
 
-    from ..ingest.errors import IngestError
+    from spiking.data.ingest.errors import IngestError
 
-    from ..search.frameworks import HINTS
+    from spiking.search.frameworks import HINTS
 
     # torch code runs in .venv, TensorFlow/NengoDL code in .venv-nengo: a command of the other one
     # stops with a one-line error saying where it runs, not an ImportError traceback.

@@ -26,7 +26,7 @@ def evaluate_logreg(prep, seed: int = 42) -> dict:
     It sees the scaled features in file order (``prep.features``), so it is the same model
     whatever spatial layout the networks use."""
     flat = {p: prep.features(p) for p in ("train", "test")}
-    from .metrics import classification_metrics
+    from spiking.evaluation.metrics import classification_metrics
 
     t0 = time.perf_counter()
     clf = fit_logistic_regression(flat["train"], prep.y["train"], seed=seed)

@@ -9,14 +9,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..models.encoding import ENCODINGS
-from ..preprocess.prepare import split_fingerprint
-from ..training.jobs import load_model, network_inputs, snn_name
-from ..training.loop import predict
-from ..training.objectives import CNNObjective, SpikeCountObjective
-from .baseline import evaluate_logreg, fit_logistic_regression  # noqa: F401  (evaluate_logreg re-exported)
-from .metrics import classification_metrics
-from .operations import count_operations
+from spiking.models.encoding import ENCODINGS
+from spiking.data.preprocess.prepare import split_fingerprint
+from spiking.artifacts.checkpoint import load_model, network_inputs, snn_name
+from spiking.training.loop import predict
+from spiking.training.objectives import CNNObjective, SpikeCountObjective
+from spiking.evaluation.baseline import evaluate_logreg, fit_logistic_regression  # noqa: F401  (evaluate_logreg re-exported)
+from spiking.evaluation.metrics import classification_metrics
+from spiking.models.operations import count_operations
 
 #: Samples per forward pass when scoring; the operation count uses the same, so a rate-coded
 #: network sees the same input spikes in both passes.
@@ -58,9 +58,9 @@ def evaluate_network(path: str | Path, prep) -> dict:
     ``best_model.pt``) in the results.json model-entry form; ``name`` is the file stem.
 
     The network is fed the test rows laid out with the layout saved in its own file
-    (:func:`spiking.training.jobs.network_inputs`), whatever layout ``prep`` was made with; the
+    (:func:`spiking.artifacts.checkpoint.network_inputs`), whatever layout ``prep`` was made with; the
     entry's ``layout`` names it and its image shape. The ``efficiency`` block is
-    :func:`spiking.evaluation.operations.count_operations` on the test split
+    :func:`spiking.models.operations.count_operations` on the test split
     (``energy_ratio_vs_cnn`` is filled in by :func:`evaluate_run`)."""
     model, meta = load_model(path)
     n_classes, L = len(prep.class_names), prep.n_features

@@ -1,7 +1,7 @@
 """CNN_PT and its spiking version for an input shape: 1-D ``(L,)`` or 2-D ``(H, W)``.
 
 The training, search and evaluation code builds every network through these functions, so a
-layout (``spiking.layout``) that gives 2-D images gets :class:`~spiking.models.cnn2d.CNN2d` /
+layout (``spiking.data.layout``) that gives 2-D images gets :class:`~spiking.models.cnn2d.CNN2d` /
 :class:`~spiking.models.snn2d.SpikingCNN2d` and a 1-D strip gets
 :class:`~spiking.models.cnn.CNN1d` / :class:`~spiking.models.snn.SpikingCNN1d`.
 """
@@ -12,10 +12,10 @@ from typing import Any, Mapping, Sequence
 
 from torch import nn
 
-from .cnn import CNN1d, CNNArch, derive_architecture, preset, stage_lengths
-from .cnn2d import CNN2d, derive_architecture_2d, preset_2d, stage_shapes
-from .snn import SpikingCNN1d, transfer_weights
-from .snn2d import SpikingCNN2d, transfer_weights_2d
+from spiking.models.cnn import CNN1d, CNNArch, derive_architecture, preset, stage_lengths
+from spiking.models.cnn2d import CNN2d, derive_architecture_2d, preset_2d, stage_shapes
+from spiking.models.snn import SpikingCNN1d, transfer_weights
+from spiking.models.snn2d import SpikingCNN2d, transfer_weights_2d
 
 __all__ = ["input_shape_of", "preset_for", "derive_for", "check_arch", "build_cnn", "build_spiking_cnn",
            "transfer_weights_any", "SPIKING_TYPES", "CNN_TYPES"]

@@ -60,7 +60,7 @@ class ArchitectureError(ValueError):
 _FIELDS = ("w1", "wd1", "h1", "w2", "wd2", "h2", "w3", "wd3", "h3")
 
 
-def _as_int(name: str, value: Any) -> int:
+def as_int(name: str, value: Any) -> int:
     if isinstance(value, bool):
         raise ArchitectureError(f"{name} must be an integer, got {value!r}")
     try:
@@ -90,7 +90,7 @@ class CNNArch:
 
     def __post_init__(self) -> None:
         for f in fields(self):
-            v = _as_int(f.name, getattr(self, f.name))
+            v = as_int(f.name, getattr(self, f.name))
             if v < 1:
                 raise ArchitectureError(f"{f.name} must be >= 1, got {v}")
             object.__setattr__(self, f.name, v)  # normalise numpy ints to int
@@ -111,7 +111,7 @@ class CNNArch:
         return cls(**{k: d[k] for k in _FIELDS})
 
 
-def _coerce_arch(arch: CNNArch | Mapping[str, Any]) -> CNNArch:
+def coerce_arch(arch: CNNArch | Mapping[str, Any]) -> CNNArch:
     if isinstance(arch, CNNArch):
         return arch
     if isinstance(arch, Mapping):
@@ -126,8 +126,8 @@ def stage_lengths(L: int, arch: CNNArch | Mapping[str, Any]) -> tuple[int, int, 
     :class:`ArchitectureError` naming the stage, the kernel or pool size and the
     input length when a stage would have length < 1.
     """
-    arch = _coerce_arch(arch)
-    L = _as_int("L", L)
+    arch = coerce_arch(arch)
+    L = as_int("L", L)
     if L < 1:
         raise ArchitectureError(f"input length L must be >= 1, got {L}")
     lengths = []
@@ -199,11 +199,11 @@ def derive_architecture(
     Raises :class:`ArchitectureError` when a value lies outside the search
     space or when ``L < 6`` (no architecture can satisfy the rule).
     """
-    L = _as_int("L", L)
+    L = as_int("L", L)
     given = {"w1": w1, "wd1": wd1, "h1": h1, "w2": w2, "w3": w3}
     vals = {}
     for name, v in given.items():
-        v = _as_int(name, v)
+        v = as_int(name, v)
         lo, hi = SEARCH_SPACE[name]
         if not lo <= v <= hi:
             raise ArchitectureError(f"{name}={v} is outside the search space [{lo}, {hi}]")
@@ -276,7 +276,7 @@ def preset(name: str, L: int, seed: int = 0, *, keep_published: bool = True) -> 
     if name not in PRESETS:
         raise ValueError(f"unknown preset {name!r}; valid names: {sorted(PRESETS)}")
     pub = PRESETS[name]
-    L = _as_int("L", L)
+    L = as_int("L", L)
     if keep_published and L == PRESET_L:
         return pub
     return derive_architecture(
@@ -309,8 +309,8 @@ class CNN1d(nn.Module):
 
     def __init__(self, L: int, arch: CNNArch | Mapping[str, Any], n_classes: int):
         super().__init__()
-        arch = _coerce_arch(arch)
-        n_classes = _as_int("n_classes", n_classes)
+        arch = coerce_arch(arch)
+        n_classes = as_int("n_classes", n_classes)
         if n_classes < 1:
             raise ValueError(f"n_classes must be >= 1, got {n_classes}")
         self.lengths = stage_lengths(L, arch)

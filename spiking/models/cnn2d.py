@@ -35,14 +35,15 @@ from typing import Any, Mapping
 import torch
 from torch import nn
 
-from .cnn import (
+from spiking.specs.names import MIN_SIDE_2D
+from spiking.models.cnn import (
     MIN_S1,
     PRESETS,
     ArchitectureError,
     CNN1d,
     CNNArch,
-    _as_int,
-    _coerce_arch,
+    as_int,
+    coerce_arch,
     derive_architecture,
     stage_lengths,
 )
@@ -56,9 +57,8 @@ __all__ = [
     "add_cnn2d_layers",
 ]
 
-#: Smallest image side for which any valid architecture can be derived
-#: (``wd1 = 2, h1 = 1`` gives first-stage side ``min(H, W) - 1 >= MIN_S1``).
-MIN_SIDE_2D = MIN_S1 + 1
+if MIN_SIDE_2D != MIN_S1 + 1:  # ``wd1 = 2, h1 = 1`` gives first-stage side ``min(H, W) - 1 >= MIN_S1``
+    raise ImportError(f"spiking.specs.names.MIN_SIDE_2D ({MIN_SIDE_2D}) must be MIN_S1 + 1 ({MIN_S1 + 1})")
 
 
 def stage_shapes(
@@ -71,7 +71,7 @@ def stage_shapes(
     naming the axis (height/width), the stage and the offending size when any
     stage side would drop below 1.
     """
-    arch = _coerce_arch(arch)
+    arch = coerce_arch(arch)
     per_axis = []
     for axis, n in (("height", H), ("width", W)):
         try:
@@ -104,7 +104,7 @@ def derive_architecture_2d(
     Raises :class:`ArchitectureError` when a value lies outside the search space
     or when ``min(H, W) < MIN_SIDE_2D`` (= 6).
     """
-    H, W = _as_int("H", H), _as_int("W", W)
+    H, W = as_int("H", H), as_int("W", W)
     side = min(H, W)
     if side < MIN_SIDE_2D:
         raise ArchitectureError(
@@ -171,8 +171,8 @@ class CNN2d(nn.Module):
 
     def __init__(self, H: int, W: int, arch: CNNArch | Mapping[str, Any], n_classes: int):
         super().__init__()
-        arch = _coerce_arch(arch)
-        n_classes = _as_int("n_classes", n_classes)
+        arch = coerce_arch(arch)
+        n_classes = as_int("n_classes", n_classes)
         if n_classes < 1:
             raise ValueError(f"n_classes must be >= 1, got {n_classes}")
         self.shapes = stage_shapes(H, W, arch)

@@ -18,8 +18,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .cnn import CNN1d
-from .snn import SpikingCNN1d
+from spiking.models.cnn import CNN1d
+from spiking.models.snn import SpikingCNN1d
 
 LAYERS = ("conv1", "conv2", "conv3", "fc")
 

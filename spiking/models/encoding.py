@@ -1,7 +1,7 @@
 """Input encodings of the spiking CNN: how a static profile becomes input over ``num_steps`` steps.
 
 A profile ``x`` of shape ``(B, 1, L)`` with values in [0, 1] (the output of
-:mod:`spiking.preprocess.scaling`) is presented to the first convolution as:
+:mod:`spiking.data.preprocess.scaling`) is presented to the first convolution as:
 
 ``direct``
     direct current (the study's choice): the static vector itself at every
@@ -38,24 +38,12 @@ from __future__ import annotations
 import torch
 from snntorch import spikegen
 
+from spiking.specs.names import DELTA_THRESHOLD, ENCODINGS, check_encoding
+
 __all__ = ["ENCODINGS", "DELTA_THRESHOLD", "LATENCY_THRESHOLD", "encode", "check_encoding"]
 
-ENCODINGS = ("direct", "rate", "latency", "delta")
-#: Default change (on the [0, 1] input scale) that triggers a delta event.
-DELTA_THRESHOLD = 0.1
 #: Inputs below this value emit no latency spike (snnTorch's default ``threshold``).
 LATENCY_THRESHOLD = 0.01
-
-
-def check_encoding(encoding: str, delta_threshold: float = DELTA_THRESHOLD) -> None:
-    """Raise ValueError for an unknown encoding or a delta threshold outside (0, 1]."""
-    if encoding not in ENCODINGS:
-        raise ValueError(f"unknown encoding {encoding!r}; valid: {', '.join(ENCODINGS)}")
-    if isinstance(delta_threshold, bool):
-        raise ValueError(f"delta threshold must be a number in (0, 1], got {delta_threshold!r}")
-    t = float(delta_threshold)
-    if not 0.0 < t <= 1.0:
-        raise ValueError(f"delta threshold must be in (0, 1] (input scale), got {delta_threshold}")
 
 
 def _delta_sweep(x: torch.Tensor, num_steps: int, threshold: float) -> torch.Tensor:
@@ -91,7 +79,7 @@ def encode(x: torch.Tensor, encoding: str, num_steps: int, *, delta_threshold: f
         raise ValueError(f"spike encodings need floating-point profiles, got {x.dtype}")
     if x.numel() and not (torch.isfinite(x).all() and x.min() >= 0 and x.max() <= 1):
         raise ValueError(f"{encoding} coding needs profiles scaled to [0, 1] without NaN (the output of "
-                         f"spiking.preprocess.scaling); got values in [{float(x.min())}, {float(x.max())}]")
+                         f"spiking.data.preprocess.scaling); got values in [{float(x.min())}, {float(x.max())}]")
     if encoding == "rate":
         return spikegen.rate(x, num_steps=num_steps).to(x.dtype)
     if encoding == "latency":

@@ -1,8 +1,8 @@
 """PyTorch networks built from grammar-search phenotypes, with Keras/TensorFlow semantics.
 
-:func:`build_torch_model` turns a phenotype (:mod:`spiking.search.phenotype`) into a
+:func:`build_torch_model` turns a phenotype (:mod:`spiking.specs.phenotype`) into a
 :class:`PhenotypeNet` that is the same architecture as the Keras network built from the
-same phenotype (:mod:`spiking.models.phenotype_keras`), layer for layer:
+same phenotype (:mod:`spiking.keras.phenotype`), layer for layer:
 
 * input ``(batch, 1, L)`` float32 (PyTorch channels first; Keras takes ``(batch, L, 1)``),
   output ``(batch, n_classes)`` logits (Keras ends with softmax; apply it to compare);
@@ -40,7 +40,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..search.phenotype import Phenotype, PhenotypeError, parse_phenotype
+from spiking.specs.phenotype import Phenotype, PhenotypeError, parse_phenotype
 
 __all__ = ["PhenotypeNet", "build_torch_model", "torch_parameter_count", "same_padding", "load_keras_weights",
            "read_weights_npz"]
@@ -237,7 +237,7 @@ def load_keras_weights(model: PhenotypeNet, weights: Sequence[np.ndarray]) -> Ph
     """Copy the weights of the equivalent Keras model into ``model`` (in place) and return it.
 
     ``weights`` is what ``keras_model.get_weights()`` returns for the Keras network of the same
-    phenotype, ``L`` and ``n_classes`` (:func:`spiking.models.phenotype_keras.build_keras_model`):
+    phenotype, ``L`` and ``n_classes`` (:func:`spiking.keras.phenotype.build_keras_model`):
     one list of arrays in layer order, each layer's arrays in Keras' own order (Keras layer
     ``build()`` creates them in this order; these are the layouts of ``Conv1D``,
     ``BatchNormalization`` and ``Dense`` in Keras 2)::

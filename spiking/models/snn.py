@@ -41,21 +41,21 @@ from typing import Any, Mapping
 import snntorch
 import torch
 from snntorch import surrogate
-from snntorch._neurons.neurons import SpikingNeuron
+from snntorch import SpikingNeuron
 from torch import nn
 
-from .cnn import CNN1d, CNNArch, _coerce_arch, add_cnn_layers, stage_lengths
-from .encoding import DELTA_THRESHOLD, check_encoding, encode
+from spiking.models.cnn import CNN1d, CNNArch, coerce_arch, add_cnn_layers, stage_lengths
+from spiking.models.encoding import encode
+from spiking.specs.names import DELTA_THRESHOLD, NEURONS, check_encoding
 
 __all__ = ["NEURONS", "SpikingCNN1d", "class_scores", "transfer_weights"]
 
-NEURONS = ("leaky", "lapicque", "rleaky", "synaptic")
 
-_LIF_NAMES = ("lif1", "lif2", "lif3", "lif_out")
+LIF_NAMES = ("lif1", "lif2", "lif3", "lif_out")
 _STATE_ATTRS = ("mem", "spk", "syn")
 
 
-def _make_neuron(
+def make_neuron(
     neuron: str, *, beta: float, alpha: float, spike_grad, linear_features: int | None
 ) -> nn.Module:
     """One LIF layer. ``linear_features`` is given only for the output layer."""
@@ -86,7 +86,7 @@ def _make_neuron(
     raise ValueError(f"unknown neuron {neuron!r}; valid: {NEURONS}")
 
 
-def _run_neuron(
+def run_neuron(
     lif: nn.Module, kind: str, cur: torch.Tensor, num_steps: int, static: bool,
     keep_mem: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -186,7 +186,7 @@ class SpikingCNN1d(nn.Module):
         if neuron not in NEURONS:
             raise ValueError(f"unknown neuron {neuron!r}; valid: {NEURONS}")
         check_encoding(encoding, delta_threshold)
-        arch = _coerce_arch(arch)
+        arch = coerce_arch(arch)
         n_outputs, num_steps, beta, alpha = check_neuron_settings(neuron, n_outputs, num_steps, beta, alpha)
 
         self.lengths = stage_lengths(L, arch)
@@ -204,8 +204,8 @@ class SpikingCNN1d(nn.Module):
         add_cnn_layers(self, arch, self.lengths, n_outputs)
 
         spike_grad = surrogate.fast_sigmoid(slope=self.slope)
-        for name in _LIF_NAMES:
-            lif = _make_neuron(
+        for name in LIF_NAMES:
+            lif = make_neuron(
                 neuron, beta=beta, alpha=alpha, spike_grad=spike_grad,
                 linear_features=n_outputs if name == "lif_out" else None,
             )
@@ -230,12 +230,13 @@ class SpikingCNN1d(nn.Module):
     def _clear_states(self) -> None:
         """Drop the states snnTorch keeps on the neuron modules after a forward
         (they reference the autograd graph: memory, and deepcopy would fail)."""
-        for name in _LIF_NAMES:
+        for name in LIF_NAMES:
             lif = getattr(self, name)
+            buffers = dict(lif.named_buffers(recurse=False))
             for attr in _STATE_ATTRS:
-                if attr in lif._buffers:
-                    t = lif._buffers[attr]
-                    lif._buffers[attr] = torch.zeros(0, device=t.device, dtype=t.dtype)
+                if attr in buffers:  # assigning a tensor to a buffer's name replaces the buffer (nn.Module)
+                    t = buffers[attr]
+                    setattr(lif, attr, torch.zeros(0, device=t.device, dtype=t.dtype))
             if "reset" in lif.__dict__:
                 lif.reset = None
 
@@ -251,19 +252,19 @@ class SpikingCNN1d(nn.Module):
             if self.encoding == "direct":
                 # Time-independent: computed once per batch.
                 cur1 = self.pool1(self.conv1(x))                  # (B, w1, s1)
-                out["lif1"] = _run_neuron(self.lif1, kind, cur1, T, static=True, keep_mem=keep)
+                out["lif1"] = run_neuron(self.lif1, kind, cur1, T, static=True, keep_mem=keep)
             else:
                 spk_in = encode(x, self.encoding, T, delta_threshold=self.delta_threshold)  # (T, B, 1, L)
                 out["input"] = (spk_in, None)
                 cur1 = self.pool1(self.conv1(spk_in.flatten(0, 1)))                    # (T*B, w1, s1)
-                out["lif1"] = _run_neuron(self.lif1, kind, cur1.unflatten(0, (T, B)), T, static=False,
+                out["lif1"] = run_neuron(self.lif1, kind, cur1.unflatten(0, (T, B)), T, static=False,
                                           keep_mem=keep)
             cur2 = self.pool2(self.conv2(out["lif1"][0].flatten(0, 1)))      # (T*B, w2, s2)
-            out["lif2"] = _run_neuron(self.lif2, kind, cur2.unflatten(0, (T, B)), T, static=False, keep_mem=keep)
+            out["lif2"] = run_neuron(self.lif2, kind, cur2.unflatten(0, (T, B)), T, static=False, keep_mem=keep)
             cur3 = self.pool3(self.conv3(out["lif2"][0].flatten(0, 1)))      # (T*B, w3, s3)
-            out["lif3"] = _run_neuron(self.lif3, kind, cur3.unflatten(0, (T, B)), T, static=False, keep_mem=keep)
+            out["lif3"] = run_neuron(self.lif3, kind, cur3.unflatten(0, (T, B)), T, static=False, keep_mem=keep)
             cur4 = self.fc(out["lif3"][0].flatten(2))                       # (T, B, n_outputs)
-            out["lif_out"] = _run_neuron(self.lif_out, kind, cur4, T, static=False, keep_mem=True)
+            out["lif_out"] = run_neuron(self.lif_out, kind, cur4, T, static=False, keep_mem=True)
         finally:
             self._clear_states()
         return out

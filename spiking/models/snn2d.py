@@ -23,12 +23,12 @@ from typing import Any, Mapping
 import numpy as np
 import torch
 from snntorch import surrogate
-from snntorch._neurons.neurons import SpikingNeuron
+from snntorch import SpikingNeuron
 from torch import nn
 
-from .cnn import CNNArch, _coerce_arch
-from .cnn2d import CNN2d, add_cnn2d_layers, stage_shapes
-from .snn import _LIF_NAMES, NEURONS, SpikingCNN1d, _make_neuron, _run_neuron, check_neuron_settings, transfer_weights
+from spiking.models.cnn import CNNArch, coerce_arch
+from spiking.models.cnn2d import CNN2d, add_cnn2d_layers, stage_shapes
+from spiking.models.snn import LIF_NAMES, NEURONS, SpikingCNN1d, make_neuron, run_neuron, check_neuron_settings, transfer_weights
 
 __all__ = ["SpikingCNN2d", "transfer_weights_2d"]
 
@@ -90,7 +90,7 @@ class SpikingCNN2d(nn.Module):
         if encoding != "direct":
             raise ValueError(f"SpikingCNN2d supports only encoding='direct', got {encoding!r}")
         _check_num_steps_and_slope(num_steps, slope)
-        arch = _coerce_arch(arch)
+        arch = coerce_arch(arch)
         n_outputs, num_steps, beta, alpha = check_neuron_settings(neuron, n_outputs, num_steps, beta, alpha)
 
         self.shapes = stage_shapes(H, W, arch)
@@ -107,8 +107,8 @@ class SpikingCNN2d(nn.Module):
         add_cnn2d_layers(self, arch, self.shapes, n_outputs)
 
         spike_grad = surrogate.fast_sigmoid(slope=self.slope)
-        for name in _LIF_NAMES:
-            lif = _make_neuron(
+        for name in LIF_NAMES:
+            lif = make_neuron(
                 neuron, beta=beta, alpha=alpha, spike_grad=spike_grad,
                 linear_features=n_outputs if name == "lif_out" else None,
             )
@@ -139,13 +139,13 @@ class SpikingCNN2d(nn.Module):
         out: dict[str, tuple[torch.Tensor, torch.Tensor | None]] = {}
         try:
             cur1 = self.pool1(self.conv1(x))                                  # (B, w1, h1, w1')
-            out["lif1"] = _run_neuron(self.lif1, kind, cur1, T, static=True, keep_mem=keep)
+            out["lif1"] = run_neuron(self.lif1, kind, cur1, T, static=True, keep_mem=keep)
             cur2 = self.pool2(self.conv2(out["lif1"][0].flatten(0, 1)))      # (T*B, w2, ., .)
-            out["lif2"] = _run_neuron(self.lif2, kind, cur2.unflatten(0, (T, B)), T, static=False, keep_mem=keep)
+            out["lif2"] = run_neuron(self.lif2, kind, cur2.unflatten(0, (T, B)), T, static=False, keep_mem=keep)
             cur3 = self.pool3(self.conv3(out["lif2"][0].flatten(0, 1)))      # (T*B, w3, ., .)
-            out["lif3"] = _run_neuron(self.lif3, kind, cur3.unflatten(0, (T, B)), T, static=False, keep_mem=keep)
+            out["lif3"] = run_neuron(self.lif3, kind, cur3.unflatten(0, (T, B)), T, static=False, keep_mem=keep)
             cur4 = self.fc(out["lif3"][0].flatten(2))                       # (T, B, n_outputs)
-            out["lif_out"] = _run_neuron(self.lif_out, kind, cur4, T, static=False, keep_mem=True)
+            out["lif_out"] = run_neuron(self.lif_out, kind, cur4, T, static=False, keep_mem=True)
         finally:
             self._clear_states()
         return out

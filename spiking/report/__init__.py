@@ -6,6 +6,6 @@ the figures are in :mod:`spiking.report.figures`, the Markdown/HTML writers in
 :mod:`spiking.report.render`.
 """
 
-from .build import ReportError, build_report
+from spiking.report.build import ReportError, build_report
 
 __all__ = ["build_report", "ReportError"]

@@ -33,9 +33,9 @@ from pathlib import Path
 
 import numpy as np
 
-from . import figures as fg
-from .inputs import ReportError, _detect, _Inputs, _is_num, _read_manifest
-from .render import PNG_MAGIC, Bullets, Image, Note, Section, Table, Text, write_report
+from spiking.report import figures as fg
+from spiking.report.inputs import ReportError, detect_kind, ReportInputs, is_num, read_manifest
+from spiking.report.render import PNG_MAGIC, Bullets, Image, Note, Section, Table, Text, write_report
 
 DEFAULT_CONVENTION = ("45 nm CMOS, 32-bit float (Horowitz, ISSCC 2014): MAC 4.6 pJ, AC 0.9 pJ; "
                       "memory traffic is not counted")
@@ -178,16 +178,16 @@ def summary_table(results: dict, run_cfg: dict | None = None) -> Table:
 
 
 # --------------------------------------------------------------------------- sections
-def _section_classes(inp: _Inputs, out: Path) -> Section:
+def _section_classes(inp: ReportInputs, out: Path) -> Section:
     sec = Section("Class frequencies: all cohorts in the shards vs the kept top-k")
     if inp.shards is None:
         return sec.add(Note(f"Skipped: the shards ({inp.shards_named}) are not there any more, so the class counts "
                             f"of the whole dataset are unknown. Kept classes: {', '.join(inp.classes)}."))
     try:
-        counts = _read_manifest(inp.shards).get("class_counts")
+        counts = read_manifest(inp.shards).get("class_counts")
     except (OSError, ValueError, AttributeError) as e:
         return sec.add(Note(f"Skipped: cannot read the shards' manifest.json ({e})."))
-    if not counts or not isinstance(counts, dict) or not all(_is_num(v) for v in counts.values()):
+    if not counts or not isinstance(counts, dict) or not all(is_num(v) for v in counts.values()):
         return sec.add(Note("Skipped: the shards' manifest.json has no class_counts (counts per class)."))
     p = fg.class_frequencies(counts, inp.classes, out / "class_frequencies.png")
     total = sum(counts.values())
@@ -245,11 +245,11 @@ def _layout_sentence(name: str, state: dict | None, seed) -> str:
     return text
 
 
-def _section_layout(inp: _Inputs, out: Path) -> Section:
+def _section_layout(inp: ReportInputs, out: Path) -> Section:
     """The run's spatial layout: which feature sits where, one test sample's image, the class-mean
     images of the training part (no test sample is summarised beyond the one shown)."""
-    from ..layout.figures import plot_class_mean_images, plot_feature_map, plot_sample_image
-    from ..layout.state import layout_from_state
+    from spiking.report.layout_figures import plot_class_mean_images, plot_feature_map, plot_sample_image
+    from spiking.data.layout.state import layout_from_state
 
     sec = Section("Spatial layout")
     data = (inp.config or {}).get("data") or {}
@@ -316,7 +316,7 @@ def _history_rows(rows: list, zero_based: bool) -> list[dict]:
              "val_balanced_accuracy": float(r["val_balanced_accuracy"])} for r in rows]
 
 
-def _nas_report_hint(inp: _Inputs) -> str:
+def _nas_report_hint(inp: ReportInputs) -> str:
     """Where the converted networks' Keras CNN was trained (the nas search folder), for the report's text."""
     src = str(((inp.experiment or {}).get("weights") or {}).get("source") or "")
     if not src:
@@ -327,7 +327,7 @@ def _nas_report_hint(inp: _Inputs) -> str:
     return "its training is in the report of the architecture search (`spiking nas`) that found it"
 
 
-def _section_curves(inp: _Inputs, out: Path) -> Section:
+def _section_curves(inp: ReportInputs, out: Path) -> Section:
     if inp.converted:
         names = ", ".join(str(m["name"]) for m in inp.results["models"] if _is_converted(m))
         return Section("Training").add(Text(
@@ -370,7 +370,7 @@ def _section_curves(inp: _Inputs, out: Path) -> Section:
     return sec
 
 
-def _section_confusion(inp: _Inputs, out: Path) -> Section:
+def _section_confusion(inp: ReportInputs, out: Path) -> Section:
     sec = Section("Confusion matrices (test split)")
     sec.add(Text("Rows: true class; columns: predicted class; each row normalised to 1 (cells in % of the true "
                  "class, so the diagonal is the per-class recall)."))
@@ -409,14 +409,14 @@ def _rates(entry: dict, model, trace, num_steps: int | None, n_features: int | N
     return None
 
 
-def _section_activity(inp: _Inputs, out: Path) -> Section | None:
+def _section_activity(inp: ReportInputs, out: Path) -> Section | None:
     spiking = [m for m in inp.results["models"] if isinstance(m.get("snn"), dict)]
     if not spiking:
         return None
     sec = Section("Spiking activity")
     import torch
 
-    from ..training.jobs import load_model
+    from spiking.artifacts.checkpoint import load_model
 
     for m in spiking:
         name = str(m["name"])
@@ -438,11 +438,11 @@ def _section_activity(inp: _Inputs, out: Path) -> Section | None:
                 if not hasattr(model, "trace"):
                     sec.add(Note(f"{name}: this version of SpikingCNN1d has no trace(); no raster or traces."))
                 else:
-                    from ..evaluation.evaluate import EVAL_BATCH, EVAL_SEED
+                    from spiking.evaluation.evaluate import EVAL_BATCH, EVAL_SEED
 
                     # The first test batch with the evaluation's seed: a rate code then draws exactly
                     # the input spikes the scored prediction of this sample saw.
-                    from ..training.jobs import network_inputs
+                    from spiking.artifacts.checkpoint import network_inputs
 
                     x = torch.as_tensor(network_inputs(meta, prep, "test")[:EVAL_BATCH])
                     with torch.no_grad(), torch.random.fork_rng(devices=[]):
@@ -461,7 +461,7 @@ def _section_activity(inp: _Inputs, out: Path) -> Section | None:
 
 
 def _trace_figures(sec: Section, name: str, model, meta: dict, trace: dict, prep, out: Path) -> None:
-    from ..training.objectives import SpikeCountObjective
+    from spiking.training.objectives import SpikeCountObjective
 
     true = prep.class_names[int(prep.y["test"][0])]
     about = f"test sample {prep.ids['test'][0]} (true class {true}"
@@ -499,7 +499,7 @@ def _tensor(x):
     return x if torch.is_tensor(x) else torch.as_tensor(np.asarray(x))
 
 
-def _section_tradeoff(inp: _Inputs, out: Path) -> Section:
+def _section_tradeoff(inp: ReportInputs, out: Path) -> Section:
     sec = Section("Accuracy vs time steps and energy (search trials)")
     trials = [t for t in inp.trials or [] if isinstance(t, dict) and t.get("best_val_balanced_accuracy") is not None
               and math.isfinite(t["best_val_balanced_accuracy"])]
@@ -564,7 +564,7 @@ def _section_tradeoff(inp: _Inputs, out: Path) -> Section:
 
 
 # --------------------------------------------------------------------------- the NengoDL conversion (snn_k)
-def _section_activity_converted(inp: _Inputs, out: Path) -> Section | None:
+def _section_activity_converted(inp: ReportInputs, out: Path) -> Section | None:
     """activity.png of the experiment (copied into the report) and the firing rate per layer of each conversion."""
     spiking = [m for m in inp.results["models"] if _is_converted(m)]
     src = inp.root / "activity.png"
@@ -580,9 +580,9 @@ def _section_activity_converted(inp: _Inputs, out: Path) -> Section | None:
         best = (inp.results.get("search") or {}).get("best") or {}
         cfg = best.get("config") if isinstance(best.get("config"), dict) else {}
         scale = cfg.get("scale_firing_rates")
-        shown = (float(scale) if _is_num(scale) and float(scale) > 1 else 300.0) if scale is not None else None
+        shown = (float(scale) if is_num(scale) and float(scale) > 1 else 300.0) if scale is not None else None
         syn = cfg.get("synapse")
-        syn = f"synapse {float(syn):g} s" if _is_num(syn) and syn else "no synapse filter"
+        syn = f"synapse {float(syn):g} s" if is_num(syn) and syn else "no synapse filter"
         what = (f" ({cfg.get('neuron')} neurons, {syn}, {cfg.get('n_steps')} steps of 1 ms)"
                 if cfg.get("neuron") else "")
         sec.add(Image(out / "activity.png",
@@ -617,7 +617,7 @@ def _section_activity_converted(inp: _Inputs, out: Path) -> Section | None:
     return sec
 
 
-def _section_conversion_notes(inp: _Inputs) -> Section | None:
+def _section_conversion_notes(inp: ReportInputs) -> Section | None:
     notes = {str(m["name"]): [str(n) for n in m.get("conversion_notes") or []]
              for m in inp.results["models"] if _is_converted(m)}
     notes = {k: v for k, v in notes.items() if v}
@@ -637,11 +637,11 @@ def _section_conversion_notes(inp: _Inputs) -> Section | None:
 
 
 # --------------------------------------------------------------------------- the architecture search (nas)
-def _nas_settings(inp: _Inputs) -> dict:
+def _nas_settings(inp: ReportInputs) -> dict:
     return (inp.nas or {}).get("settings") or ((inp.results.get("search") or {}).get("settings") or {})
 
 
-def _nas_best(inp: _Inputs) -> dict | None:
+def _nas_best(inp: ReportInputs) -> dict | None:
     best = (inp.results.get("search") or {}).get("best")
     if isinstance(best, dict) and best.get("id"):
         return best
@@ -655,14 +655,14 @@ def _nas_best(inp: _Inputs) -> dict | None:
     return None
 
 
-def _nas_front(inp: _Inputs) -> list[dict]:
+def _nas_front(inp: ReportInputs) -> list[dict]:
     if inp.front is not None:
         return [r for r in inp.front if isinstance(r, dict)]
     front = (inp.results.get("search") or {}).get("front")
     return [r for r in front if isinstance(r, dict)] if isinstance(front, list) else []
 
 
-def _section_nas_settings(inp: _Inputs) -> Section:
+def _section_nas_settings(inp: ReportInputs) -> Section:
     sec = Section("Search settings")
     nas = inp.nas or {}
     s = _nas_settings(inp)
@@ -693,7 +693,7 @@ def _section_nas_settings(inp: _Inputs) -> Section:
         add("training rows", "all" if s["max_train_rows"] is None else s["max_train_rows"])
     rates = nas.get("rates")
     if isinstance(rates, dict) and rates:
-        add("mutation rates", ", ".join(f"{k} {v:g}" if _is_num(v) else f"{k} {v}" for k, v in rates.items()))
+        add("mutation rates", ", ".join(f"{k} {v:g}" if is_num(v) else f"{k} {v}" for k, v in rates.items()))
     d = s.get("data")
     if isinstance(d, dict) and d:
         add("data", ", ".join(f"{k} {v}" for k, v in d.items()))
@@ -721,15 +721,15 @@ def _parent_line(rows: list[dict], best: dict | None) -> list[tuple[int, float]]
         elif best is not None:
             pid = best.get("id")
         p = by_id.get(pid) if pid else None
-        if p is not None and _is_num(p.get("fitness")):
+        if p is not None and is_num(p.get("fitness")):
             line.append((g, float(p["fitness"])))
     return line
 
 
-def _section_nas_progress(inp: _Inputs, out: Path) -> Section:
+def _section_nas_progress(inp: ReportInputs, out: Path) -> Section:
     sec = Section("Search progress")
     rows = [r for r in inp.rows or [] if r.get("generation") is not None]
-    scored = [r for r in rows if _is_num(r.get("fitness")) and math.isfinite(r["fitness"])]
+    scored = [r for r in rows if is_num(r.get("fitness")) and math.isfinite(r["fitness"])]
     if not scored:
         return sec.add(Note("No individual of generations.json has a fitness."))
     best = _nas_best(inp)
@@ -743,13 +743,13 @@ def _section_nas_progress(inp: _Inputs, out: Path) -> Section:
     lam = _nas_settings(inp).get("offspring")
     sec.add(Image(p, "Fitness (validation accuracy) of every individual, by generation: generation 0 is the random "
                      "initial population"
-                     + (f" (lambda + 1 = {int(lam) + 1} individuals)" if _is_num(lam) else "")
+                     + (f" (lambda + 1 = {int(lam) + 1} individuals)" if is_num(lam) else "")
                      + ", each later generation the offspring of the parent; hollow markers are 'train longer' "
                        "offspring (the parent trained further)"
                      + (", crosses failed individuals (fitness 0)" if any(failed) else "")
                      + ". Red: the parent kept after each generation, the fittest of the parent and its offspring "
                        "(the (1+lambda) selection; ties go to fewer parameters)."))
-    ok = [r for r in scored if not r.get("error") and _is_num(r.get("parameters"))]
+    ok = [r for r in scored if not r.get("error") and is_num(r.get("parameters"))]
     if ok:
         front_ids = {r.get("id") for r in _nas_front(inp)}
         ok_ids = [r["id"] for r in ok]
@@ -775,7 +775,7 @@ def _section_nas_progress(inp: _Inputs, out: Path) -> Section:
     return sec
 
 
-def _section_nas_best(inp: _Inputs) -> Section:
+def _section_nas_best(inp: ReportInputs) -> Section:
     sec = Section("Best architecture")
     best = _nas_best(inp)
     if best is None:
@@ -783,13 +783,13 @@ def _section_nas_best(inp: _Inputs) -> Section:
     facts = [f"individual {best['id']}"]
     if best.get("generation") is not None:
         facts.append(f"generation {best['generation']}")
-    if _is_num(best.get("fitness")):
+    if is_num(best.get("fitness")):
         facts.append(f"validation accuracy {_pct(best['fitness'])}%")
-    if _is_num(best.get("val_balanced_accuracy")):
+    if is_num(best.get("val_balanced_accuracy")):
         facts.append(f"validation balanced accuracy {_pct(best['val_balanced_accuracy'])}%")
-    if _is_num(best.get("parameters")):
+    if is_num(best.get("parameters")):
         facts.append(f"{int(best['parameters']):,} parameters")
-    if _is_num(best.get("macs")):
+    if is_num(best.get("macs")):
         facts.append(f"{si(best['macs'])} MACs per inference")
     if best.get("epochs") is not None:
         facts.append(f"{best['epochs']} epochs" + (f" (stopped by {best['stopped_by']})" if best.get("stopped_by")
@@ -802,7 +802,7 @@ def _section_nas_best(inp: _Inputs) -> Section:
     return sec
 
 
-def _section_nas_rows(inp: _Inputs) -> Section:
+def _section_nas_rows(inp: ReportInputs) -> Section:
     sec = Section("Individuals (generations.json)")
     best = _nas_best(inp)
     best_id = best.get("id") if best else None
@@ -812,10 +812,10 @@ def _section_nas_rows(inp: _Inputs) -> Section:
         rows.append([str(r["id"]) + (" (best)" if r["id"] == best_id else ""),
                      str(r.get("generation", "-")), str(r.get("parent") or "-"),
                      "; ".join(map(str, muts)) if muts else ("(random)" if not r.get("parent") else "-"),
-                     f"{int(r['parameters']):,}" if _is_num(r.get("parameters")) else "-",
-                     _pct(r["fitness"]) if _is_num(r.get("fitness")) else "-",
+                     f"{int(r['parameters']):,}" if is_num(r.get("parameters")) else "-",
+                     _pct(r["fitness"]) if is_num(r.get("fitness")) else "-",
                      str(r["epochs"]) if r.get("epochs") is not None else "-",
-                     f"{float(r['seconds']):.1f}" if _is_num(r.get("seconds")) else "-",
+                     f"{float(r['seconds']):.1f}" if is_num(r.get("seconds")) else "-",
                      str(r.get("stopped_by") or "-"), str(r.get("error") or "-").replace("\n", " ")])
     if not rows:
         return sec.add(Note("generations.json holds no individual."))
@@ -828,13 +828,13 @@ def _section_nas_rows(inp: _Inputs) -> Section:
     return sec
 
 
-def _section_summary(inp: _Inputs) -> Section:
+def _section_summary(inp: ReportInputs) -> Section:
     sec = Section("Summary (the study's Table II, extended)")
     sec.add(summary_table(inp.results, inp.config))
     return sec
 
 
-def _intro(inp: _Inputs) -> tuple[str, list[str]]:
+def _intro(inp: ReportInputs) -> tuple[str, list[str]]:
     r = inp.results
     d = r.get("dataset") or {}
     sizes = (r.get("split") or {}).get("sizes") or {}
@@ -923,11 +923,11 @@ def _move(src: Path, dst: Path) -> None:
         src.unlink()
 
 
-def _section_ablation(inp: _Inputs, out: Path) -> Section:
+def _section_ablation(inp: ReportInputs, out: Path) -> Section:
     """The layout ablation (``spiking tune layout_ablation``): its table, the accuracy figure and,
     per layout, the feature map, one test sample's image and the mean training image per class
     (the PNGs the ablation wrote in ``figures/``)."""
-    from ..search.ablation import ABLATION_HEADER, table_rows
+    from spiking.report.ablation import ABLATION_HEADER, table_rows
 
     ab = inp.results["ablation"]
     sec = Section("Layout ablation")
@@ -957,7 +957,7 @@ def _section_ablation(inp: _Inputs, out: Path) -> Section:
     return sec
 
 
-def _render(inp: _Inputs, out: Path) -> Path:
+def _render(inp: ReportInputs, out: Path) -> Path:
     """Draw every figure and write report.md / report.html into the (empty) folder ``out``."""
     try:
         if inp.kind == "nas":
@@ -988,7 +988,7 @@ def _render(inp: _Inputs, out: Path) -> Path:
     return page
 
 
-def _write_local(inp: _Inputs, out: Path, label: str) -> Path:
+def _write_local(inp: ReportInputs, out: Path, label: str) -> Path:
     """Build the report in a temporary folder beside ``out``, then move its files into ``out``.
 
     Only when every figure and both pages were written are the files moved in; the PNGs
@@ -1021,7 +1021,7 @@ def _write_local(inp: _Inputs, out: Path, label: str) -> Path:
 
 def _storage_out(out_dir: str):
     """``(filesystem, path)`` of a URI ``--out``; ReportError when it is malformed or a file."""
-    from ..search import storage as st
+    from spiking.artifacts import storage as st
 
     try:
         fs, path = st.resolve_storage(out_dir)
@@ -1036,7 +1036,7 @@ def _storage_out(out_dir: str):
 def _upload(src: Path, fs, dest: str, page: str) -> str:
     """Copy the finished report in ``src`` to ``dest`` on ``fs`` (figures first, pages last), then remove
     the PNGs of the report that was there before and that the new one does not have; returns the page's URI."""
-    from ..search import storage as st
+    from spiking.artifacts import storage as st
 
     where = st.to_uri(fs, dest)
     try:
@@ -1062,7 +1062,7 @@ def build_report(target: str | Path, out_dir: str | Path | None = None) -> Path 
             NengoDL conversion experiment ``snn_k`` included) or an architecture-search
             folder (``nas.json`` + ``generations.json`` + ``results.json``), a local path or
             an ``s3://bucket/prefix/experiment`` URI (read with the credentials of
-            ``spiking.search.storage``).
+            ``spiking.artifacts.storage``).
         out_dir: where ``report.md``, ``report.html`` and the PNGs go; default
             ``<target>/report/`` (for an S3 target, uploaded there). A local folder, or a
             storage URI (``s3://...``, ``file://...``) the finished report is uploaded to.
@@ -1084,8 +1084,8 @@ def build_report(target: str | Path, out_dir: str | Path | None = None) -> Path 
     if "://" in str(target):
         return _build_remote(str(target), out_dir)
     root = Path(os.path.abspath(target))  # "." is named by its real folder in messages and hints
-    kind = _detect(root)
-    inp = _Inputs(root, kind)
+    kind = detect_kind(root)
+    inp = ReportInputs(root, kind)
     if out_dir is not None and "://" in str(out_dir):
         fs, dest = _storage_out(str(out_dir))
         with tempfile.TemporaryDirectory(prefix="spiking-report-") as tmp:
@@ -1100,7 +1100,7 @@ def _build_remote(uri: str, out_dir: str | Path | None) -> Path | str:
     """Report of a folder in storage: copy its files down, build locally, upload the report."""
     import pyarrow.fs as pafs
 
-    from ..search import storage as st
+    from spiking.artifacts import storage as st
 
     try:
         fs, path = st.resolve_storage(uri)
@@ -1118,7 +1118,7 @@ def _build_remote(uri: str, out_dir: str | Path | None) -> Path | str:
                                                     or info.base_name == "activity.png"):
                 (local / info.base_name).write_bytes(st.read_bytes(fs, info.path))
         try:
-            inp = _Inputs(local, _detect(local), source=uri)
+            inp = ReportInputs(local, detect_kind(local), source=uri)
         except ReportError as e:  # name the stored files, not their temporary copies
             raise ReportError(str(e).replace(str(local), uri.rstrip("/"))) from None
         if not remote_out:

@@ -19,7 +19,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ..ingest.shards import locate_shards
+from spiking.data.ingest.shards import locate_shards
 
 
 class ReportError(ValueError):
@@ -41,7 +41,7 @@ KINDS = ("a run folder (config.json + results.json)",
          "an architecture-search folder (nas.json + generations.json + results.json)")
 
 
-def _detect(root: Path) -> str:
+def detect_kind(root: Path) -> str:
     """``"run"``, ``"experiment"`` or ``"nas"``; raises ReportError with what is missing."""
     if not root.exists():
         raise ReportError(f"{root} does not exist")
@@ -68,12 +68,12 @@ def _detect(root: Path) -> str:
     raise ReportError(f"{root} is neither {KINDS[0]}, nor {KINDS[1]}, nor {KINDS[2]}")
 
 
-def _is_num(v: Any) -> bool:
+def is_num(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
 def _kind(v: Any) -> str:
-    if _is_num(v):
+    if is_num(v):
         return f"the number {v!r}"
     if isinstance(v, str):
         return f"the string {v[:40]!r}" + ("..." if len(v) > 40 else "")
@@ -112,7 +112,7 @@ class _Shape:
         if v is None:
             return
         w = f"{where}.{key}" if where else key
-        if not _is_num(v):
+        if not is_num(v):
             self.fail(w, f"must be a number, not {_kind(v)}")
         if minimum is not None and not v >= minimum:  # NaN fails too
             self.fail(w, f"must be >= {minimum:g}, not {v!r}")
@@ -125,7 +125,7 @@ class _Shape:
 
 def _check_matrix(c: _Shape, cm: Any, where: str, n: int) -> None:
     ok = (isinstance(cm, list) and len(cm) == n
-          and all(isinstance(r, list) and len(r) == n and all(_is_num(v) and v >= 0 for v in r) for r in cm))
+          and all(isinstance(r, list) and len(r) == n and all(is_num(v) and v >= 0 for v in r) for r in cm))
     if not ok:
         got = _kind(cm) if not isinstance(cm, list) else f"a list of {len(cm)} rows"
         c.fail(where, f"must be a {n} x {n} matrix of counts (a row and a column per class of dataset.classes), "
@@ -140,7 +140,7 @@ def _check_results(results: Any, path: Path) -> dict:
     classes = d.get("classes")
     if not isinstance(classes, list) or not classes:
         raise ReportError(f"{path} lacks dataset.classes")
-    if not all(isinstance(x, str) or _is_num(x) for x in classes):
+    if not all(isinstance(x, str) or is_num(x) for x in classes):
         c.fail("dataset.classes", "must be a list of class names")
     c.num(d, "n_features", "dataset", minimum=1)
     c.text(d, "shards", "dataset")
@@ -283,7 +283,7 @@ def _check_rows(rows: Any, path: Path, what: str = "rows") -> list:
     return rows
 
 
-def _read_manifest(shards: str) -> dict:
+def read_manifest(shards: str) -> dict:
     if "://" in shards:
         import pyarrow.fs as pafs
 
@@ -293,7 +293,7 @@ def _read_manifest(shards: str) -> dict:
     return json.loads((Path(shards) / "manifest.json").read_text())
 
 
-class _Inputs:
+class ReportInputs:
     """Everything read from the target folder (lazily for the data)."""
 
     def __init__(self, root: Path, kind: str, source: str | None = None):
@@ -365,19 +365,19 @@ class _Inputs:
             self._prep_error = f"the shards ({self.shards_named}) are not there any more"
             return None
         try:
-            from ..ingest import load_dataset
+            from spiking.data.ingest import load_dataset
 
             ds = load_dataset(self.shards)
             if self.kind == "run":
-                from ..preprocess.prepare import load_prepared
+                from spiking.data.preprocess.prepare import load_prepared
 
                 if not (self.root / "split.json").is_file() or not (self.root / "preprocessor.joblib").is_file():
                     self._prep_error = "the run's split.json / preprocessor.joblib are missing"
                     return None
                 self._prep = load_prepared(ds, self.root)
             else:
-                from ..preprocess.prepare import prepare
-                from ..search.runner import split_fingerprint
+                from spiking.data.preprocess.prepare import prepare
+                from spiking.data.preprocess.prepare import split_fingerprint
 
                 d = ((self.experiment or {}).get("spec") or {}).get("data")
                 if not d:
@@ -401,7 +401,7 @@ class _Inputs:
     def saved_layout(self) -> tuple[dict | None, list[str] | None, str | None]:
         """``(state, feature_names, error)`` of a run folder, read from its saved files only (no shards).
 
-        ``state``: the fitted layout as saved in ``layout.json`` (:mod:`spiking.layout.state`); a run
+        ``state``: the fitted layout as saved in ``layout.json`` (:mod:`spiking.data.layout.state`); a run
         saved before layouts existed (no ``layout.json``) has the identity layout over its features.
         ``feature_names``: the features in file order, from ``split.json``. Whatever cannot be read is
         None, and ``error`` says why (the first problem met).
@@ -427,7 +427,7 @@ class _Inputs:
             if not isinstance(state, dict) or not isinstance(state.get("name"), str):
                 return None, names, "layout.json does not describe a layout"
             return state, names, error
-        from ..layout.state import identity_state
+        from spiking.data.layout.state import identity_state
 
         n = len(names) if names else self.results["dataset"].get("n_features")
         if not n:

@@ -21,7 +21,6 @@ _LAZY = {
     "ExperimentError": ".registry", "list_experiments": ".registry", "load_experiment": ".registry",
     "validate_space": ".registry",
     "SearchError": ".runner", "run_experiment": ".runner",
-    "StorageError": ".storage", "open_storage": ".storage", "resolve_storage": ".storage",
 }
 __all__ = sorted(_LAZY)
 

@@ -1,7 +1,7 @@
 """The layout ablation: does the spatial arrangement of the features help the CNN and its spiking version?
 
 Experiment files with ``kind = "layout_ablation"`` (``experiments/layout_ablation.toml``) name the
-layouts (``spiking.layout``) and the seeds to compare. ``run_ablation`` runs one Ray Tune trial per
+layouts (``spiking.data.layout``) and the seeds to compare. ``run_ablation`` runs one Ray Tune trial per
 (layout, seed), a grid (``tune.grid_search``), on ONE split of the shards (the experiment's
 ``[data]``): each trial fits its layout on the training rows only, trains CNN_PT (the ``[cnn]``
 preset, adapted to the image shape: ``CNN1d`` for a strip, ``CNN2d`` for an image) with early
@@ -36,183 +36,21 @@ from pathlib import Path
 
 import numpy as np
 
-from . import storage as st
-from .tuner import SearchError, _ray_init, _trial_dirname, has_experiment_state, saved_experiment
-
-KIND = "layout_ablation"
-from .tuner import EXPERIMENT_FILE  # noqa: E402,F401  (re-exported)
-#: Settings of ``[cnn]`` and ``[snn]`` and their defaults (``spiking.config``'s, direct input only).
-_CNN_DEFAULTS = {"preset": "cnn_pt2", "arch_seed": 0, "lr": 1e-3, "batch_size": 64, "patience": 15}
-_SNN_DEFAULTS = {"neuron": "leaky", "beta": 1.0, "num_steps": 10, "lr": 3e-4, "patience": 5, "normalize": True,
-                 "percentile": 99.9}
-_BUDGET_KEYS = {"cnn_epochs", "snn_epochs", "max_train_rows", "batch_size", "seeds", "layouts", "max_concurrent"}
-_TOP_KEYS = {"description", "kind", "layouts", "seeds", "data", "cnn", "snn", "resources", "budgets"}
+from spiking.artifacts import storage as st
+from spiking.search.registry import ABLATION_KIND as KIND  # noqa: F401  (re-exported)
+from spiking.search.registry import AblationBudget, AblationExperiment, parse_ablation  # noqa: F401  (re-exported)
+from spiking.search.tuner import EXPERIMENT_FILE, SearchError, has_experiment_state, ray_init, saved_experiment, trial_dirname
 
 
-@dataclass(frozen=True)
-class AblationBudget:
-    """How much of the ablation to run: epochs per network, train rows, batch size, seeds, layouts."""
-
-    name: str
-    cnn_epochs: int
-    snn_epochs: int
-    max_train_rows: int | None
-    batch_size: int
-    seeds: tuple[int, ...]
-    layouts: tuple[str, ...]
-    max_concurrent: int
-
-    def as_dict(self) -> dict:
-        return {"name": self.name, "cnn_epochs": self.cnn_epochs, "snn_epochs": self.snn_epochs,
-                "max_train_rows": self.max_train_rows, "batch_size": self.batch_size, "seeds": list(self.seeds),
-                "layouts": list(self.layouts), "max_concurrent": self.max_concurrent}
 
 
-@dataclass(frozen=True)
-class AblationExperiment:
-    """A parsed, checked ``kind = "layout_ablation"`` file (see the module doc)."""
-
-    name: str
-    description: str
-    data: dict
-    cnn: dict
-    snn: dict
-    resources: dict
-    budgets: dict = field(repr=False)
-    source: str = ""
-    raw: dict = field(default_factory=dict, repr=False)
-    kind: str = KIND
-    environment: str = "torch"
-    weight_transfer: bool = False  # no weights from another experiment (each trial trains its own CNN)
-
-    def budget(self, name: str) -> AblationBudget:
-        if name not in self.budgets:
-            raise SearchError(f"experiment {self.name!r} has no budget {name!r}; valid: {sorted(self.budgets)}")
-        return self.budgets[name]
-
-    def as_dict(self) -> dict:
-        return {"name": self.name, "kind": self.kind, "description": self.description, "data": self.data,
-                "cnn": self.cnn, "snn": self.snn, "resources": self.resources, "source": self.source}
 
 
-def parse_ablation(name: str, raw: dict, source: str = "") -> AblationExperiment:
-    """Check a ``layout_ablation`` file and fill in the defaults.
-
-    Raises:
-        ExperimentError: unknown keys, unknown layouts, fewer than one seed, invalid settings or a value
-            of the wrong type, naming the file.
-    """
-    from .registry import guarded_parse
-
-    return guarded_parse(_parse_ablation, name, raw, source)
 
 
-def _real(v) -> bool:
-    import math
-
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
-def _parse_ablation(name: str, raw: dict, source: str = "") -> AblationExperiment:
-    from ..layout import LAYOUTS
-    from ..layout.state import MAX_SEED, layout_options
-    from .registry import ExperimentError, _is_int, budget_tables, check_data
 
-    try:  # the torch environment; in the Keras/NengoDL one the file is checked where it runs
-        from ..models.cnn import PRESETS
-        from ..models.snn import NEURONS
-    except ImportError:
-        PRESETS, NEURONS = None, None
-
-    where = source or name
-
-    def fail(msg: str):
-        raise ExperimentError(f"{where}: {msg}")
-
-    if set(raw) - _TOP_KEYS:
-        fail(f"unknown keys {sorted(set(raw) - _TOP_KEYS)}; allowed: {sorted(_TOP_KEYS)}")
-
-    def layouts_of(v, what):
-        if (not isinstance(v, list) or not v or not all(isinstance(x, str) and x in LAYOUTS for x in v)
-                or len(set(v)) != len(v)):
-            fail(f"{what} must be a non-empty list of distinct layouts from {sorted(LAYOUTS)}, got {v!r}")
-        return tuple(v)
-
-    def seeds_of(v, what):
-        if (not isinstance(v, list) or not v or not all(_is_int(x, 0) and x <= MAX_SEED for x in v)
-                or len(set(v)) != len(v)):
-            fail(f"{what} must be a non-empty list of distinct integers in [0, {MAX_SEED}], got {v!r}")
-        return tuple(v)
-
-    for sec in ("data", "cnn", "snn", "resources", "budgets"):
-        if sec in raw and not isinstance(raw[sec], dict):
-            fail(f"[{sec}] must be a table, got {raw[sec]!r}")
-
-    layouts = layouts_of(raw.get("layouts"), "layouts")
-    seeds = seeds_of(raw.get("seeds"), "seeds")
-    data = check_data(raw.get("data", {}), fail, check_layout=False)  # layout_shape: the embedding_2d image
-    if data["layout"] != "identity" or "layout_seed" in raw.get("data", {}):
-        fail("[data] layout / layout_seed: the ablation compares the layouts of `layouts`, each trial's seed is its "
-             "layout seed; leave them unset")
-    if data["layout_shape"] is not None:
-        try:
-            layout_options("embedding_2d", shape=data["layout_shape"])
-        except ValueError as e:
-            fail(f"[data] layout_shape: {e}")
-    cnn = {**_CNN_DEFAULTS, **raw.get("cnn", {})}
-    if set(cnn) - set(_CNN_DEFAULTS):
-        fail(f"[cnn] unknown keys {sorted(set(cnn) - set(_CNN_DEFAULTS))}")
-    if not isinstance(cnn["preset"], str) or (PRESETS is not None and cnn["preset"] not in PRESETS):
-        fail(f"[cnn] preset must be one of {sorted(PRESETS)}, got {cnn['preset']!r}")
-    snn = {**_SNN_DEFAULTS, **raw.get("snn", {})}
-    if set(snn) - set(_SNN_DEFAULTS):
-        fail(f"[snn] unknown keys {sorted(set(snn) - set(_SNN_DEFAULTS))}")
-    if NEURONS is not None and snn["neuron"] not in NEURONS:
-        fail(f"[snn] neuron must be one of {NEURONS}, got {snn['neuron']!r}")
-    if not (_is_int(cnn["arch_seed"], 0) and cnn["arch_seed"] <= MAX_SEED):
-        fail(f"[cnn] arch_seed must be an integer in [0, {MAX_SEED}], got {cnn['arch_seed']!r}")
-    if not _is_int(cnn["batch_size"], 1):
-        fail(f"[cnn] batch_size must be an integer >= 1, got {cnn['batch_size']!r}")
-    if not isinstance(snn["normalize"], bool):
-        fail(f"[snn] normalize must be true or false, got {snn['normalize']!r}")
-    if not (_real(snn["beta"]) and _real(snn["percentile"]) and _is_int(snn["num_steps"])):
-        fail(f"[snn] beta and percentile must be numbers and num_steps an integer, got {snn['beta']!r}, "
-             f"{snn['percentile']!r}, {snn['num_steps']!r}")
-    for sec, d in (("cnn", cnn), ("snn", snn)):
-        if not (_real(d["lr"]) and 0 < d["lr"] < 1):
-            fail(f"[{sec}] lr must be in (0, 1), got {d['lr']!r}")
-        if isinstance(d["patience"], bool) or not isinstance(d["patience"], int) or d["patience"] < 0:
-            fail(f"[{sec}] patience must be an integer >= 0, got {d['patience']!r}")
-    if not (0 <= float(snn["beta"]) <= 1) or not (isinstance(snn["num_steps"], int) and 1 <= snn["num_steps"] <= 1000):
-        fail(f"[snn] needs beta in [0, 1] and an integer num_steps in [1, 1000], got {snn['beta']}, {snn['num_steps']}")
-    if not 0 < float(snn["percentile"]) <= 100:
-        fail(f"[snn] percentile must be in (0, 100], got {snn['percentile']}")
-    res = {"cpus_per_trial": 1, "max_concurrent": 1, **raw.get("resources", {})}
-    if (set(res) - {"cpus_per_trial", "max_concurrent"} or not _real(res["cpus_per_trial"])
-            or not res["cpus_per_trial"] > 0 or not _is_int(res["max_concurrent"], 1)):
-        fail(f"[resources] takes cpus_per_trial > 0 and max_concurrent >= 1, got {res}")
-
-    budgets = {}
-    for bname, b in budget_tables(raw, _BUDGET_KEYS, fail):
-        ints = {k: b.get(k) for k in ("cnn_epochs", "snn_epochs")}
-        if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in ints.values()):
-            fail(f"[budgets.{bname}] needs integers cnn_epochs >= 1 and snn_epochs >= 1, got {ints}")
-        mtr = b.get("max_train_rows")
-        if mtr is not None and (isinstance(mtr, bool) or not isinstance(mtr, int) or mtr < 2):
-            fail(f"[budgets.{bname}] max_train_rows must be an integer >= 2")
-        bs = b.get("batch_size", cnn["batch_size"])
-        if isinstance(bs, bool) or not isinstance(bs, int) or bs < 1:
-            fail(f"[budgets.{bname}] batch_size must be an integer >= 1")
-        bseeds = seeds_of(b["seeds"], f"[budgets.{bname}] seeds") if "seeds" in b else seeds
-        blayouts = layouts_of(b["layouts"], f"[budgets.{bname}] layouts") if "layouts" in b else layouts
-        if data["layout_shape"] is not None and "embedding_2d" not in blayouts:
-            fail(f"[data] layout_shape is the embedding_2d image, but [budgets.{bname}] runs no embedding_2d")
-        maxc = b.get("max_concurrent", res["max_concurrent"])
-        if isinstance(maxc, bool) or not isinstance(maxc, int) or maxc < 1:
-            fail(f"[budgets.{bname}] max_concurrent must be an integer >= 1")
-        budgets[bname] = AblationBudget(bname, ints["cnn_epochs"], ints["snn_epochs"], mtr, bs, bseeds, blayouts, maxc)
-    return AblationExperiment(name=name, description=str(raw.get("description", "")), data=data, cnn=cnn, snn=snn,
-                              resources=res, budgets=budgets, source=source, raw=raw)
 
 
 # --------------------------------------------------------------------------- checks before any trial
@@ -236,7 +74,7 @@ def check_networks(exp: AblationExperiment, b: AblationBudget, n_features: int, 
         SearchError: a layout whose image the preset cannot fit, an image with fewer pixels than
             features, or LIF settings the model refuses.
     """
-    from ..models.build import build_spiking_cnn, preset_for
+    from spiking.models.build import build_spiking_cnn, preset_for
 
     out = {}
     for layout in b.layouts:
@@ -255,11 +93,11 @@ def check_networks(exp: AblationExperiment, b: AblationBudget, n_features: int, 
 
 # --------------------------------------------------------------------------- the trial
 def run_config_for(exp: AblationExperiment, b: AblationBudget, layout: str, seed: int, device: str = "cpu"):
-    """The ``spiking.config.RunConfig`` of one (layout, seed) trial: the experiment's CNN and LIF
+    """The ``spiking.specs.run.RunConfig`` of one (layout, seed) trial: the experiment's CNN and LIF
     settings, training seeded with ``seed``, the layout's seed = ``seed`` (so ``random`` is another
     permutation per seed and its spread includes the permutation's)."""
-    from ..config import RunConfig
-    from ..training.settings import TrainConfig
+    from spiking.specs.run import RunConfig
+    from spiking.specs.train import TrainConfig
 
     cfg = RunConfig()
     d = exp.data
@@ -287,9 +125,9 @@ def ablation_trial(config: dict, payload: dict) -> None:
     import torch
     from ray import tune
 
-    from ..layout.state import fit_layout
-    from ..preprocess.prepare import Prepared, lay_out
-    from ..training.jobs import train_cnn, train_snn
+    from spiking.data.layout.state import fit_layout
+    from spiking.data.preprocess.prepare import Prepared, lay_out
+    from spiking.training.jobs import train_cnn, train_snn
 
     torch.set_num_threads(max(1, int(payload["cpus_per_trial"])))
     layout, seed = str(config["layout"]), int(config["seed"])
@@ -341,8 +179,8 @@ def run_ablation(name: str, *, shards: str, budget: str = "smoke", storage: str 
         ablation before a trial starts, or every trial failing.
     """
     t0 = time.perf_counter()
-    from .data import load_split
-    from .registry import load_experiment
+    from spiking.search.data import load_split
+    from spiking.search.registry import load_experiment
 
     exp = load_experiment(name)
     if getattr(exp, "kind", None) != KIND:
@@ -363,7 +201,7 @@ def run_ablation(name: str, *, shards: str, budget: str = "smoke", storage: str 
 
     data = {**exp.data, "layout": "identity", "layout_shape": None}
     prep_full, prep, dataset_info = load_split(shards, data, b.max_train_rows, seed)
-    from ..preprocess.prepare import split_fingerprint
+    from spiking.data.preprocess.prepare import split_fingerprint
 
     split_sha = split_fingerprint(prep_full)
     archs = check_networks(exp, b, prep.n_features, len(prep.class_names))
@@ -380,7 +218,7 @@ def run_ablation(name: str, *, shards: str, budget: str = "smoke", storage: str 
                "X_val": prep.features("val"), "y_val": prep.y["val"], "ids_val": prep.ids["val"],
                "class_names": list(prep.class_names), "feature_names": list(prep.feature_names),
                "split_sha256": split_sha, "experiment": exp, "budget": b, "cpus_per_trial": cpus}
-    started = _ray_init(ray_num_cpus)
+    started = ray_init(ray_num_cpus)
     try:
         from ray import tune
 
@@ -392,8 +230,8 @@ def run_ablation(name: str, *, shards: str, budget: str = "smoke", storage: str 
             tuner = tune.Tuner(
                 trainable,
                 param_space={"layout": tune.grid_search(list(b.layouts)), "seed": tune.grid_search(list(b.seeds))},
-                tune_config=tune.TuneConfig(max_concurrent_trials=maxc, trial_dirname_creator=_trial_dirname,
-                                            trial_name_creator=_trial_dirname, reuse_actors=False),
+                tune_config=tune.TuneConfig(max_concurrent_trials=maxc, trial_dirname_creator=trial_dirname,
+                                            trial_name_creator=trial_dirname, reuse_actors=False),
                 run_config=tune.RunConfig(name=exp.name, storage_path=root, storage_filesystem=custom_fs,
                                           verbose=verbose,
                                           failure_config=tune.FailureConfig(max_failures=max_failures)))
@@ -443,41 +281,12 @@ def summarize(networks: list[dict], layouts: tuple[str, ...]) -> list[dict]:
     return rows
 
 
-def _pct(mean, sd) -> str:
-    return f"{100 * mean:.2f} ± {100 * sd:.2f}" if sd is not None else f"{100 * mean:.2f}"
 
 
-ABLATION_HEADER = ["layout", "image", "seeds", "CNN bal. acc. (%)", "SNN bal. acc. (%)", "SNN SynOps / inference",
-                   "SNN energy (µJ)", "SNN / CNN energy"]
 
 
-def table_rows(rows: list[dict], baseline: dict | None) -> list[list[str]]:
-    """Cells of the ablation table (:data:`ABLATION_HEADER`): one row per layout, test balanced
-    accuracy (%) mean ± sd over the seeds for CNN and SNN, the SNN's SynOps and energy per
-    inference (means), the SNN/CNN energy ratio; the baseline last."""
-    out = []
-    for r in rows:
-        c, s = r.get("cnn"), r.get("snn")
-        if not c or not s:
-            out.append([r["layout"], "-", "0", "failed", "failed", "-", "-", "-"])
-            continue
-        ratio = s.get("energy_ratio_vs_cnn_mean")
-        out.append([r["layout"], "x".join(map(str, c["input_shape"])), str(s["n"]),
-                    _pct(c["balanced_accuracy_mean"], c["balanced_accuracy_sd"]),
-                    _pct(s["balanced_accuracy_mean"], s["balanced_accuracy_sd"]),
-                    f"{s['synops_mean'] / 1e6:.2f} M", f"{s['energy_pj_mean'] / 1e6:.3f}",
-                    f"{ratio:.2f}" if ratio is not None else "-"])
-    if baseline is not None:
-        out.append(["logistic regression (any layout)", "-", "-", f"{100 * baseline['test']['balanced_accuracy']:.2f}",
-                    "-", "-", "-", "-"])
-    return out
 
 
-def markdown_table(rows: list[dict], baseline: dict | None) -> str:
-    """The README table (:func:`table_rows` as Markdown)."""
-    lines = ["| " + " | ".join(ABLATION_HEADER) + " |", "|---|---|---:|---:|---:|---:|---:|---:|"]
-    lines += ["| " + " | ".join(cells) + " |" for cells in table_rows(rows, baseline)]
-    return "\n".join(lines)
 
 
 def export_ablation(exp: AblationExperiment, b: AblationBudget, grid, *, fs, exp_dir: str, prep, dataset_info: dict,
@@ -486,8 +295,8 @@ def export_ablation(exp: AblationExperiment, b: AblationBudget, grid, *, fs, exp
     (see the module doc); ``prep`` holds the rows the networks were trained on (the logistic
     regression is fitted on the same). Prints a line per scored trial when ``verbose``.
     Raises SearchError when no trial finished."""
-    from ..evaluation.evaluate import add_energy_ratios, evaluate_logreg, evaluate_network
-    from ..evaluation.results import format_table, write_results
+    from spiking.evaluation.evaluate import add_energy_ratios, evaluate_logreg, evaluate_network
+    from spiking.artifacts.results import format_table, write_results
 
     networks, trials = [], []
     with tempfile.TemporaryDirectory(prefix="spiking-ablation-export-") as tmp:
@@ -537,6 +346,8 @@ def export_ablation(exp: AblationExperiment, b: AblationBudget, grid, *, fs, exp
                    "run": {"name": exp.name, "config": {"experiment": exp.name, "budget": b.name, "seed": seed}}}
         path = write_results(results, Path(tmp) / "results.json")
         st.write_bytes(fs, st.join(fs, exp_dir, "results.json"), path.read_bytes())
+        from spiking.report.ablation import markdown_table, write_figures
+
         md = markdown_table(rows, baseline)
         st.write_text(fs, st.join(fs, exp_dir, "table.md"), md + "\n")
         table = format_table(models)
@@ -551,65 +362,6 @@ def export_ablation(exp: AblationExperiment, b: AblationBudget, grid, *, fs, exp
             "figures": [f.relative_to(Path(tmp)).as_posix() for f in written]}
 
 
-def write_figures(rows: list[dict], networks: list[dict], prep, out: Path) -> list[Path]:
-    """``accuracy.png`` (test balanced accuracy per layout, mean ± sd over seeds, CNN and SNN) and, per
-    layout, the feature map, the first test sample's image and the mean training image per class,
-    from the layout saved with that layout's first network. Returns the files written."""
-    from ..layout.figures import plot_class_mean_images, plot_feature_map, plot_sample_image
-    from ..training.jobs import load_model, network_layout
-    from ..layout.state import identity_state, layout_from_state
-
-    out.mkdir(parents=True, exist_ok=True)
-    written = [_accuracy_figure(rows, out / "accuracy.png")]
-    done = set()
-    for n in networks:
-        if n["layout"] in done or n["role"] != "cnn":
-            continue
-        done.add(n["layout"])
-        _, meta = load_model(_network_path(n, out))
-        layout = network_layout(meta) or layout_from_state(identity_state(prep.n_features))
-        stem = out / n["layout"]
-        written.append(plot_feature_map(layout, prep.feature_names, stem.with_name(f"{n['layout']}_feature_map.png")))
-        csv = stem.with_name(f"{n['layout']}_feature_map.csv")
-        if csv.exists():
-            written.append(csv)
-        cls = prep.class_names[int(prep.y["test"][0])]
-        written.append(plot_sample_image(layout, prep.features("test")[0],
-                                         stem.with_name(f"{n['layout']}_sample.png"),
-                                         title=f"{n['layout']}: test sample {prep.ids['test'][0]} ({cls})"))
-        written.append(plot_class_mean_images(layout, prep.features("train"), prep.y["train"], prep.class_names,
-                                              stem.with_name(f"{n['layout']}_class_means.png")))
-    return [Path(p) for p in written]
-
-
-def _network_path(n: dict, figures_dir: Path) -> Path:
-    return figures_dir.parent / n["entry"]["ablation"]["file"].removeprefix("networks/")
-
-
-def _accuracy_figure(rows: list[dict], path: Path) -> Path:
-    from matplotlib.figure import Figure
-
-    ok = [r for r in rows if r.get("cnn") and r.get("snn")]
-    fig = Figure(figsize=(1.3 * max(3, len(ok)) + 1.5, 3.6), dpi=120, layout="constrained")
-    ax = fig.subplots()
-    x = np.arange(len(ok))
-    for k, (role, label) in enumerate((("cnn", "CNN"), ("snn", "SNN (LIF)"))):
-        means = [100 * r[role]["balanced_accuracy_mean"] for r in ok]
-        sds = [100 * (r[role]["balanced_accuracy_sd"] or 0.0) for r in ok]
-        ax.bar(x + (k - 0.5) * 0.38, means, 0.38, yerr=sds, capsize=3, label=label)
-        for i, r in enumerate(ok):
-            ax.plot(np.full(len(r[role]["balanced_accuracies"]), x[i] + (k - 0.5) * 0.38),
-                    100 * np.asarray(r[role]["balanced_accuracies"]), "k.", ms=3)
-    lo = min(100 * min(min(r["cnn"]["balanced_accuracies"]), min(r["snn"]["balanced_accuracies"])) for r in ok)
-    ax.set_ylim(max(0.0, lo - 5), 100)
-    ax.set_xticks(x, [r["layout"] for r in ok], rotation=15)
-    ax.set_ylabel("test balanced accuracy (%)")
-    ax.set_title(f"Layout ablation: mean ± sd over seeds (dots: single seeds); y axis from {max(0.0, lo - 5):.0f}%")
-    ax.legend(loc="lower right")
-    fig.savefig(path)
-    return path
-
-
-__all__ = ["AblationExperiment", "AblationBudget", "parse_ablation", "run_ablation", "summarize", "markdown_table",
+__all__ = ["AblationExperiment", "AblationBudget", "parse_ablation", "run_ablation", "summarize",
            "check_networks", "image_shape", "run_config_for", "ablation_trial", "export_ablation", "KIND"]
 

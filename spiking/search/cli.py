@@ -2,7 +2,7 @@
 
 Register it in ``spiking/cli/main.py``'s ``build_parser``::
 
-    from ..search.cli import add_tune_parser
+    from spiking.search.cli import add_tune_parser
     add_tune_parser(sub)          # sets func=cmd_tune
 
 Errors raised before any trial (unknown experiment, storage not writable, missing
@@ -19,8 +19,8 @@ DEFAULT_SHARDS = "data/shards/tcga-mirna-rpm"
 
 def add_tune_parser(subparsers) -> argparse.ArgumentParser:
     """Add the ``tune`` sub-command to an ``argparse`` sub-parsers object; returns the new parser."""
-    from .registry import BUDGETS, list_experiments
-    from .storage import DEFAULT_STORAGE
+    from spiking.search.registry import BUDGETS, list_experiments
+    from spiking.artifacts.storage import DEFAULT_STORAGE
 
     names = list_experiments()
     p = subparsers.add_parser(
@@ -57,18 +57,18 @@ def cmd_tune(a) -> int:
     """Handler of ``spiking tune``; returns the exit code. Experiments with ``environment = "nengo"``
     (``snn_k``) run through :func:`spiking.search.snn_k.run_snn_k`, the others through
     :func:`spiking.search.runner.run_experiment`; each refuses the other environment clearly."""
-    from .frameworks import require
-    from .registry import load_experiment
+    from spiking.search.frameworks import require
+    from spiking.search.registry import load_experiment
 
     exp = load_experiment(a.experiment)
     require(exp.environment, f"experiment {exp.name}")
     if exp.environment == "nengo":
-        from .snn_k import cmd_snn_k
+        from spiking.search.snn_k import cmd_snn_k
 
         return cmd_snn_k(a)
     if exp.kind == "layout_ablation":
         return cmd_ablation(a)
-    from .runner import run_experiment
+    from spiking.search.runner import run_experiment
 
     out = run_experiment(a.experiment, shards=a.shards, budget=a.budget, storage=a.storage, resume=a.resume,
                          cpus_per_trial=a.cpus_per_trial, max_concurrent=a.max_concurrent, seed=a.seed,
@@ -95,7 +95,7 @@ def cmd_ablation(a) -> int:
         raise ValueError("the layout ablation trains its own CNN per layout and seed; it takes no --weights")
     if a.gpus_per_trial:
         raise ValueError("the layout ablation runs its trials on CPU (no --gpus-per-trial)")
-    from .ablation import run_ablation
+    from spiking.search.ablation import run_ablation
 
     out = run_ablation(a.experiment, shards=a.shards, budget=a.budget, storage=a.storage, resume=a.resume,
                        overwrite=a.overwrite, cpus_per_trial=a.cpus_per_trial, max_concurrent=a.max_concurrent,
@@ -111,8 +111,8 @@ def cmd_ablation(a) -> int:
 
 def add_nas_parser(subparsers) -> argparse.ArgumentParser:
     """Add the ``nas`` sub-command (grammar-based architecture search, :mod:`spiking.search.evolution`)."""
-    from .evolution import BUDGETS, DEFAULT_NAME
-    from .storage import DEFAULT_STORAGE
+    from spiking.search.evolution import BUDGETS, DEFAULT_NAME
+    from spiking.artifacts.storage import DEFAULT_STORAGE
 
     p = subparsers.add_parser(
         "nas", help="grammar-based architecture search (Fast-DENSER (1+lambda) ES) of a Keras CNN (CNN_K)",
@@ -154,10 +154,10 @@ def add_nas_parser(subparsers) -> argparse.ArgumentParser:
 
 def cmd_nas(a) -> int:
     """Handler of ``spiking nas``; returns the exit code."""
-    from .frameworks import require
+    from spiking.search.frameworks import require
 
     require("nengo", "spiking nas (Keras networks for the NengoDL conversion)")
-    from .evolution import BUDGETS, NASSettings, run_nas
+    from spiking.search.evolution import BUDGETS, NASSettings, run_nas
 
     b = BUDGETS[a.budget]
     def given(value, default):  # 0 is a value (refused by the checks), not "use the budget's"

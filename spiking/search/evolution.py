@@ -11,7 +11,7 @@ NeuroEvolution", EuroGP 2019; DENSER, GPEM 2019), the search that found the stud
   (ties: fewer parameters, then the older individual).
 
 Fitness is the **validation** accuracy (the test split is never seen during evolution); each
-individual trains in Keras (:func:`spiking.training.keras_fit.fit_keras`) under a time budget
+individual trains in Keras (:func:`spiking.keras.fit.fit_keras`) under a time budget
 with the early stop of its learning block. With ``objectives=("accuracy", "parameters")`` the
 accuracy/size Pareto front of every individual evaluated is returned as well.
 
@@ -20,7 +20,7 @@ Offspring train in parallel as Ray tasks (an embedded local Ray, or the cluster 
 fitness 0 and its reason in the ``error`` column, and evolution goes on.
 
 Everything is kept in ``<storage>/<name>/`` (a local folder or ``s3://``, see
-:mod:`spiking.search.storage`)::
+:mod:`spiking.artifacts.storage`)::
 
     nas.json                 what was run (settings, grammar, split fingerprint)
     grammar.grammar          the grammar used
@@ -52,11 +52,11 @@ from pathlib import Path
 
 import numpy as np
 
-from . import storage as st
-from .data import flat_samples
-from .frameworks import prepare_nengo_process
-from .phenotype import parse_phenotype
-from .tuner import _ray_init
+from spiking.artifacts import storage as st
+from spiking.data.splits import flat_samples
+from spiking.search.frameworks import prepare_nengo_process
+from spiking.specs.phenotype import parse_phenotype
+from spiking.search.tuner import ray_init
 
 DEFAULT_STORAGE = "runs/tune"
 DEFAULT_NAME = "nas"
@@ -132,15 +132,6 @@ class NASSettings:
             raise NASError(f"max_train_rows must be >= 2 (or unset for all rows), got {self.max_train_rows}")
 
 
-# --------------------------------------------------------------------------- one individual (Ray task)
-def _limit_tf_threads(n: int) -> None:
-    import tensorflow as tf
-
-    try:
-        tf.config.threading.set_intra_op_parallelism_threads(max(1, n))
-        tf.config.threading.set_inter_op_parallelism_threads(1)
-    except RuntimeError:  # already initialised in this (reused) worker
-        pass
 
 
 def evaluate_individual(data: dict, job: dict) -> dict:
@@ -162,10 +153,12 @@ def evaluate_individual(data: dict, job: dict) -> dict:
     t0 = time.perf_counter()
     row = {k: job.get(k) for k in ROW_FIELDS}
     try:
-        _limit_tf_threads(int(job.get("threads", 1)))
-        from ..evaluation.metrics import classification_metrics
-        from ..models.phenotype_keras import build_keras_model, compile_model
-        from ..training.keras_fit import fit_keras, load_keras, save_keras
+        from spiking.keras.fit import limit_tf_threads
+
+        limit_tf_threads(int(job.get("threads", 1)))
+        from spiking.evaluation.metrics import classification_metrics
+        from spiking.keras.phenotype import build_keras_model, compile_model
+        from spiking.keras.fit import fit_keras, load_keras, save_keras
 
         if row["id"] in (os.environ.get(FAIL_IDS_VAR) or "").split(","):
             raise RuntimeError(f"failure injected by {FAIL_IDS_VAR}")
@@ -286,10 +279,10 @@ def run_nas(*, shards: str, storage: str | None = None, name: str = DEFAULT_NAME
         before an individual trains, with the reason.
     """
     prepare_nengo_process()
-    from .data import load_split
-    from .genotype import Individual, MutationRates, Structure, mutate, pareto_front, random_individual
-    from .grammar import Grammar
-    from ..preprocess.prepare import split_fingerprint
+    from spiking.search.data import load_split
+    from spiking.search.genotype import Individual, MutationRates, Structure, mutate, pareto_front, random_individual
+    from spiking.search.grammar import Grammar
+    from spiking.data.preprocess.prepare import split_fingerprint
 
     t0 = time.perf_counter()
     s = settings or NASSettings(**{k: v for k, v in BUDGETS["smoke"].items()})
@@ -371,7 +364,7 @@ def run_nas(*, shards: str, storage: str | None = None, name: str = DEFAULT_NAME
             raise NASError(f"{st.to_uri(fs, state_file)} names parent {state['parent']!r}, which is not among its rows")
         results_file = st.join(fs, folder, "results.json")
         if start_gen >= s.generations and st.is_file(fs, results_file):
-            from ..evaluation.results import format_table
+            from spiking.artifacts.results import format_table
 
             log(f"{uri} finished all {s.generations} generations already: nothing to resume; its results "
                 "(the test split is not scored again)")
@@ -387,7 +380,7 @@ def run_nas(*, shards: str, storage: str | None = None, name: str = DEFAULT_NAME
     structure, rates = Structure(), MutationRates()
     # the workers need the Keras/NengoDL process settings too (on a cluster they do not inherit ours)
     nengo_env = {"env_vars": {"RAY_TRAIN_V2_ENABLED": "0", "TF_CPP_MIN_LOG_LEVEL": "2"}}
-    started = _ray_init(ray_num_cpus, runtime_env=nengo_env) if start_gen < s.generations else False
+    started = ray_init(ray_num_cpus, runtime_env=nengo_env) if start_gen < s.generations else False
     try:
         if start_gen < s.generations:
             import ray
@@ -535,11 +528,11 @@ def lineage_seconds(rows: list[dict], row: dict) -> float:
 def _score_on_test(fs, folder: str, best: dict, prep, rows: list[dict], meta: dict, dataset_info: dict,
                    front: list[dict]) -> dict:
     """Score the best network ONCE on the test split beside the logistic regression; write results."""
-    from ..evaluation.baseline import evaluate_logreg
-    from ..evaluation.energy import CONVENTION, E_MAC_PJ
-    from ..evaluation.metrics import classification_metrics
-    from ..evaluation.results import format_table, write_results
-    from ..training.keras_fit import load_keras
+    from spiking.evaluation.baseline import evaluate_logreg
+    from spiking.specs.energy import CONVENTION, E_MAC_PJ
+    from spiking.evaluation.metrics import classification_metrics
+    from spiking.artifacts.results import format_table, write_results
+    from spiking.keras.fit import load_keras
 
     with tempfile.TemporaryDirectory(prefix="spiking-nas-") as tmp:
         local = Path(tmp) / "best_model.keras"

@@ -5,7 +5,7 @@ An :class:`Individual` holds, for every block of the :class:`Structure` (``featu
 non-terminal (one per layer, :mod:`spiking.search.grammar`), plus one derivation of the
 macro block ``<learning>``. Its phenotype is the decoded features layers, then the
 classification layers, then the learning block, joined by spaces
-(:mod:`spiking.search.phenotype` parses it).
+(:mod:`spiking.specs.phenotype` parses it).
 
 Mutation follows Fast-DENSER (Assuncao et al., "Fast DENSER: Efficient Deep
 NeuroEvolution", EuroGP 2019; "DENSER", GPEM 2019), with the study's rates
@@ -16,7 +16,7 @@ mutation of each layer; and a DSGE mutation of the learning block. Each of add /
 remove is tried once per block (Fast-DENSER's code repeats each 1-2 times).
 
 Validity: every individual returned by :func:`random_individual` and :func:`mutate` parses
-with :func:`~spiking.search.phenotype.parse_phenotype` and passes
+with :func:`~spiking.specs.phenotype.parse_phenotype` and passes
 ``Phenotype.check(L, n_classes, max_params)``. Invalid draws are discarded and drawn again
 from the same ``rng`` up to ``max_tries`` times; after that :func:`random_individual` raises
 :class:`GenotypeError` and :func:`mutate` returns a *train longer* copy of the (valid)
@@ -35,8 +35,8 @@ import random
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Iterable, Mapping
 
-from .grammar import DerivationError, Grammar
-from .phenotype import Phenotype, PhenotypeError, parse_phenotype
+from spiking.search.grammar import DerivationError, Grammar
+from spiking.specs.phenotype import Phenotype, PhenotypeError, parse_phenotype
 
 __all__ = [
     "GenotypeError",

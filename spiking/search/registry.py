@@ -42,17 +42,18 @@ from dataclasses import dataclass, field
 from importlib import resources
 from typing import TYPE_CHECKING, Any
 
+from spiking.specs.names import NENGO_NEURONS  # noqa: F401  (re-exported)
+
 # The torch models (CNN_PT and its snnTorch version) are imported inside the functions that check
 # cnn/snn configs, so that this module also imports in the Keras/NengoDL environment (no torch).
 if TYPE_CHECKING:
-    from ..models.cnn import CNNArch
+    from spiking.models.cnn import CNNArch
 
 BUDGETS = ("smoke", "small", "paper")
 KINDS = ("cnn", "snn", "snn_k")
 ENVIRONMENTS = ("torch", "nengo")
 #: NengoDL spiking neuron types an snn_k trial may use (the keys of
-#: ``spiking.models.nengo_conversion.NEURON_TYPES``; a test in tests/nengo checks they agree).
-NENGO_NEURONS = ("SpikingRectifiedLinear", "LIF", "RegularSpiking", "PoissonSpiking")
+#: ``spiking.keras.conversion.NEURON_TYPES``; a test in tests/nengo checks they agree).
 #: Parameters of the CNN_PT search space (their bounds: ``spiking.models.cnn.SEARCH_SPACE``).
 ARCHS = ("search", "preset", "transfer")
 SCHEDULERS = ("asha", "fifo")
@@ -177,8 +178,6 @@ def load_experiment(name: str) -> Experiment:
     except tomllib.TOMLDecodeError as e:
         raise ExperimentError(f"{res}: not valid TOML: {e}") from None
     if raw.get("kind") == "layout_ablation":  # a grid of layouts x seeds, not a search (spiking.search.ablation)
-        from .ablation import parse_ablation
-
         return parse_ablation(name, raw, source=str(res))
     return parse_experiment(name, raw, source=str(res))
 
@@ -271,7 +270,7 @@ def _parse_experiment(name: str, raw: dict, source: str = "") -> Experiment:
         if missing:
             fail(f"arch = 'search' needs {list(CNN_SEARCH_PARAMS)} in [space], missing {missing}")
     if arch == "preset":
-        from ..models.cnn import PRESETS
+        from spiking.models.cnn import PRESETS
 
         if fixed.get("preset") not in PRESETS:
             fail(f"arch = 'preset' needs [fixed] preset in {sorted(PRESETS)}, got {fixed.get('preset')!r}")
@@ -402,7 +401,7 @@ def check_data(given: dict, fail, *, check_layout: bool = True) -> dict:
     if not _is_int(data["layout_seed"], 0):
         fail(f"[data] layout_seed must be an integer >= 0, got {data['layout_seed']!r}")
     if check_layout:
-        from ..layout.state import layout_options
+        from spiking.data.layout.state import layout_options
 
         try:
             layout_options(data["layout"], shape=data["layout_shape"], seed=data["layout_seed"])
@@ -432,7 +431,7 @@ def _check_param(name: str, spec: Any, fail) -> dict:
     if log and lo <= 0:
         fail(f"[space].{name}: log = true needs low > 0")
     if name in CNN_SEARCH_PARAMS:
-        from ..models.cnn import SEARCH_SPACE
+        from spiking.models.cnn import SEARCH_SPACE
 
         slo, shi = SEARCH_SPACE[name]
         if lo < slo or hi > shi:
@@ -546,7 +545,7 @@ def _shape(L) -> tuple[int, ...]:
 def trial_architecture(exp: Experiment, config: dict, L, transfer_arch: CNNArch | None = None) -> CNNArch:
     """The network architecture of one trial config for input length ``L`` (an int) or input
     shape ``(L,)`` / ``(H, W)`` (a 2-D layout)."""
-    from ..models.build import derive_for, preset_for
+    from spiking.models.build import derive_for, preset_for
 
     if exp.arch == "search":
         return derive_for(_shape(L), **{k: config[k] for k in CNN_SEARCH_PARAMS}, rng=config["arch_seed"])
@@ -567,9 +566,9 @@ def check_config(exp: Experiment, config: dict, L, n_classes: int,
     """
     if exp.kind == "snn_k":
         return check_snn_k_config(config)
-    from ..models.build import check_arch
-    from ..models.cnn import CNNArch
-    from ..models.snn import SpikingCNN1d
+    from spiking.models.build import check_arch
+    from spiking.models.cnn import CNNArch
+    from spiking.models.snn import SpikingCNN1d
 
     arch = trial_architecture(exp, config, L, transfer_arch)
     check_arch(_shape(L), arch)
@@ -643,3 +642,183 @@ def validate_space(exp: Experiment, budget: str | Budget, L, n_classes: int, *, 
                               f"network for input {'x'.join(map(str, _shape(L)))}, e.g.\n  " + "\n  ".join(bad[:3]))
     return len(configs)
 
+
+# --------------------------------------------------------------------------- layout ablation files
+ABLATION_KIND = "layout_ablation"
+
+
+#: Settings of ``[cnn]`` and ``[snn]`` and their defaults (``spiking.specs.run``'s, direct input only).
+_ABLATION_CNN_DEFAULTS = {"preset": "cnn_pt2", "arch_seed": 0, "lr": 1e-3, "batch_size": 64, "patience": 15}
+
+
+_ABLATION_SNN_DEFAULTS = {"neuron": "leaky", "beta": 1.0, "num_steps": 10, "lr": 3e-4, "patience": 5, "normalize": True,
+                 "percentile": 99.9}
+
+
+_ABLATION_BUDGET_KEYS = {"cnn_epochs", "snn_epochs", "max_train_rows", "batch_size", "seeds", "layouts", "max_concurrent"}
+
+
+_ABLATION_TOP_KEYS = {"description", "kind", "layouts", "seeds", "data", "cnn", "snn", "resources", "budgets"}
+
+
+@dataclass(frozen=True)
+class AblationBudget:
+    """How much of the ablation to run: epochs per network, train rows, batch size, seeds, layouts."""
+
+    name: str
+    cnn_epochs: int
+    snn_epochs: int
+    max_train_rows: int | None
+    batch_size: int
+    seeds: tuple[int, ...]
+    layouts: tuple[str, ...]
+    max_concurrent: int
+
+    def as_dict(self) -> dict:
+        return {"name": self.name, "cnn_epochs": self.cnn_epochs, "snn_epochs": self.snn_epochs,
+                "max_train_rows": self.max_train_rows, "batch_size": self.batch_size, "seeds": list(self.seeds),
+                "layouts": list(self.layouts), "max_concurrent": self.max_concurrent}
+
+
+@dataclass(frozen=True)
+class AblationExperiment:
+    """A parsed, checked ``kind = "layout_ablation"`` file (see the module doc)."""
+
+    name: str
+    description: str
+    data: dict
+    cnn: dict
+    snn: dict
+    resources: dict
+    budgets: dict = field(repr=False)
+    source: str = ""
+    raw: dict = field(default_factory=dict, repr=False)
+    kind: str = ABLATION_KIND
+    environment: str = "torch"
+    weight_transfer: bool = False  # no weights from another experiment (each trial trains its own CNN)
+
+    def budget(self, name: str) -> AblationBudget:
+        if name not in self.budgets:
+            raise ExperimentError(f"experiment {self.name!r} has no budget {name!r}; valid: {sorted(self.budgets)}")
+        return self.budgets[name]
+
+    def as_dict(self) -> dict:
+        return {"name": self.name, "kind": self.kind, "description": self.description, "data": self.data,
+                "cnn": self.cnn, "snn": self.snn, "resources": self.resources, "source": self.source}
+
+
+def parse_ablation(name: str, raw: dict, source: str = "") -> AblationExperiment:
+    """Check a ``layout_ablation`` file and fill in the defaults.
+
+    Raises:
+        ExperimentError: unknown keys, unknown layouts, fewer than one seed, invalid settings or a value
+            of the wrong type, naming the file.
+    """
+    return guarded_parse(_parse_ablation, name, raw, source)
+
+
+def _real(v) -> bool:
+    import math
+
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _parse_ablation(name: str, raw: dict, source: str = "") -> AblationExperiment:
+    from spiking.data.layout import LAYOUTS
+    from spiking.data.layout.state import MAX_SEED, layout_options
+
+    try:  # the torch environment; in the Keras/NengoDL one the file is checked where it runs
+        from spiking.models.cnn import PRESETS
+        from spiking.models.snn import NEURONS
+    except ImportError:
+        PRESETS, NEURONS = None, None
+
+    where = source or name
+
+    def fail(msg: str):
+        raise ExperimentError(f"{where}: {msg}")
+
+    if set(raw) - _ABLATION_TOP_KEYS:
+        fail(f"unknown keys {sorted(set(raw) - _ABLATION_TOP_KEYS)}; allowed: {sorted(_ABLATION_TOP_KEYS)}")
+
+    def layouts_of(v, what):
+        if (not isinstance(v, list) or not v or not all(isinstance(x, str) and x in LAYOUTS for x in v)
+                or len(set(v)) != len(v)):
+            fail(f"{what} must be a non-empty list of distinct layouts from {sorted(LAYOUTS)}, got {v!r}")
+        return tuple(v)
+
+    def seeds_of(v, what):
+        if (not isinstance(v, list) or not v or not all(_is_int(x, 0) and x <= MAX_SEED for x in v)
+                or len(set(v)) != len(v)):
+            fail(f"{what} must be a non-empty list of distinct integers in [0, {MAX_SEED}], got {v!r}")
+        return tuple(v)
+
+    for sec in ("data", "cnn", "snn", "resources", "budgets"):
+        if sec in raw and not isinstance(raw[sec], dict):
+            fail(f"[{sec}] must be a table, got {raw[sec]!r}")
+
+    layouts = layouts_of(raw.get("layouts"), "layouts")
+    seeds = seeds_of(raw.get("seeds"), "seeds")
+    data = check_data(raw.get("data", {}), fail, check_layout=False)  # layout_shape: the embedding_2d image
+    if data["layout"] != "identity" or "layout_seed" in raw.get("data", {}):
+        fail("[data] layout / layout_seed: the ablation compares the layouts of `layouts`, each trial's seed is its "
+             "layout seed; leave them unset")
+    if data["layout_shape"] is not None:
+        try:
+            layout_options("embedding_2d", shape=data["layout_shape"])
+        except ValueError as e:
+            fail(f"[data] layout_shape: {e}")
+    cnn = {**_ABLATION_CNN_DEFAULTS, **raw.get("cnn", {})}
+    if set(cnn) - set(_ABLATION_CNN_DEFAULTS):
+        fail(f"[cnn] unknown keys {sorted(set(cnn) - set(_ABLATION_CNN_DEFAULTS))}")
+    if not isinstance(cnn["preset"], str) or (PRESETS is not None and cnn["preset"] not in PRESETS):
+        fail(f"[cnn] preset must be one of {sorted(PRESETS)}, got {cnn['preset']!r}")
+    snn = {**_ABLATION_SNN_DEFAULTS, **raw.get("snn", {})}
+    if set(snn) - set(_ABLATION_SNN_DEFAULTS):
+        fail(f"[snn] unknown keys {sorted(set(snn) - set(_ABLATION_SNN_DEFAULTS))}")
+    if NEURONS is not None and snn["neuron"] not in NEURONS:
+        fail(f"[snn] neuron must be one of {NEURONS}, got {snn['neuron']!r}")
+    if not (_is_int(cnn["arch_seed"], 0) and cnn["arch_seed"] <= MAX_SEED):
+        fail(f"[cnn] arch_seed must be an integer in [0, {MAX_SEED}], got {cnn['arch_seed']!r}")
+    if not _is_int(cnn["batch_size"], 1):
+        fail(f"[cnn] batch_size must be an integer >= 1, got {cnn['batch_size']!r}")
+    if not isinstance(snn["normalize"], bool):
+        fail(f"[snn] normalize must be true or false, got {snn['normalize']!r}")
+    if not (_real(snn["beta"]) and _real(snn["percentile"]) and _is_int(snn["num_steps"])):
+        fail(f"[snn] beta and percentile must be numbers and num_steps an integer, got {snn['beta']!r}, "
+             f"{snn['percentile']!r}, {snn['num_steps']!r}")
+    for sec, d in (("cnn", cnn), ("snn", snn)):
+        if not (_real(d["lr"]) and 0 < d["lr"] < 1):
+            fail(f"[{sec}] lr must be in (0, 1), got {d['lr']!r}")
+        if isinstance(d["patience"], bool) or not isinstance(d["patience"], int) or d["patience"] < 0:
+            fail(f"[{sec}] patience must be an integer >= 0, got {d['patience']!r}")
+    if not (0 <= float(snn["beta"]) <= 1) or not (isinstance(snn["num_steps"], int) and 1 <= snn["num_steps"] <= 1000):
+        fail(f"[snn] needs beta in [0, 1] and an integer num_steps in [1, 1000], got {snn['beta']}, {snn['num_steps']}")
+    if not 0 < float(snn["percentile"]) <= 100:
+        fail(f"[snn] percentile must be in (0, 100], got {snn['percentile']}")
+    res = {"cpus_per_trial": 1, "max_concurrent": 1, **raw.get("resources", {})}
+    if (set(res) - {"cpus_per_trial", "max_concurrent"} or not _real(res["cpus_per_trial"])
+            or not res["cpus_per_trial"] > 0 or not _is_int(res["max_concurrent"], 1)):
+        fail(f"[resources] takes cpus_per_trial > 0 and max_concurrent >= 1, got {res}")
+
+    budgets = {}
+    for bname, b in budget_tables(raw, _ABLATION_BUDGET_KEYS, fail):
+        ints = {k: b.get(k) for k in ("cnn_epochs", "snn_epochs")}
+        if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in ints.values()):
+            fail(f"[budgets.{bname}] needs integers cnn_epochs >= 1 and snn_epochs >= 1, got {ints}")
+        mtr = b.get("max_train_rows")
+        if mtr is not None and (isinstance(mtr, bool) or not isinstance(mtr, int) or mtr < 2):
+            fail(f"[budgets.{bname}] max_train_rows must be an integer >= 2")
+        bs = b.get("batch_size", cnn["batch_size"])
+        if isinstance(bs, bool) or not isinstance(bs, int) or bs < 1:
+            fail(f"[budgets.{bname}] batch_size must be an integer >= 1")
+        bseeds = seeds_of(b["seeds"], f"[budgets.{bname}] seeds") if "seeds" in b else seeds
+        blayouts = layouts_of(b["layouts"], f"[budgets.{bname}] layouts") if "layouts" in b else layouts
+        if data["layout_shape"] is not None and "embedding_2d" not in blayouts:
+            fail(f"[data] layout_shape is the embedding_2d image, but [budgets.{bname}] runs no embedding_2d")
+        maxc = b.get("max_concurrent", res["max_concurrent"])
+        if isinstance(maxc, bool) or not isinstance(maxc, int) or maxc < 1:
+            fail(f"[budgets.{bname}] max_concurrent must be an integer >= 1")
+        budgets[bname] = AblationBudget(bname, ints["cnn_epochs"], ints["snn_epochs"], mtr, bs, bseeds, blayouts, maxc)
+    return AblationExperiment(name=name, description=str(raw.get("description", "")), data=data, cnn=cnn, snn=snn,
+                              resources=res, budgets=budgets, source=source, raw=raw)

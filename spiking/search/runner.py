@@ -35,8 +35,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import storage as st
-from .registry import (
+from spiking.artifacts import storage as st
+from spiking.search.registry import (
     METRIC,
     Budget,
     Experiment,
@@ -45,22 +45,23 @@ from .registry import (
     load_experiment,
     validate_space,
 )
-from .data import load_data, subset_train  # noqa: F401  (subset_train re-exported)
-from .tuner import (  # noqa: F401  (re-exported)
+from spiking.data.splits import subset_train  # noqa: F401  (re-exported)
+from spiking.search.data import load_data
+from spiking.search.tuner import (  # noqa: F401  (re-exported)
     TRADEOFF_TOLERANCE,
-    SearchError, _public, build_tuner, fit_trials, has_experiment_state, pick_best, pick_tradeoff, saved_experiment,
+    SearchError, public_trial, build_tuner, fit_trials, has_experiment_state, pick_best, pick_tradeoff, saved_experiment,
 )
-from .trainable import CHECKPOINT_FILE, FAIL_AT_EPOCH_VAR, train_trial
+from spiking.search.trainable import CHECKPOINT_FILE, FAIL_AT_EPOCH_VAR, train_trial
 
 BEST_MODEL = "best_model.pt"
 TRADEOFF_MODEL = "tradeoff_model.pt"
 #: Validation rows on which each trial's energy per inference is estimated.
 EFFICIENCY_ROWS = 256
 NORMALIZE_ROWS = 1000
-from .tuner import EXPERIMENT_FILE  # noqa: E402,F401  (re-exported)
+from spiking.search.tuner import EXPERIMENT_FILE  # noqa: E402,F401  (re-exported)
 
 
-from ..preprocess.prepare import _fingerprint, split_fingerprint  # noqa: E402  (re-exported)
+from spiking.data.preprocess.prepare import split_digest, split_fingerprint  # noqa: E402  (re-exported)
 
 
 # --------------------------------------------------------------------------- data
@@ -71,7 +72,7 @@ def _sibling_split_fingerprint(fs, path: str) -> str | None:
     if not st.is_file(fs, sp):
         return None
     d = json.loads(st.read_text(fs, sp))
-    return _fingerprint(d["class_names"], d["feature_names"], d["ids"])
+    return split_digest(d["class_names"], d["feature_names"], d["ids"])
 
 
 # --------------------------------------------------------------------------- weights
@@ -118,9 +119,9 @@ def locate_weights(source: str, fs, root: str) -> tuple:
 
 def load_transfer(exp: Experiment, located: tuple, prep, split_sha: str) -> dict:
     """Read the source CNN, check it fits the data, and compute the normalisation scales (driver side)."""
-    from ..models.build import build_cnn
-    from ..models.cnn import CNNArch
-    from ..models.conversion import activation_scales
+    from spiking.models.build import build_cnn
+    from spiking.models.cnn import CNNArch
+    from spiking.models.conversion import activation_scales
 
     sfs, path, label = located
     try:
@@ -133,7 +134,7 @@ def load_transfer(exp: Experiment, located: tuple, prep, split_sha: str) -> dict
     if ckpt.get("L") != L or ckpt.get("n_classes") != C:
         raise SearchError(f"weight source {label} was trained for L={ckpt.get('L')}, {ckpt.get('n_classes')} classes; "
                           f"this data has L={L}, {C} classes")
-    from ..layout.state import identity_state, same_layout
+    from spiking.data.layout.state import identity_state, same_layout
 
     src_layout = ckpt.get("layout") or identity_state(L)
     if not same_layout(src_layout, prep.layout_state()):
@@ -172,9 +173,9 @@ def _load_best_checkpoint(trial: dict) -> tuple[dict, str]:
 def trial_efficiency(trials: list[dict], prep, max_rows: int = EFFICIENCY_ROWS) -> None:
     """Add ``efficiency`` (energy per inference in pJ, MACs, SynOps, num_steps, encoding) to every
     trial with a checkpoint, counted on the first ``max_rows`` validation rows
-    (:func:`spiking.evaluation.operations.count_operations`; the test split is not touched)."""
-    from ..evaluation.operations import count_operations
-    from ..training.jobs import model_from_checkpoint
+    (:func:`spiking.models.operations.count_operations`; the test split is not touched)."""
+    from spiking.models.operations import count_operations
+    from spiking.artifacts.checkpoint import model_from_checkpoint
 
     X = prep.X["val"][:max_rows]
     for t in trials:
@@ -196,9 +197,9 @@ def export_and_evaluate(exp: Experiment, b: Budget, trials: list[dict], *, fs, r
     Every trial's energy per inference is estimated on validation rows (:func:`trial_efficiency`,
     written to trials.json); the exported networks' ``efficiency`` is counted on test, and for a
     weight-transfer SNN search the energy ratio is taken against the source CNN."""
-    from ..evaluation.evaluate import add_energy_ratios, evaluate_logreg, evaluate_network
-    from ..evaluation.operations import count_operations
-    from ..evaluation.results import format_table, write_results
+    from spiking.evaluation.evaluate import add_energy_ratios, evaluate_logreg, evaluate_network
+    from spiking.models.operations import count_operations
+    from spiking.artifacts.results import format_table, write_results
 
     exp_dir = st.join(fs, root, exp.name)
     trial_efficiency(trials, prep)
@@ -234,8 +235,8 @@ def export_and_evaluate(exp: Experiment, b: Budget, trials: list[dict], *, fs, r
             models.append(entry)
         reference = None
         if transfer is not None:
-            from ..models.build import build_cnn
-            from ..models.cnn import CNNArch
+            from spiking.models.build import build_cnn
+            from spiking.models.cnn import CNNArch
 
             cnn = build_cnn(prep.input_shape, CNNArch.from_dict(transfer["arch"]), len(prep.class_names))
             cnn.load_state_dict(transfer["state_dict"])
@@ -243,7 +244,7 @@ def export_and_evaluate(exp: Experiment, b: Budget, trials: list[dict], *, fs, r
         add_energy_ratios(models, reference=reference)
         models.append(evaluate_logreg(prep, seed=seed))
         counts = {c: int(np.sum(prep.y["test"] == i)) for i, c in enumerate(prep.class_names)}
-        public = [_public(t) for t in trials]
+        public = [public_trial(t) for t in trials]
         results = {
             "dataset": dataset_info,
             "split": {**prep.split_info, "test_class_counts": counts},
@@ -329,7 +330,7 @@ def run_experiment(name: str, *, shards: str, budget: str = "smoke", storage: st
     split_sha = split_fingerprint(prep_full)
     L, C = prep.n_features, len(prep.class_names)
     transfer = load_transfer(exp, located, prep, split_sha) if located else None
-    from ..models.cnn import CNNArch
+    from spiking.models.cnn import CNNArch
 
     n_checked = validate_space(exp, b, prep.input_shape, C, seed=seed,
                                transfer_arch=CNNArch.from_dict(transfer["arch"]) if transfer else None)

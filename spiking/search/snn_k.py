@@ -37,14 +37,14 @@ from pathlib import Path
 
 import numpy as np
 
-from . import storage as st
-from .data import flat_samples
-from .frameworks import prepare_nengo_process
-from .registry import METRIC, load_experiment, validate_space
-from .tuner import SearchError, _public, fit_trials, pick_best, pick_tradeoff
+from spiking.artifacts import storage as st
+from spiking.data.splits import flat_samples
+from spiking.search.frameworks import prepare_nengo_process
+from spiking.search.registry import METRIC, load_experiment, validate_space
+from spiking.search.tuner import SearchError, public_trial, fit_trials, pick_best, pick_tradeoff
 
 SOURCE_MODEL = "best_model.keras"
-from .tuner import EXPERIMENT_FILE  # noqa: E402,F401  (re-exported)
+from spiking.search.tuner import EXPERIMENT_FILE  # noqa: E402,F401  (re-exported)
 #: Samples per NengoDL simulator minibatch.
 MINIBATCH = 50
 
@@ -121,7 +121,7 @@ def eval_rows(y: np.ndarray, max_rows: int | None, seed: int) -> np.ndarray:
 
 
 def _load_model(model_bytes: bytes):
-    from ..training.keras_fit import load_keras
+    from spiking.keras.fit import load_keras
 
     with tempfile.TemporaryDirectory(prefix="spiking-snnk-") as tmp:
         p = Path(tmp) / SOURCE_MODEL
@@ -135,8 +135,8 @@ def score_conversion(model, config: dict, X: np.ndarray, y: np.ndarray, class_na
     ``X`` (n, L) in [0, 1] and return the metrics (:func:`spiking.evaluation.metrics.classification_metrics`)
     with ``predictions``, ``firing_rates`` (Hz per spiking layer), ``mean_firing_rate_hz``, ``efficiency``
     (SynOps, MACs, energy in pJ under the 45 nm convention) and the conversion ``notes``."""
-    from ..evaluation.metrics import classification_metrics
-    from ..models.nengo_conversion import convert, count_synops, simulate
+    from spiking.evaluation.metrics import classification_metrics
+    from spiking.keras.conversion import convert, count_synops, simulate
 
     synapse = float(config["synapse"]) or None
     conv = convert(model, neuron=config["neuron"], scale_firing_rates=float(config["scale_firing_rates"]),
@@ -161,14 +161,11 @@ def score_conversion(model, config: dict, X: np.ndarray, y: np.ndarray, class_na
 def snn_k_trial(config: dict, payload: dict) -> None:
     """Ray Tune function trainable: one conversion setting scored on validation rows (one report)."""
     prepare_nengo_process()
-    import tensorflow as tf
     from ray import tune
 
-    try:
-        tf.config.threading.set_intra_op_parallelism_threads(1)
-        tf.config.threading.set_inter_op_parallelism_threads(1)
-    except RuntimeError:
-        pass
+    from spiking.keras.fit import limit_tf_threads
+
+    limit_tf_threads(1)
     model = _load_model(payload["model_bytes"])
     out = score_conversion(model, config, payload["X_val"], payload["y_val"], payload["class_names"],
                            L=payload["L"], n_classes=payload["n_classes"])
@@ -195,8 +192,8 @@ def run_snn_k(name: str = "snn_k", *, shards: str, budget: str = "smoke", storag
         experiment before a trial starts, with the reason.
     """
     prepare_nengo_process()
-    from .data import load_split
-    from ..preprocess.prepare import split_fingerprint
+    from spiking.search.data import load_split
+    from spiking.data.preprocess.prepare import split_fingerprint
 
     t0 = time.perf_counter()
     exp = load_experiment(name)
@@ -237,7 +234,7 @@ def run_snn_k(name: str = "snn_k", *, shards: str, budget: str = "smoke", storag
         raise SearchError(f"weight source {label} has no ReLU layer, so its conversion would have nothing to spike "
                           "(linear layers pass real values, sigmoid layers stay rate neurons); search CNN_K with "
                           "`spiking nas --grammar fast_denser_1d_relu` (make nas)")
-    from ..models.nengo_conversion import inference_model
+    from spiking.keras.conversion import inference_model
 
     try:  # what every trial does first: refuse a network NengoDL cannot take before any trial starts
         inference_model(model)
@@ -273,7 +270,7 @@ def run_snn_k(name: str = "snn_k", *, shards: str, budget: str = "smoke", storag
                                   "the same budget, seed, shards and --weights, or start over with --overwrite")
         res_path = st.join(fs, exp_dir, "results.json")
         if st.is_file(fs, res_path):  # finished: the test split is not scored again
-            from ..evaluation.results import format_table
+            from spiking.artifacts.results import format_table
 
             results = json.loads(st.read_text(fs, res_path))
             print(f"{exp_uri} is finished: nothing to resume; its saved results")
@@ -307,11 +304,11 @@ def run_snn_k(name: str = "snn_k", *, shards: str, budget: str = "smoke", storag
 
 def _export(exp, b, trials, *, fs, exp_dir, model, prep, dataset_info, seed, meta, source_label,
             source_seconds) -> dict:
-    from ..evaluation.baseline import evaluate_logreg
-    from ..evaluation.energy import CONVENTION, E_MAC_PJ
-    from ..evaluation.metrics import classification_metrics
-    from ..evaluation.results import format_table, write_results
-    from ..models.nengo_conversion import plot_layer_activity
+    from spiking.evaluation.baseline import evaluate_logreg
+    from spiking.specs.energy import CONVENTION, E_MAC_PJ
+    from spiking.evaluation.metrics import classification_metrics
+    from spiking.artifacts.results import format_table, write_results
+    from spiking.keras.conversion import plot_layer_activity
 
     best = pick_best(trials)
     tradeoff = pick_tradeoff(trials, best, steps_key="n_steps")
@@ -320,7 +317,9 @@ def _export(exp, b, trials, *, fs, exp_dir, model, prep, dataset_info, seed, met
     t = time.perf_counter()
     logits = model.predict(X[..., None], batch_size=256, verbose=0)
     ms = 1000 * (time.perf_counter() - t) / len(X)
-    macs = _keras_macs(model)
+    from spiking.keras.conversion import keras_macs
+
+    macs = keras_macs(model)
     cnn = {"name": "cnn_k", "test": classification_metrics(y, np.argmax(logits, axis=1), names),
            "parameters": int(model.count_params()), "inference_ms_per_sample": ms, "source": source_label,
            # the search's training time (None if the model came without its search's results.json)
@@ -350,7 +349,7 @@ def _export(exp, b, trials, *, fs, exp_dir, model, prep, dataset_info, seed, met
                                   "val_balanced_accuracy": trial["best_val_balanced_accuracy"]}})
     models.append(evaluate_logreg(prep, seed=seed))
     counts = {c: int(np.sum(y == i)) for i, c in enumerate(names)}
-    public = [_public(t) for t in trials]
+    public = [public_trial(t) for t in trials]
     results = {"dataset": dataset_info, "split": {**prep.split_info, "test_class_counts": counts}, "models": models,
                "search": {**meta, "n_trials": len(trials), "n_errors": sum(t["error"] is not None for t in trials),
                           "n_stopped_early": 0, "best": exported["best"], "tradeoff": exported["tradeoff"]},
@@ -371,18 +370,6 @@ def _export(exp, b, trials, *, fs, exp_dir, model, prep, dataset_info, seed, met
             "trials": public}
 
 
-def _keras_macs(model) -> int:
-    """MACs of one inference through the Conv1D and Dense layers of a Keras model (input (L, 1))."""
-    import tensorflow as tf
-
-    total = 0
-    for layer in model.layers:
-        if isinstance(layer, tf.keras.layers.Conv1D):
-            out_len, filters = layer.output_shape[1], layer.output_shape[2]
-            total += int(out_len) * int(filters) * int(layer.kernel_size[0]) * int(layer.input_shape[-1])
-        elif isinstance(layer, tf.keras.layers.Dense):
-            total += int(np.prod(layer.input_shape[1:])) * int(layer.units)
-    return total
 
 
 def cmd_snn_k(a) -> int:

@@ -12,7 +12,7 @@ node), and a checkpoint directory holding ``checkpoint.pt``:
      "population", "neuron", "beta", "num_steps", "loss", "mode", "config",
      "val_balanced_accuracy", "train_seconds", "best_epoch", "history", ...}
 
-which ``spiking.training.jobs.load_model`` and
+which ``spiking.artifacts.checkpoint.load_model`` and
 ``spiking.evaluation.evaluate.evaluate_network`` read directly (``best_epoch`` is
 that checkpoint's own epoch, 0-based). A restarted trial (``Tuner.restore`` or a
 retried failure) resumes from ``tune.get_checkpoint()``: weights, Adam state, epoch
@@ -33,12 +33,12 @@ import time
 import numpy as np
 import torch
 
-from ..models.build import build_cnn, build_spiking_cnn, derive_for, preset_for, transfer_weights_any
-from ..models.cnn import CNNArch
-from ..models.conversion import normalize_weights
-from ..training.loop import TrainConfig, train
-from ..training.objectives import CNNObjective, SpikeCountObjective
-from .registry import CNN_SEARCH_PARAMS
+from spiking.models.build import build_cnn, build_spiking_cnn, derive_for, preset_for, transfer_weights_any
+from spiking.models.cnn import CNNArch
+from spiking.models.conversion import normalize_weights
+from spiking.training.loop import TrainConfig, train
+from spiking.training.objectives import CNNObjective, SpikeCountObjective
+from spiking.search.registry import CNN_SEARCH_PARAMS
 
 CHECKPOINT_FILE = "checkpoint.pt"
 #: Fault injection for testing recovery: when this variable is set (to N) in the driver's environment, every

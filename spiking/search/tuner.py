@@ -10,8 +10,8 @@ import os
 
 import numpy as np
 
-from . import storage as st
-from .registry import METRIC, Budget, Experiment, clean_config, suggest_config
+from spiking.artifacts import storage as st
+from spiking.search.registry import METRIC, Budget, Experiment, clean_config, suggest_config
 
 TRADEOFF_TOLERANCE = 0.01  # 1 percentage point of balanced accuracy
 
@@ -59,11 +59,11 @@ def saved_experiment(fs, exp_dir: str, budget: str, seed: int) -> dict:
     return saved
 
 
-def _trial_dirname(trial) -> str:
+def trial_dirname(trial) -> str:
     return f"trial_{trial.trial_id}"
 
 
-def _ray_init(ray_num_cpus: int | None, runtime_env: dict | None = None) -> bool:
+def ray_init(ray_num_cpus: int | None, runtime_env: dict | None = None) -> bool:
     """Start Ray unless it runs already (the cluster at ``RAY_ADDRESS``, else an embedded one with
     ``ray_num_cpus`` CPUs), with ``runtime_env`` for its workers; True if this call started it."""
     import ray
@@ -111,7 +111,7 @@ def build_tuner(exp: Experiment, b: Budget, trainable, *, fs, root: str, seed: i
     tune_config = tune.TuneConfig(metric=METRIC, mode="max", search_alg=search_alg, scheduler=scheduler,
                                   num_samples=b.trials, max_concurrent_trials=None if search_alg else max_concurrent,
                                   reuse_actors=True,
-                                  trial_dirname_creator=_trial_dirname, trial_name_creator=_trial_dirname)
+                                  trial_dirname_creator=trial_dirname, trial_name_creator=trial_dirname)
     run_config = tune.RunConfig(
         name=exp.name, storage_path=root, storage_filesystem=custom_fs, verbose=verbose,
         checkpoint_config=tune.CheckpointConfig(num_to_keep=2, checkpoint_score_attribute=METRIC,
@@ -127,7 +127,7 @@ def fit_trials(exp: Experiment, b: Budget, make_trainable, *, fs, root: str, see
     Starts an embedded Ray (or joins ``RAY_ADDRESS``) unless Ray runs already, calls
     ``make_trainable()`` once Ray is up (so it may look at the cluster's resources), builds the
     Tuner with ``build`` (default :func:`build_tuner`), fits it, and shuts down a Ray it started."""
-    started = _ray_init(ray_num_cpus)
+    started = ray_init(ray_num_cpus)
     try:
         tuner = (build or build_tuner)(exp, b, make_trainable(), fs=fs, root=root, seed=seed,
                                        max_concurrent=max_concurrent, resume=resume, verbose=verbose,
@@ -190,5 +190,5 @@ def pick_tradeoff(trials: list[dict], best: dict, tolerance: float = TRADEOFF_TO
     return min(near, key=lambda t: (int(t["config"][steps_key]), -t["best_val_balanced_accuracy"]))
 
 
-def _public(trial: dict) -> dict:
+def public_trial(trial: dict) -> dict:
     return {k: v for k, v in trial.items() if not k.startswith("_")}

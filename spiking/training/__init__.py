@@ -1,13 +1,12 @@
-"""Training: seeds, device choice, objectives and the early-stopping loop (PyTorch), and the
-Keras training of grammar-search phenotypes (:mod:`spiking.training.keras_fit`).
+"""Training (PyTorch): seeds, device choice, objectives, the early-stopping loop, the run's jobs.
 
-Names are loaded on first use (PEP 562), so ``spiking.training.keras_fit`` imports without torch.
+Names are loaded on first use (PEP 562): importing the package does not import torch.
 """
 
 from importlib import import_module
 
 _LAZY = {
-    "History": ".loop", "TrainConfig": ".settings", "predict": ".loop", "train": ".loop",
+    "History": ".loop", "predict": ".loop", "train": ".loop",
     "CNNObjective": ".objectives", "SpikeCountObjective": ".objectives",
     "resolve_device": ".reproducibility", "seed_everything": ".reproducibility",
 }

@@ -5,7 +5,7 @@ encoding, ``snn.pt`` (direct current) / ``snn_rate.pt`` / ``snn_latency.pt`` /
 ``snn_delta.pt`` (best-epoch weights plus everything needed to rebuild the
 network), and ``history_<name>.json`` beside each (per-epoch loss and
 validation balanced accuracy). Every saved network holds ``input_shape`` (``[L]`` or ``[H, W]``)
-and ``layout`` (the fitted spatial layout, ``spiking.layout.state``), so evaluation lays out
+and ``layout`` (the fitted spatial layout, ``spiking.data.layout.state``), so evaluation lays out
 the features exactly as in training.
 """
 
@@ -16,13 +16,13 @@ from pathlib import Path
 
 import torch
 
-from ..models.build import build_cnn, build_spiking_cnn, preset_for, transfer_weights_any
-from ..models.cnn import CNNArch
-from ..models.conversion import activation_scales, normalize_weights
-from ..models.encoding import DELTA_THRESHOLD
-from ..preprocess.prepare import split_fingerprint
-from .loop import History, train
-from .objectives import CNNObjective, SpikeCountObjective
+from spiking.models.cnn import CNNArch
+from spiking.models.build import build_cnn, build_spiking_cnn, preset_for, transfer_weights_any
+from spiking.models.conversion import activation_scales, normalize_weights
+from spiking.artifacts.checkpoint import input_meta, snn_name
+from spiking.data.preprocess.prepare import split_fingerprint
+from spiking.training.loop import History, train
+from spiking.training.objectives import CNNObjective, SpikeCountObjective
 
 NORMALIZE_ROWS = 1000  # training rows used to measure activation percentiles
 
@@ -39,9 +39,6 @@ def _split_sha(prep) -> str:
     return prep.split_info.get("split_sha256") or split_fingerprint(prep)
 
 
-def input_meta(prep) -> dict:
-    """What a saved network needs to be fed: ``L`` (features), ``input_shape`` and ``layout`` (state)."""
-    return {"L": prep.n_features, "input_shape": list(prep.input_shape), "layout": prep.layout_state()}
 
 
 def train_cnn(prep, cfg, run_dir: str | Path, epoch_callback=None) -> tuple[torch.nn.Module, History]:
@@ -49,7 +46,7 @@ def train_cnn(prep, cfg, run_dir: str | Path, epoch_callback=None) -> tuple[torc
     laid-out images ``prep.X`` (1-D ``CNN1d`` or 2-D ``CNN2d`` by the layout).
 
     Args:
-        prep: ``spiking.preprocess.prepare.Prepared``; cfg: ``spiking.config.RunConfig``.
+        prep: ``spiking.data.preprocess.prepare.Prepared``; cfg: ``spiking.specs.run.RunConfig``.
     """
     run_dir = Path(run_dir)
     C = len(prep.class_names)
@@ -64,9 +61,6 @@ def train_cnn(prep, cfg, run_dir: str | Path, epoch_callback=None) -> tuple[torc
     return model, hist
 
 
-def snn_name(encoding: str) -> str:
-    """File stem of the run's spiking network for ``encoding``: ``snn`` (direct current) or ``snn_<encoding>``."""
-    return "snn" if encoding == "direct" else f"snn_{encoding}"
 
 
 def build_snn(shape, arch: CNNArch, n_classes: int, scfg, encoding: str = "direct") -> torch.nn.Module:
@@ -121,86 +115,9 @@ def train_snn(prep, cfg, run_dir: str | Path, cnn: torch.nn.Module | None = None
     return model, hist
 
 
-def model_from_checkpoint(ckpt: dict):
-    """Rebuild the network described by a saved checkpoint dict (``cnn.pt``/``snn*.pt`` contents or a
-    search trial's ``checkpoint.pt``), weights loaded, in eval mode. 1-D or 2-D by ``input_shape``
-    (a network saved before layouts existed has none: ``[L]``).
-
-    Raises:
-        KeyError: the dict lacks ``kind``, ``arch``, ``L``, ``n_classes`` or ``state_dict``.
-    """
-    arch = CNNArch.from_dict(ckpt["arch"])
-    shape = tuple(ckpt.get("input_shape") or (ckpt["L"],))
-    if ckpt["kind"] == "cnn":
-        model = build_cnn(shape, arch, ckpt["n_classes"])
-    else:
-        model = build_spiking_cnn(shape, arch, ckpt["n_classes"] * ckpt["population"], neuron=ckpt["neuron"],
-                                  beta=ckpt["beta"], num_steps=ckpt["num_steps"],
-                                  encoding=ckpt.get("encoding", "direct"),
-                                  delta_threshold=ckpt.get("delta_threshold", DELTA_THRESHOLD)
-                                  if len(shape) == 1 else None)
-    model.load_state_dict(ckpt["state_dict"])
-    model.eval()
-    return model
 
 
-def load_model(path: str | Path, device: str = "cpu"):
-    """Rebuild a saved network from ``cnn.pt`` or ``snn*.pt``; returns ``(model, meta)``.
-
-    Raises:
-        ValueError: the file cannot be read as a saved network (message names the file).
-        OSError: the file cannot be opened.
-    """
-    try:
-        ckpt = torch.load(path, map_location=device, weights_only=False)
-    except OSError:
-        raise
-    except Exception as e:  # truncated zip, pickle garbage, empty file...
-        raise ValueError(f"{path}: not a saved network ({type(e).__name__}: {e})") from None
-    if not isinstance(ckpt, dict) or ckpt.get("kind") not in ("cnn", "snn"):
-        raise ValueError(f"{path}: not a saved network (no 'kind' cnn/snn in it)")
-    try:
-        return model_from_checkpoint(ckpt), ckpt
-    except (KeyError, TypeError, ValueError, RuntimeError) as e:
-        raise ValueError(f"{path}: cannot rebuild the network ({type(e).__name__}: {e})") from None
 
 
-def network_layout(meta: dict):
-    """The fitted layout a saved network was trained on (``meta["layout"]``), or None for file
-    order (identity; also every network saved before layouts existed).
-
-    Raises:
-        ValueError: a damaged layout state, or one whose image shape is not the network's input shape.
-    """
-    from ..layout.state import layout_from_state
-
-    state = meta.get("layout")
-    if state is None:
-        return None
-    if not isinstance(state, dict):
-        raise ValueError(f"the network's saved layout is damaged (a {type(state).__name__}, not a layout)")
-    layout = layout_from_state(state)
-    takes = list(meta.get("input_shape") or [meta.get("L")])
-    if list(layout.shape_) != takes:
-        raise ValueError(f"saved layout {state.get('name')} makes {list(layout.shape_)} images, but the network "
-                         f"takes {takes}")
-    return None if state.get("name") == "identity" else layout
 
 
-def network_inputs(meta: dict, prep, part: str):
-    """The rows of ``prep``'s ``part`` laid out as the saved network (``meta``) was trained: its own
-    layout applied to the scaled features, whatever layout ``prep`` was made with.
-
-    Returns float32 ``(n, 1, *input_shape)``. Raises ValueError when the network's layout was
-    fitted on another number of features.
-    """
-    layout = network_layout(meta)
-    feats = prep.features(part)
-    if layout is None:
-        if meta.get("L") not in (None, feats.shape[1]):
-            raise ValueError(f"network for {meta.get('L')} features, data has {feats.shape[1]}")
-        return feats[:, None, :]
-    if layout.n_features_in_ != feats.shape[1]:
-        raise ValueError(f"the network's {meta['layout']['name']} layout places {layout.n_features_in_} features, "
-                         f"the data has {feats.shape[1]}")
-    return layout.transform(feats)

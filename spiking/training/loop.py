@@ -19,8 +19,8 @@ from sklearn.metrics import balanced_accuracy_score
 from torch.utils.data import DataLoader, TensorDataset
 from tqdm.auto import tqdm
 
-from .reproducibility import resolve_device, seed_everything
-from .settings import TrainConfig  # noqa: F401  (re-exported; torch-free for spiking.config)
+from spiking.training.reproducibility import resolve_device, seed_everything
+from spiking.specs.train import TrainConfig  # noqa: F401  (re-exported; torch-free for spiking.specs.run)
 
 
 @dataclass

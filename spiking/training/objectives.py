@@ -65,7 +65,7 @@ class SpikeCountObjective:
 
     def scores(self, spk: torch.Tensor, mem: torch.Tensor) -> torch.Tensor:
         """Per-class score (B, C): spike count per class plus a tie-breaker below one spike."""
-        from ..models.snn import class_scores
+        from spiking.models.snn import class_scores
 
         counts = class_scores(spk, self.n_classes)
         tie = torch.sigmoid(class_scores(mem, self.n_classes) / self.population)

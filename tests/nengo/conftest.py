@@ -56,8 +56,8 @@ def pytest_collection_modifyitems(config, items):
 @pytest.fixture(scope="session")
 def prepared(tcga_subset, tmp_path_factory):
     """The real TCGA subset (5 cohorts x 60) ingested and prepared: x per split float32 (n, L) in [0, 1]."""
-    from spiking.ingest import SHARED_TCGA, ingest, load_dataset
-    from spiking.preprocess.prepare import prepare
+    from spiking.data.ingest import SHARED_TCGA, ingest, load_dataset
+    from spiking.data.preprocess.prepare import prepare
 
     out = tmp_path_factory.mktemp("nengo") / "shards"
     ingest(tcga_subset["matrix"], tcga_subset["labels"], out, **SHARED_TCGA)
@@ -69,9 +69,9 @@ def prepared(tcga_subset, tmp_path_factory):
 @pytest.fixture(scope="session")
 def trained(prepared):
     """:data:`TRAINED_PHENOTYPE` trained with fit_keras on the real subset (a few seconds)."""
-    from spiking.models.phenotype_keras import build_keras_model, compile_model
-    from spiking.search.phenotype import parse_phenotype
-    from spiking.training.keras_fit import fit_keras
+    from spiking.keras.phenotype import build_keras_model, compile_model
+    from spiking.specs.phenotype import parse_phenotype
+    from spiking.keras.fit import fit_keras
 
     ph = parse_phenotype(TRAINED_PHENOTYPE)
     model = compile_model(build_keras_model(ph, prepared["L"], 5, seed=0), ph.learning)

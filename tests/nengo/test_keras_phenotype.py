@@ -1,4 +1,4 @@
-"""Keras networks of phenotypes (spiking.models.phenotype_keras) and their training (spiking.training.keras_fit)."""
+"""Keras networks of phenotypes (spiking.keras.phenotype) and their training (spiking.keras.fit)."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ import pytest
 import tensorflow as tf
 
 from spiking.evaluation.metrics import classification_metrics
-from spiking.models.phenotype_keras import build_keras_model, compile_model, make_optimizer
-from spiking.search.phenotype import PhenotypeError, parse_phenotype
-from spiking.training.keras_fit import as_keras_input, fit_keras, load_keras, save_keras
+from spiking.keras.phenotype import build_keras_model, compile_model, make_optimizer
+from spiking.specs.phenotype import PhenotypeError, parse_phenotype
+from spiking.keras.fit import as_keras_input, fit_keras, load_keras, save_keras
 
 LEARN = "learning:adam lr:0.001 beta1:0.9 beta2:0.999 decay:0.0 early_stop:3 batch_size:16"
 

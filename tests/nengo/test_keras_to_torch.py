@@ -19,8 +19,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from spiking.models.phenotype_keras import build_keras_model
-from spiking.search.phenotype import parse_phenotype
+from spiking.keras.phenotype import build_keras_model
+from spiking.specs.phenotype import parse_phenotype
 
 REPO = Path(__file__).resolve().parents[2]
 TORCH_PYTHON = REPO / ".venv" / "bin" / "python"

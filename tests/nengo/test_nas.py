@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from spiking.ingest import SHARED_TCGA, ingest
+from spiking.data.ingest import SHARED_TCGA, ingest
 from spiking.search.evolution import FAIL_IDS_VAR, NASError, NASSettings, has_relu, run_nas
-from spiking.search.phenotype import parse_phenotype
+from spiking.specs.phenotype import parse_phenotype
 
 # Small and quick: 2 generations, lambda 2, a few seconds of training per individual.
 SETTINGS = dict(generations=2, offspring=2, time_budget_s=6.0, max_params=300_000, seed=7)
@@ -218,7 +218,7 @@ def test_every_mutation_builds_in_keras_with_the_phenotype_parameter_count():
     """Random individuals and chains of mutations, under both shipped grammars, build Keras networks for L."""
     import random
 
-    from spiking.models.phenotype_keras import build_keras_model
+    from spiking.keras.phenotype import build_keras_model
     from spiking.search.evolution import read_grammar
     from spiking.search.genotype import MutationRates, Structure, mutate, random_individual
     from spiking.search.grammar import Grammar
@@ -240,8 +240,9 @@ def test_every_mutation_builds_in_keras_with_the_phenotype_parameter_count():
 
 
 def test_nengo_neuron_names_of_the_registry_are_the_converters():
-    from spiking.models.nengo_conversion import NEURON_TYPES
-    from spiking.search.registry import NENGO_NEURONS, load_experiment
+    from spiking.keras.conversion import NEURON_TYPES
+    from spiking.search.registry import load_experiment
+    from spiking.specs.names import NENGO_NEURONS
 
     assert set(NENGO_NEURONS) == set(NEURON_TYPES)
     assert set(load_experiment("snn_k").space["neuron"]["values"]) <= set(NEURON_TYPES)

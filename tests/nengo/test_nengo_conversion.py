@@ -1,4 +1,4 @@
-"""Keras phenotype network -> NengoDL spiking network (spiking.models.nengo_conversion)."""
+"""Keras phenotype network -> NengoDL spiking network (spiking.keras.conversion)."""
 
 from __future__ import annotations
 
@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from spiking.evaluation.energy import E_AC_PJ, E_MAC_PJ
+from spiking.specs.energy import E_AC_PJ, E_MAC_PJ
 from spiking.evaluation.metrics import classification_metrics
-from spiking.models.nengo_conversion import (NEURON_TYPES, convert, count_synops, inference_model,
+from spiking.keras.conversion import (NEURON_TYPES, convert, count_synops, inference_model,
                                              plot_layer_activity, simulate)
-from spiking.models.phenotype_keras import build_keras_model
-from spiking.search.phenotype import parse_phenotype
+from spiking.keras.phenotype import build_keras_model
+from spiking.specs.phenotype import parse_phenotype
 
 LEARN = "learning:adam lr:0.001 beta1:0.9 beta2:0.999 decay:0.0 early_stop:3 batch_size:16"
 

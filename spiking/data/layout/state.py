@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import LAYOUTS, make_layout
-from .transforms import MAX_PIXELS
+from spiking.data.layout import LAYOUTS, make_layout
+from spiking.data.layout.transforms import MAX_PIXELS
 
 #: Layouts whose images are 2-D ``(n, 1, H, W)``; the others give ``(n, 1, L)``.
 LAYOUTS_2D = ("square", "embedding_2d")
@@ -49,7 +49,7 @@ def layout_options(name: str, *, shape=None, seed: int = 0) -> dict:
             raise ValueError(f"image shape must be two positive integers (H, W), got {shape!r}")
         if int(shape[0]) * int(shape[1]) > MAX_PIXELS:
             raise ValueError(f"image shape {shape[0]}x{shape[1]} has more than {MAX_PIXELS:,} pixels "
-                             "(spiking.layout.transforms.MAX_PIXELS)")
+                             "(spiking.data.layout.transforms.MAX_PIXELS)")
         kw["shape"] = (int(shape[0]), int(shape[1]))
     return kw
 
@@ -77,7 +77,7 @@ def layout_state(layout) -> dict:
     """JSON-safe description of a fitted layout (see the module doc).
 
     Raises:
-        ValueError: ``layout`` is not one of :data:`spiking.layout.LAYOUTS`, or not fitted.
+        ValueError: ``layout`` is not one of :data:`spiking.data.layout.LAYOUTS`, or not fitted.
     """
     name = next((k for k, cls in LAYOUTS.items() if type(layout) is cls), None)
     if name is None:

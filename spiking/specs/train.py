@@ -1,5 +1,5 @@
 """Training settings of the PyTorch loop (:mod:`spiking.training.loop`), torch-free so that the
-run configuration (:mod:`spiking.config`) and the command line import in both environments."""
+run configuration (:mod:`spiking.specs.run`) and the command line import in both environments."""
 
 from __future__ import annotations
 

@@ -6,7 +6,7 @@ of inspecting the gene map and the class-mean images, follows DeepInsight
 (Sharma et al., "DeepInsight: a methodology to transform a non-image data to an
 image for convolution neural network architecture", Sci. Rep. 9:11399, 2019).
 
-All functions take a layout from :mod:`spiking.layout.transforms` AFTER ``fit``
+All functions take a layout from :mod:`spiking.data.layout.transforms` AFTER ``fit``
 (``feature_map_`` of shape ``shape_`` = ``(L,)`` or ``(H, W)``, ``-1`` for
 padding), draw with matplotlib's Agg canvas (no pyplot, no display), write a PNG
 (creating parent folders) and return its :class:`pathlib.Path`. With

@@ -12,7 +12,7 @@ weight) pairs: for spikes this is each input spike times its fan-out (synaptic
 operations, SynOps); with ``total=True`` every input counts (the dense equivalent).
 Zero padding and biases are not operations.
 
-What enters the energy (:mod:`spiking.evaluation.energy`):
+What enters the energy (:mod:`spiking.specs.energy`):
 
 * CNN: every layer is dense, ``ops = dense_ops`` = MACs, ReLU zeros included (a
   dense accelerator multiplies them too); ``nonzero_ops`` gives the MACs whose
@@ -39,9 +39,9 @@ from neurobench.blocks.layer import STATELESS_LAYERS
 from neurobench.hooks.layer import LayerHook
 from neurobench.metrics.utils.layers import single_layer_MACs
 
-from ..models.snn import SpikingCNN1d
-from ..models.snn2d import SpikingCNN2d
-from .energy import CONVENTION, E_AC_PJ, E_MAC_PJ
+from spiking.models.snn import SpikingCNN1d
+from spiking.models.snn2d import SpikingCNN2d
+from spiking.specs.energy import CONVENTION, E_AC_PJ, E_MAC_PJ
 
 __all__ = ["count_operations", "connection_layers", "LIF_LAYERS"]
 

@@ -1,7 +1,7 @@
 """Keras phenotype CNN -> spiking network with NengoDL, its simulation, synaptic operations and figure.
 
 Pipeline (the study's second one): a Keras CNN built from a grammar-search phenotype
-(:mod:`spiking.models.phenotype_keras`), trained with :mod:`spiking.training.keras_fit`, is
+(:mod:`spiking.keras.phenotype`), trained with :mod:`spiking.keras.fit`, is
 converted with ``nengo_dl.Converter`` (NengoDL docs, "Converting a Keras model to a spiking
 neural network"): every ReLU layer becomes a population of spiking neurons, every weight
 layer a Nengo transform, and the network is run for ``n_steps`` time steps of ``dt = 1 ms``
@@ -55,7 +55,7 @@ import nengo_dl
 import numpy as np
 import tensorflow as tf
 
-from spiking.evaluation.energy import CONVENTION, E_AC_PJ, E_MAC_PJ
+from spiking.specs.energy import CONVENTION, E_AC_PJ, E_MAC_PJ
 
 __all__ = [
     "DT",
@@ -121,7 +121,7 @@ def inference_model(model: tf.keras.Model, *, max_to_avg_pool: bool = True) -> t
 
     Args:
         model: a functional Keras model whose layers form one chain (as
-            :func:`spiking.models.phenotype_keras.build_keras_model` builds).
+            :func:`spiking.keras.phenotype.build_keras_model` builds).
 
     Returns:
         A new (uncompiled) ``tf.keras.Model``; ``model`` is not changed.
@@ -476,7 +476,7 @@ def simulate(conversion: Conversion, x: np.ndarray, *, n_steps: int, minibatch_s
 
 @dataclass
 class SynOps:
-    """Operations and energy of one inference (energy convention of :mod:`spiking.evaluation.energy`).
+    """Operations and energy of one inference (energy convention of :mod:`spiking.specs.energy`).
 
     Attributes:
         macs: multiply-accumulates of the weight layers that receive real-valued (non-spike)
@@ -486,7 +486,7 @@ class SynOps:
         synops_per_layer: spiking layer name -> its spikes x their fan-out.
         fan_out: spiking layer name -> float ``(n_neurons,)`` synapses each neuron reaches.
         energy_pj: ``macs * E_MAC_PJ + synops * E_AC_PJ`` (picojoules).
-        convention: :data:`spiking.evaluation.energy.CONVENTION`.
+        convention: :data:`spiking.specs.energy.CONVENTION`.
     """
 
     macs: int
@@ -522,9 +522,9 @@ def count_synops(model, spikes_per_neuron: Mapping[str, np.ndarray | float]) -> 
     geometry (stride, valid/same padding with the extra pad on the right); into a Dense layer
     with ``U`` units: ``U`` (0 for a neuron no pooling window covers). Weight layers whose input
     is real-valued (the network input, or a linear / sigmoid-rate layer's output) instead cost
-    their MACs, as :meth:`spiking.search.phenotype.Phenotype.count_macs` counts them (conv:
+    their MACs, as :meth:`spiking.specs.phenotype.Phenotype.count_macs` counts them (conv:
     ``n_out x F x K x C_in``, dense: ``n_in x U``). Biases, neuron updates and memory traffic
-    are not counted (:data:`spiking.evaluation.energy.CONVENTION`).
+    are not counted (:data:`spiking.specs.energy.CONVENTION`).
 
     Approximations: a max-pool kept as max (``max_to_avg_pool=False``) is counted by its window
     connectivity like an average pool (a max of spike trains is not a linear fold), and a
@@ -701,3 +701,17 @@ def plot_layer_activity(model: tf.keras.Model, x_one_sample: np.ndarray, *, scal
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=100, format="png")
     return path
+
+
+def keras_macs(model) -> int:
+    """MACs of one inference through the Conv1D and Dense layers of a Keras model (input (L, 1))."""
+    import tensorflow as tf
+
+    total = 0
+    for layer in model.layers:
+        if isinstance(layer, tf.keras.layers.Conv1D):
+            out_len, filters = layer.output_shape[1], layer.output_shape[2]
+            total += int(out_len) * int(filters) * int(layer.kernel_size[0]) * int(layer.input_shape[-1])
+        elif isinstance(layer, tf.keras.layers.Dense):
+            total += int(np.prod(layer.input_shape[1:])) * int(layer.units)
+    return total

@@ -1,11 +1,11 @@
 """Keras networks built from grammar-search phenotypes (the study's second pipeline).
 
-The phenotype semantics are those of :mod:`spiking.search.phenotype`: input of shape
+The phenotype semantics are those of :mod:`spiking.specs.phenotype`: input of shape
 ``(batch, L, 1)`` (channels last), the phenotype's layers in order, a ``Flatten`` before the
 first ``fc`` layer (or before the output when there is none), and an implicit output
 ``Dense(n_classes)``. Here the output is LINEAR (it returns logits, layer name ``"logits"``);
 the softmax lives in the loss (``from_logits=True``), which is what the NengoDL conversion
-(:mod:`spiking.models.nengo_conversion`) needs: the output layer becomes a passthrough node
+(:mod:`spiking.keras.conversion`) needs: the output layer becomes a passthrough node
 whose value is read out over time.
 
 Layer names are stable and follow the phenotype index ``i`` (0-based)::
@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from spiking.search.phenotype import LearningSpec, Phenotype, PhenotypeError, parse_phenotype
+from spiking.specs.phenotype import LearningSpec, Phenotype, PhenotypeError, parse_phenotype
 
 __all__ = ["ACTIVATION_FUNCTIONS", "build_keras_model", "compile_model", "make_optimizer", "layer_name"]
 
@@ -48,7 +48,7 @@ def build_keras_model(phenotype: Phenotype | str, L: int, n_classes: int, seed: 
     """Build the (uncompiled) Keras functional model of a phenotype.
 
     Args:
-        phenotype: a parsed :class:`~spiking.search.phenotype.Phenotype` or its string.
+        phenotype: a parsed :class:`~spiking.specs.phenotype.Phenotype` or its string.
         L: input length (number of features); the model's input has shape ``(batch, L, 1)``.
         n_classes: number of classes; the output has shape ``(batch, n_classes)`` (logits).
         seed: seeds the weight initialisers and dropout masks (via

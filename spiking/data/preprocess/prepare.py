@@ -1,5 +1,5 @@
 """From loaded shards to model-ready arrays: top-k classes, split, scaling fitted on train, then the
-spatial layout (``spiking.layout``) fitted on train."""
+spatial layout (``spiking.data.layout``) fitted on train."""
 
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ import joblib
 import numpy as np
 from sklearn.pipeline import Pipeline
 
-from .classes import top_k_classes
-from .scaling import make_preprocessor
-from .split import stratified_split
+from spiking.data.preprocess.classes import top_k_classes
+from spiking.data.preprocess.scaling import make_preprocessor
+from spiking.data.preprocess.split import stratified_split
 
 
 @dataclass
@@ -58,13 +58,13 @@ class Prepared:
         return self.layout.inverse_transform(x)
 
     def layout_state(self) -> dict:
-        """JSON-safe state of the fitted layout (``spiking.layout.state``), identity when None."""
-        from ..layout.state import identity_state, layout_state
+        """JSON-safe state of the fitted layout (``spiking.data.layout.state``), identity when None."""
+        from spiking.data.layout.state import identity_state, layout_state
 
         return identity_state(self.n_features) if self.layout is None else layout_state(self.layout)
 
 
-def _fingerprint(classes, features, ids: dict) -> str:
+def split_digest(classes, features, ids: dict) -> str:
     h = hashlib.sha256()
     h.update(json.dumps({"classes": list(classes), "features": list(features)}).encode())
     for part in ("train", "val", "test"):
@@ -78,7 +78,7 @@ def split_fingerprint(prep: "Prepared") -> str:
 
     Saved with every network, so that a network is never scored on a test split whose rows it
     may have trained on."""
-    return _fingerprint(prep.class_names, prep.feature_names, prep.ids)
+    return split_digest(prep.class_names, prep.feature_names, prep.ids)
 
 
 def prepare(dataset, *, top_k: int = 10, fractions=(0.7, 0.1, 0.2), seed: int = 42,
@@ -88,14 +88,14 @@ def prepare(dataset, *, top_k: int = 10, fractions=(0.7, 0.1, 0.2), seed: int = 
     the spatial layout on the scaled training part only and lay out every part.
 
     Args:
-        dataset: ``spiking.ingest.Dataset`` (X (n, L) float32, y, ids, groups).
+        dataset: ``spiking.data.ingest.Dataset`` (X (n, L) float32, y, ids, groups).
         top_k, fractions, seed, log2, zscore, layout, layout_shape, layout_seed: see
-            ``spiking.config.DataConfig``.
+            ``spiking.specs.run.DataConfig``.
 
     Raises:
         ValueError: too few classes or samples for the split; an invalid layout setting.
     """
-    from ..layout.state import layout_options
+    from spiking.data.layout.state import layout_options
 
     layout_options(layout, shape=layout_shape, seed=layout_seed)  # settings checked before any work
     classes = top_k_classes(dataset.y, top_k)
@@ -113,7 +113,7 @@ def prepare(dataset, *, top_k: int = 10, fractions=(0.7, 0.1, 0.2), seed: int = 
     Xs = {p: pre.transform(X[i]).astype(np.float32) for p, i in parts.items()}
     fitted = None
     if layout != "identity":
-        from ..layout.state import fit_layout
+        from spiking.data.layout.state import fit_layout
 
         fitted = fit_layout(layout, Xs["train"], shape=layout_shape, seed=layout_seed)
     Xs = lay_out(Xs, fitted)
@@ -135,7 +135,7 @@ def lay_out(flat: dict, layout) -> dict:
 
 def save_prepared(prep: Prepared, run_dir: str | Path) -> None:
     """Write ``split.json`` (sample ids per part, class names), ``preprocessor.joblib`` and
-    ``layout.json`` (the fitted layout, :func:`spiking.layout.state.layout_state`)."""
+    ``layout.json`` (the fitted layout, :func:`spiking.data.layout.state.layout_state`)."""
     run_dir = Path(run_dir)
     split = {"class_names": prep.class_names, "feature_names": prep.feature_names, **prep.split_info,
              "ids": {p: [str(i) for i in v] for p, v in prep.ids.items()}}
@@ -170,7 +170,7 @@ def load_prepared(dataset, run_dir: str | Path) -> Prepared:
         ids[part] = np.asarray(part_ids)
     fitted = None
     if (run_dir / "layout.json").exists():
-        from ..layout.state import layout_from_state
+        from spiking.data.layout.state import layout_from_state
 
         path = run_dir / "layout.json"
         try:

@@ -31,9 +31,9 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from spiking.ingest.errors import IngestError
-from spiking.ingest.missing import POLICIES, apply_missing_policy
-from spiking.ingest.readers import apply_filters, parse_filter, read_labels, read_matrix
+from spiking.data.ingest.errors import IngestError
+from spiking.data.ingest.missing import POLICIES, apply_missing_policy
+from spiking.data.ingest.readers import apply_filters, parse_filter, read_labels, read_matrix
 
 __all__ = [
     "FORMAT",
@@ -153,10 +153,10 @@ def ingest(
     Parameters
     ----------
     matrix_path : str or os.PathLike
-        Expression matrix, see :func:`~spiking.ingest.readers.read_matrix`
+        Expression matrix, see :func:`~spiking.data.ingest.readers.read_matrix`
         (CSV/TSV, optionally gzipped). Values in ``units`` (e.g. RPM).
     labels_path : str or os.PathLike
-        Label table, see :func:`~spiking.ingest.readers.read_labels`.
+        Label table, see :func:`~spiking.data.ingest.readers.read_labels`.
     out_dir : str or os.PathLike
         Dataset folder to create (its parent is created if needed).
     id_column : str
@@ -473,7 +473,7 @@ def load_dataset(path: str | os.PathLike) -> Dataset:
             manifest = json.loads(fh.read().decode("utf-8"))
     except FileNotFoundError as exc:
         raise IngestError(
-            f"{path}: no {MANIFEST} found; this is not a dataset written by spiking.ingest.ingest "
+            f"{path}: no {MANIFEST} found; this is not a dataset written by spiking.data.ingest.ingest "
             f"(or the ingest did not finish)"
         ) from exc
     except (OSError, ValueError) as exc:

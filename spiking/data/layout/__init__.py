@@ -1,10 +1,10 @@
 """Spatial layouts that turn expression profiles into 1-D strips or 2-D images
-placing correlated genes next to each other (see ``spiking.layout.transforms``).
+placing correlated genes next to each other (see ``spiking.data.layout.transforms``).
 
 ``LAYOUTS`` maps a name to a layout class; ``make_layout(name, **kw)`` builds one;
-``spiking.layout.state`` saves a fitted layout with the networks trained on it.
+``spiking.data.layout.state`` saves a fitted layout with the networks trained on it.
 """
-from .transforms import (
+from spiking.data.layout.transforms import (
     Correlation1DLayout,
     Embedding2DLayout,
     IdentityLayout,

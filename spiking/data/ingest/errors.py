@@ -1,4 +1,4 @@
-"""Errors raised by :mod:`spiking.ingest`."""
+"""Errors raised by :mod:`spiking.data.ingest`."""
 
 from __future__ import annotations
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from spiking.ingest.errors import IngestError
+from spiking.data.ingest.errors import IngestError
 
 __all__ = ["POLICIES", "apply_missing_policy"]
 

@@ -21,7 +21,7 @@ Layer kinds and their parameters (the study's layer kinds, adapted to 1-D)::
     batch-norm  (none)
     fc          num-units, act, bias
 
-The networks built from a phenotype (Keras: :mod:`spiking.models.phenotype_keras`;
+The networks built from a phenotype (Keras: :mod:`spiking.keras.phenotype`;
 PyTorch: :mod:`spiking.models.phenotype_torch`) take input of shape
 ``(batch, L, 1)`` (Keras, channels last) or ``(batch, 1, L)`` (PyTorch), run the
 layers in order, flatten before the first ``fc`` layer (or before the output if
@@ -199,7 +199,7 @@ class Phenotype:
 
     def count_macs(self, L: int, n_classes: int) -> int:
         """Multiply-accumulates of one inference through the conv and fully connected layers
-        (pooling, batch-norm and activations not counted, as in :mod:`spiking.evaluation.energy`)."""
+        (pooling, batch-norm and activations not counted, as in :mod:`spiking.specs.energy`)."""
         shapes = self.shapes(L)
         total, prev = 0, (int(L), 1)
         for layer, shape in zip(self.layers, shapes):

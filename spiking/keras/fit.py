@@ -19,7 +19,7 @@ import numpy as np
 import tensorflow as tf
 from sklearn.metrics import balanced_accuracy_score
 
-from spiking.search.phenotype import LearningSpec
+from spiking.specs.phenotype import LearningSpec
 
 __all__ = ["FitResult", "fit_keras", "save_keras", "load_keras", "as_keras_input"]
 
@@ -50,7 +50,7 @@ class FitResult:
 def as_keras_input(x: np.ndarray) -> np.ndarray:
     """Samples as the phenotype networks take them: float32 ``(N, L, 1)``.
 
-    Accepts ``(N, L)``, ``(N, 1, L)`` (:class:`spiking.preprocess.prepare.Prepared` arrays) or
+    Accepts ``(N, L)``, ``(N, 1, L)`` (:class:`spiking.data.preprocess.prepare.Prepared` arrays) or
     ``(N, L, 1)``. Raises ``ValueError`` for any other shape.
     """
     x = np.asarray(x, dtype=np.float32)
@@ -118,7 +118,7 @@ def fit_keras(model: tf.keras.Model, learning: LearningSpec, x_train, y_train, x
     ``tf.config.experimental.enable_op_determinism()``).
 
     Args:
-        model: compiled with :func:`spiking.models.phenotype_keras.compile_model`, outputs logits.
+        model: compiled with :func:`spiking.keras.phenotype.compile_model`, outputs logits.
         learning: the phenotype's learning block (batch size, early-stop patience).
         x_train, x_val: float ``(N, L)`` in [0, 1] (or ``(N, 1, L)`` / ``(N, L, 1)``).
         y_train, y_val: int class indices ``(N,)``.
@@ -142,7 +142,7 @@ def fit_keras(model: tf.keras.Model, learning: LearningSpec, x_train, y_train, x
     if not time_budget_s > 0 or max_epochs < 1:
         raise ValueError(f"time_budget_s must be > 0 and max_epochs >= 1, got {time_budget_s}, {max_epochs}")
     if model.optimizer is None or getattr(model, "compiled_loss", None) is None:
-        raise ValueError("the model is not compiled (use spiking.models.phenotype_keras.compile_model)")
+        raise ValueError("the model is not compiled (use spiking.keras.phenotype.compile_model)")
     tf.keras.utils.set_random_seed(int(seed))
     val = _ValidationMetrics(xv, yv, max(learning.batch_size, 256))
     budget = _TimeBudget(start, float(time_budget_s))
@@ -196,3 +196,15 @@ def load_keras(path) -> tf.keras.Model:
     if not path.is_file():
         raise FileNotFoundError(f"no saved model at {path}")
     return tf.keras.models.load_model(path)
+
+
+# --------------------------------------------------------------------------- one individual (Ray task)
+def limit_tf_threads(n: int) -> None:
+    """Use ``n`` intra-op threads and one inter-op thread in this process (a no-op once TF runs)."""
+    import tensorflow as tf
+
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(max(1, n))
+        tf.config.threading.set_inter_op_parallelism_threads(1)
+    except RuntimeError:  # already initialised in this (reused) worker
+        pass

@@ -6,7 +6,7 @@ import json
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
-from .training.settings import TrainConfig
+from spiking.specs.train import TrainConfig
 
 
 @dataclass
@@ -16,7 +16,7 @@ class DataConfig:
     shards: folder (or URI) of the Parquet shards written by ``spiking ingest``;
     top_k: keep the k most frequent classes (0 = all); fractions: train/val/test;
     seed: split seed; log2: apply log2(x+1); zscore: ``feature|sample|none``;
-    layout: spatial layout of the scaled profile (``spiking.layout``: ``identity`` (file order,
+    layout: spatial layout of the scaled profile (``spiking.data.layout``: ``identity`` (file order,
     1-D, the study's), ``square`` (file order padded to a square image, the study's 2-D option),
     ``random`` (a fixed permutation, the control), ``correlation_1d``, ``embedding_2d``), fitted
     on the training part only; layout_shape: ``(H, W)`` image of ``embedding_2d`` (None = the
@@ -34,13 +34,13 @@ class DataConfig:
     layout_seed: int = 0
 
     def layout_kwargs(self) -> dict:
-        """Keywords of :func:`spiking.preprocess.prepare.prepare` for the layout."""
+        """Keywords of :func:`spiking.data.preprocess.prepare.prepare` for the layout."""
         return {"layout": self.layout, "layout_shape": self.layout_shape, "layout_seed": self.layout_seed}
 
     @property
     def is_2d(self) -> bool:
         """True when the layout makes 2-D images (the networks are then CNN2d / SpikingCNN2d)."""
-        from .layout.state import LAYOUTS_2D
+        from spiking.data.layout.state import LAYOUTS_2D
 
         return self.layout in LAYOUTS_2D
 
@@ -85,9 +85,7 @@ class SNNConfig:
         return self.loss or ("ce" if self.mode == "transfer" else "mse")
 
 
-#: Upper bound of num_steps: the spikes of all steps of a layer are held in memory at once
-#: (the study's largest was 90).
-MAX_NUM_STEPS = 1000
+from spiking.specs.names import MAX_NUM_STEPS  # noqa: E402,F401  (re-exported)
 
 
 @dataclass
@@ -115,17 +113,17 @@ class RunConfig:
         """
         import math
 
-        from .models.snn import NEURONS
+        from spiking.specs.names import NEURONS
 
         d, s = self.data, self.snn
         if d.top_k < 0:
             raise ValueError(f"--top-k must be >= 0 (0 keeps all classes), got {d.top_k}")
         if d.zscore not in ("feature", "sample", "none"):
             raise ValueError(f"zscore must be feature, sample or none, got {d.zscore!r}")
-        from .layout.state import layout_options
+        from spiking.data.layout.state import layout_options
 
         layout_options(d.layout, shape=d.layout_shape, seed=d.layout_seed)  # name, seed range, shape, pixel bound
-        from .models.cnn2d import MIN_SIDE_2D
+        from spiking.specs.names import MIN_SIDE_2D
 
         if d.layout_shape is not None and min(d.layout_shape) < MIN_SIDE_2D:
             raise ValueError(f"image shape {d.layout_shape[0]}x{d.layout_shape[1]}: the 2-D CNN needs both sides "
@@ -163,7 +161,7 @@ class RunConfig:
                              "use --snn-mode scratch")
         if s.loss not in (None, "ce", "mse"):
             raise ValueError(f"SNN loss must be ce or mse, got {s.loss!r}")
-        from .models.encoding import DELTA_THRESHOLD, check_encoding
+        from spiking.specs.names import DELTA_THRESHOLD, check_encoding
 
         if not s.encodings:
             raise ValueError("give at least one SNN input encoding")

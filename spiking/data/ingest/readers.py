@@ -1,7 +1,7 @@
 """Readers for expression matrices and label tables, and label-table filters.
 
 Everything here is local-file, pandas-based and strict: a problem in the input
-raises :class:`~spiking.ingest.errors.IngestError` with a message that names the
+raises :class:`~spiking.data.ingest.errors.IngestError` with a message that names the
 file and the row id / column / value at fault, instead of silently producing a
 shifted or partially parsed table.
 
@@ -32,7 +32,7 @@ from typing import Iterable, Sequence
 import numpy as np
 import pandas as pd
 
-from spiking.ingest.errors import IngestError
+from spiking.data.ingest.errors import IngestError
 
 __all__ = [
     "Filter",
