@@ -26,13 +26,14 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 import pyarrow.fs as pafs
+from spiking.errors import SpikingError
 
 DEFAULT_STORAGE = "runs/tune"
 ENDPOINT_VARS = ("SPIKING_S3_ENDPOINT", "AWS_ENDPOINT_URL")
 REGION_VARS = ("AWS_REGION", "AWS_DEFAULT_REGION")
 
 
-class StorageError(ValueError):
+class StorageError(SpikingError):
     """The storage location is malformed, unreachable or not writable."""
 
 

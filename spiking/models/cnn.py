@@ -22,6 +22,7 @@ from typing import Any, Mapping
 import torch
 import torch.nn.functional as F
 from torch import nn
+from spiking.errors import SpikingError
 
 __all__ = [
     "ArchitectureError",
@@ -53,7 +54,7 @@ SEARCH_SPACE: dict[str, tuple[int, int]] = {
 MIN_S1 = 5
 
 
-class ArchitectureError(ValueError):
+class ArchitectureError(SpikingError):
     """An architecture whose stages cannot all keep a length >= 1, or invalid sizes."""
 
 

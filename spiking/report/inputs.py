@@ -20,9 +20,10 @@ from pathlib import Path
 from typing import Any
 
 from spiking.data.ingest.shards import locate_shards
+from spiking.errors import SpikingError
 
 
-class ReportError(ValueError):
+class ReportError(SpikingError):
     """The target cannot be reported on (not a run or experiment folder, results missing or
     unreadable). The CLI prints it as one line and exits with code 2."""
 

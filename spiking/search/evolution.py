@@ -57,6 +57,7 @@ from spiking.data.splits import flat_samples
 from spiking.search.frameworks import prepare_nengo_process
 from spiking.specs.phenotype import parse_phenotype
 from spiking.search.tuner import ray_init
+from spiking.errors import SpikingError
 
 DEFAULT_STORAGE = "runs/tune"
 DEFAULT_NAME = "nas"
@@ -74,7 +75,7 @@ ROW_FIELDS = ("id", "generation", "parent", "mutations", "train_longer", "phenot
               "fitness", "val_accuracy", "val_balanced_accuracy", "epochs", "seconds", "stopped_by", "error")
 
 
-class NASError(ValueError):
+class NASError(SpikingError):
     """A search that cannot start or resume: a clear message, no traceback needed."""
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+from spiking.errors import SpikingError
 
 HINTS = {
     "torch": "it runs in the PyTorch environment: make install, then .venv/bin/spiking (or make tune EXP=...)",
@@ -18,7 +19,7 @@ HINTS = {
 _MODULES = {"torch": ("torch", "snntorch"), "nengo": ("tensorflow", "nengo", "nengo_dl")}
 
 
-class EnvironmentMismatch(ValueError):
+class EnvironmentMismatch(SpikingError):
     """The command needs the other environment's frameworks (torch vs TensorFlow/NengoDL)."""
 
 

@@ -37,6 +37,7 @@ from typing import Any, Iterable, Mapping
 
 from spiking.search.grammar import DerivationError, Grammar
 from spiking.specs.phenotype import Phenotype, PhenotypeError, parse_phenotype
+from spiking.errors import SpikingError
 
 __all__ = [
     "GenotypeError",
@@ -50,7 +51,7 @@ __all__ = [
 ]
 
 
-class GenotypeError(ValueError):
+class GenotypeError(SpikingError):
     """No valid individual could be drawn, an invalid parent, or a malformed structure,
     mutation rates or serialised individual."""
 

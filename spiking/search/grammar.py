@@ -45,6 +45,7 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any, Union
+from spiking.errors import SpikingError
 
 __all__ = [
     "GrammarError",
@@ -66,7 +67,7 @@ _PARAM_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]*\Z")
 _INT = re.compile(r"[+-]?\d+\Z")
 
 
-class GrammarError(ValueError):
+class GrammarError(SpikingError):
     """A malformed grammar; the message starts with ``"<file name>, line <n>: "``.
 
     Attributes: ``source`` (file name or ``"<string>"``), ``line`` (1-based; 0 when the
@@ -79,7 +80,7 @@ class GrammarError(ValueError):
         super().__init__(where + message)
 
 
-class DerivationError(ValueError):
+class DerivationError(SpikingError):
     """A derivation (genotype tree) that does not fit the grammar: wrong symbol, alternative
     index out of range, wrong number of children, or a parameter value of the wrong type,
     count or outside its bounds."""

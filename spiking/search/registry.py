@@ -43,6 +43,7 @@ from importlib import resources
 from typing import TYPE_CHECKING, Any
 
 from spiking.specs.names import NENGO_NEURONS  # noqa: F401  (re-exported)
+from spiking.errors import SpikingError
 
 # The torch models (CNN_PT and its snnTorch version) are imported inside the functions that check
 # cnn/snn configs, so that this module also imports in the Keras/NengoDL environment (no torch).
@@ -76,7 +77,7 @@ _DATA_DEFAULTS = {"top_k": 10, "fractions": [0.7, 0.1, 0.2], "seed": 42, "log2":
                   "layout": "identity", "layout_shape": None, "layout_seed": 0}
 
 
-class ExperimentError(ValueError):
+class ExperimentError(SpikingError):
     """An experiment file that is malformed, or a space that can produce an invalid network."""
 
 

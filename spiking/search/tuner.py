@@ -12,11 +12,12 @@ import numpy as np
 
 from spiking.artifacts import storage as st
 from spiking.search.registry import METRIC, Budget, Experiment, clean_config, suggest_config
+from spiking.errors import SpikingError
 
 TRADEOFF_TOLERANCE = 0.01  # 1 percentage point of balanced accuracy
 
 
-class SearchError(ValueError):
+class SearchError(SpikingError):
     """A search that cannot start (or finish): a clear message, no traceback needed."""
 
 

@@ -41,6 +41,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from typing import Any
+from spiking.errors import SpikingError
 
 __all__ = [
     "PhenotypeError",
@@ -54,7 +55,7 @@ __all__ = [
 ]
 
 
-class PhenotypeError(ValueError):
+class PhenotypeError(SpikingError):
     """A phenotype string that cannot be parsed, or a network that does not fit the input length."""
 
 

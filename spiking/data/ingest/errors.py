@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from spiking.errors import SpikingError
 
-class IngestError(ValueError):
+
+class IngestError(SpikingError):
     """A matrix, label table, filter or ingest option is unusable.
 
     The message always names the offending file (when there is one) and the
