@@ -10,11 +10,49 @@ import torch
 from spiking.models.build import build_cnn, build_spiking_cnn
 from spiking.models.cnn import CNNArch
 from spiking.models.encoding import DELTA_THRESHOLD
+from spiking.artifacts import ArtifactError
 
 
 def input_meta(prep) -> dict:
     """What a saved network needs to be fed: ``L`` (features), ``input_shape`` and ``layout`` (state)."""
     return {"L": prep.n_features, "input_shape": list(prep.input_shape), "layout": prep.layout_state()}
+
+
+def network_meta(kind: str, arch, inputs: dict, n_classes: int, *, snn: dict | None = None,
+                 transferred=(), scales=None, percentile=None, split_sha256: str | None = None,
+                 weights_source: str | None = None) -> dict:
+    """The metadata saved with every network (``cnn.pt``, ``snn*.pt``, a trial's ``checkpoint.pt``):
+    what :func:`model_from_checkpoint` needs to rebuild it and what the reports show.
+
+    Args:
+        kind: ``cnn`` or ``snn``; arch: a ``CNNArch``; inputs: :func:`input_meta`'s dict
+            (``L``, ``input_shape``, ``layout``); n_classes: classes.
+        snn: for ``kind = "snn"``: ``neuron``, ``beta``, ``num_steps``, ``population``, ``loss``,
+            ``mode``, ``encoding``, ``delta_threshold``.
+        transferred: names of the layers copied from the source CNN; scales, percentile: the
+            data-based normalisation applied after the transfer (None: none).
+    """
+    meta = {"kind": kind, "arch": arch.as_dict(), **inputs, "n_classes": int(n_classes)}
+    if kind == "snn":
+        meta.update({k: snn[k] for k in ("population", "neuron", "beta", "num_steps", "loss", "mode", "encoding",
+                                        "delta_threshold")})
+        meta["transferred"] = list(transferred)
+        meta["normalization"] = {"scales": scales, "percentile": percentile} if scales else None
+        if weights_source is not None:
+            meta["weights_source"] = weights_source
+    meta["split_sha256"] = split_sha256
+    return meta
+
+
+def save_network(path: str | Path, model: torch.nn.Module, meta: dict, *, on_cpu: bool = False, **extra) -> Path:
+    """Write a network: its ``state_dict`` (copied to the CPU with ``on_cpu``), ``meta``
+    (:func:`network_meta`) and ``extra`` keys (``train_seconds``, ``best_epoch``; a trial's
+    checkpoint adds ``optimizer``, ``epoch``, ``config``, ``history``...)."""
+    state = model.state_dict()
+    if on_cpu:
+        state = {k: (v.detach().cpu().clone() if torch.is_tensor(v) else v) for k, v in state.items()}
+    torch.save({"state_dict": state, **meta, **extra}, path)
+    return Path(path)
 
 
 def snn_name(encoding: str) -> str:
@@ -57,13 +95,13 @@ def load_model(path: str | Path, device: str = "cpu"):
     except OSError:
         raise
     except Exception as e:  # truncated zip, pickle garbage, empty file...
-        raise ValueError(f"{path}: not a saved network ({type(e).__name__}: {e})") from None
+        raise ArtifactError(f"{path}: not a saved network ({type(e).__name__}: {e})") from None
     if not isinstance(ckpt, dict) or ckpt.get("kind") not in ("cnn", "snn"):
-        raise ValueError(f"{path}: not a saved network (no 'kind' cnn/snn in it)")
+        raise ArtifactError(f"{path}: not a saved network (no 'kind' cnn/snn in it)")
     try:
         return model_from_checkpoint(ckpt), ckpt
     except (KeyError, TypeError, ValueError, RuntimeError) as e:
-        raise ValueError(f"{path}: cannot rebuild the network ({type(e).__name__}: {e})") from None
+        raise ArtifactError(f"{path}: cannot rebuild the network ({type(e).__name__}: {e})") from None
 
 
 def network_layout(meta: dict):
@@ -79,11 +117,11 @@ def network_layout(meta: dict):
     if state is None:
         return None
     if not isinstance(state, dict):
-        raise ValueError(f"the network's saved layout is damaged (a {type(state).__name__}, not a layout)")
+        raise ArtifactError(f"the network's saved layout is damaged (a {type(state).__name__}, not a layout)")
     layout = layout_from_state(state)
     takes = list(meta.get("input_shape") or [meta.get("L")])
     if list(layout.shape_) != takes:
-        raise ValueError(f"saved layout {state.get('name')} makes {list(layout.shape_)} images, but the network "
+        raise ArtifactError(f"saved layout {state.get('name')} makes {list(layout.shape_)} images, but the network "
                          f"takes {takes}")
     return None if state.get("name") == "identity" else layout
 
@@ -99,9 +137,9 @@ def network_inputs(meta: dict, prep, part: str):
     feats = prep.features(part)
     if layout is None:
         if meta.get("L") not in (None, feats.shape[1]):
-            raise ValueError(f"network for {meta.get('L')} features, data has {feats.shape[1]}")
+            raise ArtifactError(f"network for {meta.get('L')} features, data has {feats.shape[1]}")
         return feats[:, None, :]
     if layout.n_features_in_ != feats.shape[1]:
-        raise ValueError(f"the network's {meta['layout']['name']} layout places {layout.n_features_in_} features, "
+        raise ArtifactError(f"the network's {meta['layout']['name']} layout places {layout.n_features_in_} features, "
                          f"the data has {feats.shape[1]}")
     return layout.transform(feats)

@@ -33,11 +33,13 @@ import time
 import numpy as np
 import torch
 
-from spiking.models.build import build_cnn, build_spiking_cnn, derive_for, preset_for, transfer_weights_any
+from spiking.artifacts.checkpoint import save_network
+from spiking.models.build import build_cnn, derive_for, preset_for
 from spiking.models.cnn import CNNArch
-from spiking.models.conversion import normalize_weights
-from spiking.training.loop import TrainConfig, train
-from spiking.training.objectives import CNNObjective, SpikeCountObjective
+from spiking.specs.names import DELTA_THRESHOLD
+from spiking.specs.train import TrainConfig
+from spiking.training.jobs import build_network
+from spiking.training.loop import train
 from spiking.search.registry import CNN_SEARCH_PARAMS
 
 CHECKPOINT_FILE = "checkpoint.pt"
@@ -61,36 +63,26 @@ def _input_shape(payload: dict) -> tuple[int, ...]:
 
 
 def build_trial_model(config: dict, payload: dict):
-    """``(model, objective, meta)`` for one trial config; meta is the ``load_model`` metadata
-    (with the input shape and the fitted layout of the experiment's data)."""
-    L, C, shape = payload["L"], payload["n_classes"], _input_shape(payload)
+    """``(model, objective, meta)`` of one trial config, through the training path's
+    :func:`spiking.training.jobs.build_network` (meta: the saved-network metadata, with the input
+    shape and fitted layout of the experiment's data)."""
+    C, shape = payload["n_classes"], _input_shape(payload)
     arch = trial_arch(config, payload)
-    torch.manual_seed(payload["seed"])
-    meta = {"kind": payload["kind"], "arch": arch.as_dict(), "L": L, "input_shape": list(shape),
-            "layout": payload.get("layout"), "n_classes": C}
+    inputs = {"L": payload["L"], "input_shape": list(shape), "layout": payload.get("layout")}
+    common = dict(seed=payload["seed"], inputs=inputs, split_sha256=payload.get("split_sha256"))
     if payload["kind"] == "cnn":
-        return build_cnn(shape, arch, C), CNNObjective(), meta
-    pop = int(config.get("population", 1))
-    encoding = config.get("encoding", "direct")
-    model = build_spiking_cnn(shape, arch, C * pop, neuron=config["neuron"], beta=float(config["beta"]),
-                              num_steps=int(config["num_steps"]), encoding=encoding)
-    meta.update(population=pop, neuron=config["neuron"], beta=float(config["beta"]),
-                num_steps=int(config["num_steps"]), loss=payload["loss"], mode=payload["mode"], encoding=encoding,
-                transferred=[])
+        return build_network(shape, arch, C, **common)
+    snn = {"neuron": config["neuron"], "beta": float(config["beta"]), "num_steps": int(config["num_steps"]),
+           "population": int(config.get("population", 1)), "loss": payload["loss"], "mode": payload["mode"],
+           "encoding": config.get("encoding", "direct"),
+           "delta_threshold": float(config.get("delta_threshold", payload.get("delta_threshold", DELTA_THRESHOLD)))}
     t = payload.get("transfer")
+    cnn = None
     if payload["mode"] == "transfer":
         cnn = build_cnn(shape, arch, C)
         cnn.load_state_dict(t["state_dict"])
-        meta["transferred"] = transfer_weights_any(cnn, model)
-        if t.get("scales"):
-            normalize_weights(model, t["scales"])
-            meta["normalization"] = {"scales": t["scales"], "percentile": t.get("percentile")}
-        meta["weights_source"] = t.get("source")
-    return model, SpikeCountObjective(C, loss=payload["loss"], population=pop), meta
-
-
-def _cpu(state: dict) -> dict:
-    return {k: (v.detach().cpu().clone() if torch.is_tensor(v) else v) for k, v in state.items()}
+    return build_network(shape, arch, C, snn=snn, source_cnn=cnn, scales=(t or {}).get("scales") or None,
+                         percentile=(t or {}).get("percentile"), weights_source=(t or {}).get("source"), **common)
 
 
 def train_trial(config: dict, payload: dict) -> None:
@@ -131,15 +123,14 @@ def train_trial(config: dict, payload: dict) -> None:
         row = {"epoch": epoch, "loss": float(rec["loss"]), "val_balanced_accuracy": float(rec["val_balanced_accuracy"]),
                "seconds": float(rec["seconds"])}
         history.append(row)
-        state = {"state_dict": _cpu(net.state_dict()), "optimizer": optimizer.state_dict(), "epoch": epoch,
-                 **meta, "config": dict(config), "val_balanced_accuracy": row["val_balanced_accuracy"],
-                 "train_seconds": clock["seconds"], "best_epoch": epoch - 1, "history": list(history),
-                 "split_sha256": payload.get("split_sha256"), "saved_at": time.time()}
         metrics = {"val_balanced_accuracy": row["val_balanced_accuracy"], "loss": row["loss"], "epoch": epoch,
                    "epoch_seconds": row["seconds"], "train_seconds": clock["seconds"], "arch": meta["arch"],
                    "resumed_from_epoch": start_epoch, "node_id": node_id}
         with tempfile.TemporaryDirectory(prefix="spiking-ckpt-") as d:
-            torch.save(state, os.path.join(d, CHECKPOINT_FILE))
+            save_network(os.path.join(d, CHECKPOINT_FILE), net, meta, on_cpu=True, optimizer=optimizer.state_dict(),
+                         epoch=epoch, config=dict(config), val_balanced_accuracy=row["val_balanced_accuracy"],
+                         train_seconds=clock["seconds"], best_epoch=epoch - 1, history=list(history),
+                         saved_at=time.time())
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(d))
         if fail_at and start_epoch < fail_at == epoch:
             raise RuntimeError(f"injected failure after epoch {epoch} ({FAIL_AT_EPOCH_VAR})")

@@ -5,6 +5,13 @@ Names are loaded on first use (PEP 562): importing the package does not import t
 
 from importlib import import_module
 
+from spiking.errors import SpikingError
+
+
+class TrainingError(SpikingError):
+    """A training setting that cannot be used (a user error)."""
+
+
 _LAZY = {
     "History": ".loop", "predict": ".loop", "train": ".loop",
     "CNNObjective": ".objectives", "SpikeCountObjective": ".objectives",

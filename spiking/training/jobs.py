@@ -19,17 +19,17 @@ import torch
 from spiking.models.cnn import CNNArch
 from spiking.models.build import build_cnn, build_spiking_cnn, preset_for, transfer_weights_any
 from spiking.models.conversion import activation_scales, normalize_weights
-from spiking.artifacts.checkpoint import input_meta, snn_name
+from spiking.artifacts.checkpoint import input_meta, network_meta, save_network, snn_name
 from spiking.data.preprocess.prepare import split_fingerprint
 from spiking.training.loop import History, train
 from spiking.training.objectives import CNNObjective, SpikeCountObjective
+from spiking.training import TrainingError
 
 NORMALIZE_ROWS = 1000  # training rows used to measure activation percentiles
 
 
 def _save(run_dir: Path, name: str, model: torch.nn.Module, meta: dict, hist: History) -> None:
-    torch.save({"state_dict": model.state_dict(), **meta, "train_seconds": hist.train_seconds,
-                "best_epoch": hist.best_epoch}, run_dir / f"{name}.pt")
+    save_network(run_dir / f"{name}.pt", model, meta, train_seconds=hist.train_seconds, best_epoch=hist.best_epoch)
     (run_dir / f"history_{name}.json").write_text(json.dumps(hist.to_dict(), indent=2) + "\n")
 
 
@@ -41,9 +41,51 @@ def _split_sha(prep) -> str:
 
 
 
+def snn_settings(scfg, encoding: str = "direct") -> dict:
+    """The spiking network's settings of ``SNNConfig`` ``scfg`` for input ``encoding`` (the ``snn``
+    argument of :func:`build_network`)."""
+    return {"neuron": scfg.neuron, "beta": scfg.beta, "num_steps": scfg.num_steps, "population": scfg.population,
+            "loss": scfg.resolved_loss(), "mode": scfg.mode, "encoding": encoding,
+            "delta_threshold": scfg.delta_threshold}
+
+
+def build_network(input_shape, arch: CNNArch, n_classes: int, *, seed: int, snn: dict | None = None,
+                  source_cnn: torch.nn.Module | None = None, scales: list[float] | None = None,
+                  percentile: float | None = None, inputs: dict | None = None, split_sha256: str | None = None,
+                  weights_source: str | None = None):
+    """The network to train, its objective and its saved metadata: the one build of every PyTorch
+    training (``spiking train``/``run`` and the Ray Tune trials).
+
+    A CNN_PT (``CNN1d``/``CNN2d`` by ``input_shape``) when ``snn`` is None; else its spiking version
+    (:func:`snn_settings` keys), initialised with ``torch.manual_seed(seed)``, with the weights of
+    ``source_cnn`` transferred and, given ``scales``, the data-based normalisation applied
+    (:mod:`spiking.models.conversion`: Diehl 2015, Rueckauer 2017).
+
+    Returns:
+        ``(model, objective, meta)``; meta as :func:`spiking.artifacts.checkpoint.network_meta`.
+    """
+    shape = (input_shape,) if isinstance(input_shape, int) else tuple(input_shape)
+    inputs = inputs if inputs is not None else {"L": int(shape[-1]) if len(shape) == 1 else None,
+                                                 "input_shape": list(shape), "layout": None}
+    torch.manual_seed(seed)
+    if snn is None:
+        model = build_cnn(shape, arch, n_classes)
+        return model, CNNObjective(), network_meta("cnn", arch, inputs, n_classes, split_sha256=split_sha256)
+    model = build_spiking_cnn(shape, arch, n_classes * snn["population"], neuron=snn["neuron"], beta=snn["beta"],
+                              num_steps=snn["num_steps"], encoding=snn["encoding"],
+                              delta_threshold=snn["delta_threshold"] if len(shape) == 1 else None)
+    copied = transfer_weights_any(source_cnn, model) if source_cnn is not None else []
+    if scales:
+        normalize_weights(model, scales)
+    objective = SpikeCountObjective(n_classes, loss=snn["loss"], population=snn["population"])
+    meta = network_meta("snn", arch, inputs, n_classes, snn=snn, transferred=copied, scales=scales,
+                        percentile=percentile, split_sha256=split_sha256, weights_source=weights_source)
+    return model, objective, meta
+
+
 def train_cnn(prep, cfg, run_dir: str | Path, epoch_callback=None) -> tuple[torch.nn.Module, History]:
     """Train CNN_PT (preset ``cfg.cnn.preset``, dependent sizes from ``cfg.cnn.arch_seed``) on the
-    laid-out images ``prep.X`` (1-D ``CNN1d`` or 2-D ``CNN2d`` by the layout).
+    laid-out images ``prep.X`` (1-D ``CNN1d`` or 2-D ``CNN2d`` by the layout); saves ``cnn.pt``.
 
     Args:
         prep: ``spiking.data.preprocess.prepare.Prepared``; cfg: ``spiking.specs.run.RunConfig``.
@@ -51,25 +93,13 @@ def train_cnn(prep, cfg, run_dir: str | Path, epoch_callback=None) -> tuple[torc
     run_dir = Path(run_dir)
     C = len(prep.class_names)
     arch = preset_for(cfg.cnn.preset, prep.input_shape, seed=cfg.cnn.arch_seed)
-    torch.manual_seed(cfg.cnn.train.seed)
-    model = build_cnn(prep.input_shape, arch, C)
-    hist = train(model, CNNObjective(), prep.X["train"], prep.y["train"], prep.X["val"], prep.y["val"],
+    model, objective, meta = build_network(prep.input_shape, arch, C, seed=cfg.cnn.train.seed,
+                                           inputs=input_meta(prep), split_sha256=_split_sha(prep))
+    hist = train(model, objective, prep.X["train"], prep.y["train"], prep.X["val"], prep.y["val"],
                  cfg.cnn.train, checkpoint_path=run_dir / "cnn.best.pt", desc="CNN", epoch_callback=epoch_callback)
-    _save(run_dir, "cnn", model, {"kind": "cnn", "arch": arch.as_dict(), **input_meta(prep), "n_classes": C,
-                                  "split_sha256": _split_sha(prep)}, hist)
+    _save(run_dir, "cnn", model, meta, hist)
     (run_dir / "cnn.best.pt").unlink(missing_ok=True)
     return model, hist
-
-
-
-
-def build_snn(shape, arch: CNNArch, n_classes: int, scfg, encoding: str = "direct") -> torch.nn.Module:
-    """A ``SpikingCNN1d`` (``shape`` = ``(L,)`` or an int L) or ``SpikingCNN2d`` (``(H, W)``) for
-    ``SNNConfig`` ``scfg`` (output = n_classes x population neurons) with input ``encoding``."""
-    shape = (shape,) if isinstance(shape, int) else tuple(shape)
-    return build_spiking_cnn(shape, arch, n_classes * scfg.population, neuron=scfg.neuron, beta=scfg.beta,
-                             num_steps=scfg.num_steps, encoding=encoding,
-                             delta_threshold=scfg.delta_threshold if len(shape) == 1 else None)
 
 
 def train_snn(prep, cfg, run_dir: str | Path, cnn: torch.nn.Module | None = None, epoch_callback=None,
@@ -85,31 +115,24 @@ def train_snn(prep, cfg, run_dir: str | Path, cnn: torch.nn.Module | None = None
     name = snn_name(encoding)
     C = len(prep.class_names)
     if s.mode not in ("transfer", "scratch"):
-        raise ValueError(f"SNN mode must be 'transfer' or 'scratch', got {s.mode!r}")
+        raise TrainingError(f"SNN mode must be 'transfer' or 'scratch', got {s.mode!r}")
     if s.mode == "transfer":
         if cnn is None:
-            raise ValueError("SNN mode 'transfer' needs a trained CNN (train the CNN first)")
+            raise TrainingError("SNN mode 'transfer' needs a trained CNN (train the CNN first)")
         if s.population != 1:
-            raise ValueError("population coding changes the output layer, so it cannot take the CNN's weights; "
+            raise TrainingError("population coding changes the output layer, so it cannot take the CNN's weights; "
                              "use --snn-mode scratch")
     arch = preset_for(cfg.cnn.preset, prep.input_shape, seed=cfg.cnn.arch_seed)
-    torch.manual_seed(s.train.seed)
-    model = build_snn(prep.input_shape, arch, C, s, encoding)
-    copied, scales = [], None
-    if s.mode == "transfer":
-        copied = transfer_weights_any(cnn, model)
-        if s.normalize:
-            scales = activation_scales(cnn, prep.X["train"][:NORMALIZE_ROWS], s.percentile)
-            normalize_weights(model, scales)
-    objective = SpikeCountObjective(C, loss=s.resolved_loss(), population=s.population)
+    transfer = s.mode == "transfer"
+    scales = activation_scales(cnn, prep.X["train"][:NORMALIZE_ROWS], s.percentile) if transfer and s.normalize \
+        else None
+    model, objective, meta = build_network(prep.input_shape, arch, C, seed=s.train.seed,
+                                           snn=snn_settings(s, encoding), source_cnn=cnn if transfer else None,
+                                           scales=scales, percentile=s.percentile, inputs=input_meta(prep),
+                                           split_sha256=_split_sha(prep))
     hist = train(model, objective, prep.X["train"], prep.y["train"], prep.X["val"], prep.y["val"], s.train,
                  checkpoint_path=run_dir / f"{name}.best.pt", desc=f"SNN {encoding}",
                  epoch_callback=epoch_callback)
-    meta = {"kind": "snn", "arch": arch.as_dict(), **input_meta(prep), "n_classes": C, "population": s.population,
-            "neuron": s.neuron, "beta": s.beta, "num_steps": s.num_steps, "loss": s.resolved_loss(),
-            "mode": s.mode, "encoding": encoding, "delta_threshold": s.delta_threshold, "transferred": copied,
-            "split_sha256": _split_sha(prep),
-            "normalization": {"scales": scales, "percentile": s.percentile} if scales else None}
     _save(run_dir, name, model, meta, hist)
     (run_dir / f"{name}.best.pt").unlink(missing_ok=True)
     return model, hist

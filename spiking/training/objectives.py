@@ -14,6 +14,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from snntorch import functional as SF
+from spiking.training import TrainingError
 
 
 class CNNObjective:
@@ -47,9 +48,9 @@ class SpikeCountObjective:
     def __init__(self, n_classes: int, loss: str = "ce", population: int = 1,
                  correct_rate: float = 0.8, incorrect_rate: float = 0.2):
         if loss not in ("ce", "mse"):
-            raise ValueError(f"SNN loss must be 'ce' or 'mse', got {loss!r}")
+            raise TrainingError(f"SNN loss must be 'ce' or 'mse', got {loss!r}")
         if population < 1:
-            raise ValueError(f"population must be >= 1, got {population}")
+            raise TrainingError(f"population must be >= 1, got {population}")
         self.n_classes = n_classes
         self.population = population
         pop = dict(population_code=population > 1, num_classes=n_classes if population > 1 else False)

@@ -7,6 +7,7 @@ import random
 
 import numpy as np
 import torch
+from spiking.training import TrainingError
 
 DEVICES = ("auto", "cpu", "cuda")
 
@@ -35,9 +36,9 @@ def resolve_device(name: str = "auto") -> torch.device:
         ValueError: unknown name, or ``cuda`` asked for where no GPU is visible.
     """
     if name not in DEVICES:
-        raise ValueError(f"device must be one of {DEVICES}, got {name!r}")
+        raise TrainingError(f"device must be one of {DEVICES}, got {name!r}")
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
-        raise ValueError("--device cuda was asked for, but torch sees no CUDA GPU (use --device auto or cpu)")
+        raise TrainingError("--device cuda was asked for, but torch sees no CUDA GPU (use --device auto or cpu)")
     return torch.device(name)
