@@ -101,7 +101,8 @@ demo: $(STAMP) ## install if needed, then run the main job on the shared TCGA mi
 # pytest's exit code 5 (no tests collected) counts as success; both suites run even if the first fails.
 # -p no:nengo: nengo registers a pytest plugin (for its own test suite) that pytest 9 refuses.
 pytest_rc = rc=$$?; if [ $$rc -eq 5 ]; then echo "no tests collected"; rc=0; fi
-test: $(STAMP) $(NENGO_STAMP) ## run both test suites: torch (.venv) and Keras/NengoDL (.venv-nengo, tests/nengo)
+test: $(STAMP) $(NENGO_STAMP) ## lint (ruff), then both test suites: torch (.venv) and Keras/NengoDL (.venv-nengo, tests/nengo)
+	$(VENV)/bin/ruff check spiking tests benchmarks
 	$(PY) -m pytest -q tests --ignore=tests/nengo -m "not nengo"; $(pytest_rc); rc_torch=$$rc; \
 	$(NENGO_ENV) $(NENGO_VENV)/bin/python -m pytest -q -p no:nengo tests/nengo -m nengo; $(pytest_rc); \
 	if [ $$rc_torch -ne 0 ]; then exit $$rc_torch; fi; exit $$rc

@@ -79,7 +79,7 @@ def test_make_layout_unknown():
         make_layout("nope")
 
 
-@pytest.mark.parametrize("lay", all_layouts(), ids=lambda l: type(l).__name__)
+@pytest.mark.parametrize("lay", all_layouts(), ids=lambda lay: type(lay).__name__)
 def test_errors(lay):
     X, _ = block_data(n_samples=20, n_blocks=3, per_block=4)
     with pytest.raises(NotFittedError):
@@ -101,7 +101,7 @@ def test_errors(lay):
         lay.inverse_transform(np.zeros((2, 1, 7)))
 
 
-@pytest.mark.parametrize("lay", all_layouts(), ids=lambda l: type(l).__name__)
+@pytest.mark.parametrize("lay", all_layouts(), ids=lambda lay: type(lay).__name__)
 def test_fit_uses_only_given_data(lay):
     X, _ = block_data(n_samples=40, n_blocks=3, per_block=6, seed=1)
     Z = np.random.default_rng(5).standard_normal((9, X.shape[1])).astype(np.float32)

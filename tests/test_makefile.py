@@ -148,6 +148,7 @@ def test_make_test_runs_both_environments_suites():
     out = _dry("test")
     assert "pytest -q tests --ignore=tests/nengo" in out
     assert ".venv-nengo/bin/python -m pytest -q -p no:nengo tests/nengo -m nengo" in out
+    assert out.index("ruff check spiking tests benchmarks") < out.index("pytest -q tests")  # lint first
 
 
 @pytest.mark.parametrize("target", REQUIRED_TARGETS)

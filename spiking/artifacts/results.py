@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from spiking.artifacts import ArtifactError
 
 REQUIRED_MODEL_KEYS = ("name", "test", "parameters", "train_seconds")
 
@@ -36,11 +37,11 @@ def write_results(results: dict, path: str | Path) -> Path:
     """
     for key in ("dataset", "split", "models"):
         if key not in results:
-            raise ValueError(f"results lack {key!r}")
+            raise ArtifactError(f"results lack {key!r}")
     for m in results["models"]:
         missing = [k for k in REQUIRED_MODEL_KEYS if k not in m]
         if missing:
-            raise ValueError(f"model entry {m.get('name')!r} lacks {missing}")
+            raise ArtifactError(f"model entry {m.get('name')!r} lacks {missing}")
     path = Path(path)
     tmp = path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(results, indent=2, sort_keys=False) + "\n")

@@ -13,12 +13,14 @@ import sys
 import time
 from pathlib import Path
 
+from spiking.errors import SpikingError
+
 DEFAULT_DATA_DIR = "../shared/data/tcga-mirna"
 DEFAULT_SHARDS = "data/shards/tcga-mirna-rpm"
 PRESETS = {"shared-tcga": "SHARED_TCGA", "gdc": "GDC_LABEL_SHEET", "none": None}
 
 
-class CLIError(Exception):
+class CLIError(SpikingError):
     """A problem with the command's arguments or files: printed as one line, exit code 2."""
 
 
@@ -483,10 +485,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``spiking`` console script; returns the exit code."""
-    import pickle
-
-    from spiking.data.ingest.errors import IngestError
-
     from spiking.search.frameworks import HINTS
 
     # torch code runs in .venv, TensorFlow/NengoDL code in .venv-nengo: a command of the other one
@@ -511,10 +509,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"spiking: error: this command needs {top}, which this Python does not have: "
               f"{HINTS[frameworks[top]]}", file=sys.stderr)
         return 2
-    except (CLIError, IngestError, ValueError, OSError, pickle.UnpicklingError) as e:
-        # json.JSONDecodeError is a ValueError; ArchitectureError too.
-        where = f" ({e.filename})" if isinstance(e, OSError) and e.filename else ""
-        print(f"spiking: error: {e}{where}", file=sys.stderr)
+    except SpikingError as e:  # a user error: one line; anything else is a bug and shows its traceback
+        print(f"spiking: error: {e}", file=sys.stderr)
         return 2
 
 

@@ -17,6 +17,7 @@ from spiking.training.objectives import CNNObjective, SpikeCountObjective
 from spiking.evaluation.baseline import evaluate_logreg, fit_logistic_regression  # noqa: F401  (evaluate_logreg re-exported)
 from spiking.evaluation.metrics import classification_metrics
 from spiking.models.operations import count_operations
+from spiking.evaluation.metrics import EvaluationError
 
 #: Samples per forward pass when scoring; the operation count uses the same, so a rate-coded
 #: network sees the same input spikes in both passes.
@@ -65,14 +66,14 @@ def evaluate_network(path: str | Path, prep) -> dict:
     model, meta = load_model(path)
     n_classes, L = len(prep.class_names), prep.n_features
     if meta.get("n_classes") != n_classes or meta.get("L") != L:
-        raise ValueError(f"{path}: network for {meta.get('n_classes')} classes x {meta.get('L')} features, but this "
+        raise EvaluationError(f"{path}: network for {meta.get('n_classes')} classes x {meta.get('L')} features, but this "
                          f"data has {n_classes} classes x {L} features; it does not belong here")
     split_sha = prep.split_info.get("split_sha256") or split_fingerprint(prep)  # a train subset keeps the split's
     if meta.get("split_sha256") and meta["split_sha256"] != split_sha:
-        raise ValueError(f"{path} was trained on another split than this one (its training rows may be in this "
+        raise EvaluationError(f"{path} was trained on another split than this one (its training rows may be in this "
                          "test split); retrain it here or evaluate it in its own run")
     if "layout" not in meta and prep.layout is not None:
-        raise ValueError(f"{path} carries no saved layout (made before layouts existed, or altered), but this run "
+        raise EvaluationError(f"{path} carries no saved layout (made before layouts existed, or altered), but this run "
                          f"lays its features out with {prep.layout_state()['name']}; its inputs cannot be known. "
                          "Retrain it in this run")
     if meta["kind"] == "cnn":
@@ -137,7 +138,7 @@ def evaluate_run(run_dir: str | Path, prep, dataset_info: dict, seed: int = 42) 
         if "snn" in entry:
             want = snn_name(entry["snn"]["encoding"])
             if f.stem != want:
-                raise ValueError(f"{f} holds a {entry['snn']['encoding']}-input network, which belongs in {want}.pt")
+                raise EvaluationError(f"{f} holds a {entry['snn']['encoding']}-input network, which belongs in {want}.pt")
         models.append(entry)
     add_energy_ratios(models)
     models.append(evaluate_logreg(prep, seed=seed))

@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 from sklearn.metrics import accuracy_score, balanced_accuracy_score, confusion_matrix, f1_score, recall_score
+from spiking.errors import SpikingError
+
+
+class EvaluationError(SpikingError):
+    """Labels or predictions that cannot be scored (a user error)."""
 
 
 def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, class_names: list[str]) -> dict:
@@ -23,7 +28,7 @@ def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, class_names: 
     """
     y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
     if len(y_true) == 0 or len(y_true) != len(y_pred):
-        raise ValueError(f"need equal, non-empty label arrays, got {len(y_true)} and {len(y_pred)}")
+        raise EvaluationError(f"need equal, non-empty label arrays, got {len(y_true)} and {len(y_pred)}")
     labels = list(range(len(class_names)))
     recall = recall_score(y_true, y_pred, labels=labels, average=None, zero_division=0)
     return {

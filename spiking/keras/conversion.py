@@ -56,6 +56,7 @@ import numpy as np
 import tensorflow as tf
 
 from spiking.specs.energy import CONVENTION, E_AC_PJ, E_MAC_PJ
+from spiking.keras import KerasError
 
 __all__ = [
     "DT",
@@ -102,12 +103,12 @@ def _chain(model: tf.keras.Model) -> list[tf.keras.layers.Layer]:
     layers = list(model.layers)
     if not layers or not isinstance(layers[0], tf.keras.layers.InputLayer) or len(model.inputs) != 1 \
             or len(model.outputs) != 1:
-        raise ValueError("expected a functional model with one input and one output")
+        raise KerasError("expected a functional model with one input and one output")
     for prev, layer in zip(layers, layers[1:]):
         node = layer.inbound_nodes[0]
         ins = tf.nest.flatten(node.input_tensors)
         if len(layer.inbound_nodes) != 1 or len(ins) != 1 or ins[0]._keras_history.layer is not prev:
-            raise ValueError(f"layer {layer.name!r} does not simply follow {prev.name!r}: the model is not a chain")
+            raise KerasError(f"layer {layer.name!r} does not simply follow {prev.name!r}: the model is not a chain")
     return layers
 
 
@@ -252,7 +253,7 @@ def convert(model: tf.keras.Model, *, neuron: str | None = "SpikingRectifiedLine
         raise KeyError(f"unknown neuron type {neuron!r}; known: {', '.join(NEURON_TYPES)} (or None for rate mode)")
     scale = float(scale_firing_rates)
     if not scale > 0:
-        raise ValueError(f"scale_firing_rates must be > 0, got {scale_firing_rates}")
+        raise KerasError(f"scale_firing_rates must be > 0, got {scale_firing_rates}")
     source_layers = _chain(model)
     inf = inference_model(model, max_to_avg_pool=max_to_avg_pool)
     relu_layers = [layer for layer in inf.layers if _act_name(layer) == "relu"]
@@ -382,7 +383,7 @@ def _as_2d(x: np.ndarray) -> np.ndarray:
     if x.ndim == 3 and 1 in x.shape[1:]:
         x = x.reshape(x.shape[0], -1)
     if x.ndim != 2:
-        raise ValueError(f"x must have shape (N, L), (N, 1, L) or (N, L, 1), got {x.shape}")
+        raise KerasError(f"x must have shape (N, L), (N, 1, L) or (N, L, 1), got {x.shape}")
     return x
 
 
@@ -392,7 +393,7 @@ def _run(conversion: Conversion, x2d: np.ndarray, n_steps: int, minibatch_size: 
     (N, n_neurons) or, with keep_steps, per step (N, n_steps, n_neurons)."""
     n = x2d.shape[0]
     if x2d.shape[1] != conversion.input_node.size_out:
-        raise ValueError(f"x has {x2d.shape[1]} features, the network takes {conversion.input_node.size_out}")
+        raise KerasError(f"x has {x2d.shape[1]} features, the network takes {conversion.input_node.size_out}")
     mb = max(1, min(int(minibatch_size), n))
     n_pad = -n % mb
     xs = np.concatenate([x2d, np.zeros((n_pad, x2d.shape[1]), np.float32)]) if n_pad else x2d
@@ -456,7 +457,7 @@ def simulate(conversion: Conversion, x: np.ndarray, *, n_steps: int, minibatch_s
         ValueError: bad shapes (wrong ``L``), ``n_steps < 1`` or ``readout_steps < 1``.
     """
     if n_steps < 1 or readout_steps < 1:
-        raise ValueError(f"n_steps and readout_steps must be >= 1, got {n_steps}, {readout_steps}")
+        raise KerasError(f"n_steps and readout_steps must be >= 1, got {n_steps}, {readout_steps}")
     x2d = _as_2d(x)
     logits, counts = _run(conversion, x2d, int(n_steps), minibatch_size, probe_layers, False, seed)
     k = min(int(readout_steps), int(n_steps))
@@ -552,7 +553,7 @@ def count_synops(model, spikes_per_neuron: Mapping[str, np.ndarray | float]) -> 
     names = {layer.name: layer for layer in layers}
     for name in spikes_per_neuron:
         if name not in names or not isinstance(names[name], _WEIGHT_LAYERS):
-            raise ValueError(f"{name!r} is not a Conv1D/Dense layer of the model")
+            raise KerasError(f"{name!r} is not a Conv1D/Dense layer of the model")
     macs, mac_layers, per_layer, fan_outs = 0, [], {}, {}
     src = None  # (name, reach) while the current tensor carries (linearly transformed) spikes
     flat = False
@@ -583,14 +584,14 @@ def count_synops(model, spikes_per_neuron: Mapping[str, np.ndarray | float]) -> 
                 if np.ndim(spikes) == 0:
                     total = float(spikes)
                     if total < 0:
-                        raise ValueError(f"{name}: negative spike count {total}")
+                        raise KerasError(f"{name}: negative spike count {total}")
                     ops = total * float(fan.mean())
                 else:
                     spikes = np.asarray(spikes, np.float64).ravel()
                     if spikes.size != fan.size:
-                        raise ValueError(f"{name}: {spikes.size} spike counts for {fan.size} neurons")
+                        raise KerasError(f"{name}: {spikes.size} spike counts for {fan.size} neurons")
                     if (spikes < 0).any():
-                        raise ValueError(f"{name}: negative spike counts")
+                        raise KerasError(f"{name}: negative spike counts")
                     ops = float(spikes @ fan)
                 per_layer[name] = ops
                 fan_outs[name] = fan
@@ -610,7 +611,7 @@ def count_synops(model, spikes_per_neuron: Mapping[str, np.ndarray | float]) -> 
                 # every flattened element of a reached position connects onward: keep "reaches anything"
                 src, flat = (src[0], src[1].any(axis=1, keepdims=True)), True
         elif not isinstance(layer, _IDENTITY_LAYERS):
-            raise ValueError(f"count_synops does not handle layer {layer.name!r} ({type(layer).__name__})")
+            raise KerasError(f"count_synops does not handle layer {layer.name!r} ({type(layer).__name__})")
     synops = float(sum(per_layer.values()))
     return SynOps(macs=macs, mac_layers=mac_layers, synops=synops, synops_per_layer=per_layer, fan_out=fan_outs,
                   energy_pj=macs * E_MAC_PJ + synops * E_AC_PJ)
@@ -656,15 +657,15 @@ def plot_layer_activity(model: tf.keras.Model, x_one_sample: np.ndarray, *, scal
     x = np.asarray(x_one_sample, np.float32).reshape(1, -1)
     n_in = int(np.prod(model.input_shape[1:]))
     if x.shape[1] != n_in:
-        raise ValueError(f"expected one sample of {n_in} features, got an array of shape {np.shape(x_one_sample)}")
+        raise KerasError(f"expected one sample of {n_in} features, got an array of shape {np.shape(x_one_sample)}")
     scales = list(scales)
     if not scales:
-        raise ValueError("scales is empty")
+        raise KerasError("scales is empty")
     runs = []
     for s in scales:
         conv = convert(model, neuron=neuron, scale_firing_rates=s, synapse=synapse)
         if not conv.neuron_layers:
-            raise ValueError("the model has no ReLU layer: nothing spikes")
+            raise KerasError("the model has no ReLU layer: nothing spikes")
         logits, counts = _run(conv, x, int(n_steps), 1, True, True, seed)
         runs.append((s, conv, logits[0], {k: v[0] for k, v in counts.items()}))  # (n_steps, n_neurons)
     layer_names = list(runs[0][1].neuron_layers)

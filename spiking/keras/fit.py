@@ -20,6 +20,7 @@ import tensorflow as tf
 from sklearn.metrics import balanced_accuracy_score
 
 from spiking.specs.phenotype import LearningSpec
+from spiking.keras import KerasError
 
 __all__ = ["FitResult", "fit_keras", "save_keras", "load_keras", "as_keras_input"]
 
@@ -60,7 +61,7 @@ def as_keras_input(x: np.ndarray) -> np.ndarray:
         return x.reshape(x.shape[0], x.shape[2], 1)
     if x.ndim == 3 and x.shape[2] == 1:
         return x
-    raise ValueError(f"expected samples of shape (N, L), (N, 1, L) or (N, L, 1), got {x.shape}")
+    raise KerasError(f"expected samples of shape (N, L), (N, 1, L) or (N, L, 1), got {x.shape}")
 
 
 class _ValidationMetrics(tf.keras.callbacks.Callback):
@@ -137,12 +138,12 @@ def fit_keras(model: tf.keras.Model, learning: LearningSpec, x_train, y_train, x
     xt, xv = as_keras_input(x_train), as_keras_input(x_val)
     yt, yv = np.asarray(y_train, np.int64), np.asarray(y_val, np.int64)
     if len(xt) == 0 or len(xv) == 0 or len(xt) != len(yt) or len(xv) != len(yv):
-        raise ValueError(f"need non-empty, matching arrays: x_train {xt.shape}, y_train {yt.shape}, "
+        raise KerasError(f"need non-empty, matching arrays: x_train {xt.shape}, y_train {yt.shape}, "
                          f"x_val {xv.shape}, y_val {yv.shape}")
     if not time_budget_s > 0 or max_epochs < 1:
-        raise ValueError(f"time_budget_s must be > 0 and max_epochs >= 1, got {time_budget_s}, {max_epochs}")
+        raise KerasError(f"time_budget_s must be > 0 and max_epochs >= 1, got {time_budget_s}, {max_epochs}")
     if model.optimizer is None or getattr(model, "compiled_loss", None) is None:
-        raise ValueError("the model is not compiled (use spiking.keras.phenotype.compile_model)")
+        raise KerasError("the model is not compiled (use spiking.keras.phenotype.compile_model)")
     tf.keras.utils.set_random_seed(int(seed))
     val = _ValidationMetrics(xv, yv, max(learning.batch_size, 256))
     budget = _TimeBudget(start, float(time_budget_s))
@@ -179,7 +180,7 @@ def save_keras(model: tf.keras.Model, path) -> Path:
     """
     path = Path(path)
     if path.suffix not in (".keras", ".h5"):
-        raise ValueError(f"save to a .keras (recommended) or .h5 file, got {path}")
+        raise KerasError(f"save to a .keras (recommended) or .h5 file, got {path}")
     path.parent.mkdir(parents=True, exist_ok=True)
     model.save(path)
     return path

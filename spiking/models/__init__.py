@@ -8,6 +8,13 @@ the Keras/NengoDL one (``.venv-nengo``).
 
 from importlib import import_module
 
+from spiking.errors import SpikingError
+
+
+class ModelError(SpikingError):
+    """A network setting or input the models refuse (a user error)."""
+
+
 _LAZY = {
     "MIN_S1": ".cnn", "PRESET_L": ".cnn", "PRESETS": ".cnn", "SEARCH_SPACE": ".cnn", "CNN1d": ".cnn",
     "ArchitectureError": ".cnn", "CNNArch": ".cnn", "count_parameters": ".cnn", "derive_architecture": ".cnn",

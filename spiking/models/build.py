@@ -16,6 +16,7 @@ from spiking.models.cnn import CNN1d, CNNArch, derive_architecture, preset, stag
 from spiking.models.cnn2d import CNN2d, derive_architecture_2d, preset_2d, stage_shapes
 from spiking.models.snn import SpikingCNN1d, transfer_weights
 from spiking.models.snn2d import SpikingCNN2d, transfer_weights_2d
+from spiking.models import ModelError
 
 __all__ = ["input_shape_of", "preset_for", "derive_for", "check_arch", "build_cnn", "build_spiking_cnn",
            "transfer_weights_any", "SPIKING_TYPES", "CNN_TYPES"]
@@ -33,9 +34,9 @@ def input_shape_of(shape: Sequence[int]) -> tuple[int, ...]:
     try:
         out = tuple(int(s) for s in shape)
     except (TypeError, ValueError):
-        raise ValueError(f"input shape must be (L,) or (H, W), got {shape!r}") from None
+        raise ModelError(f"input shape must be (L,) or (H, W), got {shape!r}") from None
     if len(out) not in (1, 2) or min(out) < 1:
-        raise ValueError(f"input shape must be (L,) or (H, W) of positive sizes, got {shape!r}")
+        raise ModelError(f"input shape must be (L,) or (H, W) of positive sizes, got {shape!r}")
     return out
 
 
@@ -89,7 +90,7 @@ def build_spiking_cnn(shape: Sequence[int], arch: CNNArch | Mapping[str, Any], n
             kw["delta_threshold"] = delta_threshold
         return SpikingCNN1d(shape[0], arch, n_outputs, encoding=encoding, **kw)
     if encoding != "direct":
-        raise ValueError(f"2-D layouts take only the direct input encoding (SpikingCNN2d), not {encoding!r}")
+        raise ModelError(f"2-D layouts take only the direct input encoding (SpikingCNN2d), not {encoding!r}")
     return SpikingCNN2d(*shape, arch, n_outputs, encoding=encoding, **neuron)
 
 

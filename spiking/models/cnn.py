@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from spiking.errors import SpikingError
+from spiking.models import ModelError
 
 __all__ = [
     "ArchitectureError",
@@ -275,7 +276,7 @@ def preset(name: str, L: int, seed: int = 0, *, keep_published: bool = True) -> 
     is returned unchanged (the seed is then not used).
     """
     if name not in PRESETS:
-        raise ValueError(f"unknown preset {name!r}; valid names: {sorted(PRESETS)}")
+        raise ModelError(f"unknown preset {name!r}; valid names: {sorted(PRESETS)}")
     pub = PRESETS[name]
     L = as_int("L", L)
     if keep_published and L == PRESET_L:
@@ -313,7 +314,7 @@ class CNN1d(nn.Module):
         arch = coerce_arch(arch)
         n_classes = as_int("n_classes", n_classes)
         if n_classes < 1:
-            raise ValueError(f"n_classes must be >= 1, got {n_classes}")
+            raise ModelError(f"n_classes must be >= 1, got {n_classes}")
         self.lengths = stage_lengths(L, arch)
         self.L = int(L)
         self.arch = arch
@@ -322,7 +323,7 @@ class CNN1d(nn.Module):
 
     def check_input(self, x: torch.Tensor) -> None:
         if x.dim() != 3 or x.size(1) != 1 or x.size(2) != self.L:
-            raise ValueError(
+            raise ModelError(
                 f"expected input of shape (B, 1, {self.L}), got {tuple(x.shape)}"
             )
 

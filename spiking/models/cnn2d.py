@@ -47,6 +47,7 @@ from spiking.models.cnn import (
     derive_architecture,
     stage_lengths,
 )
+from spiking.models import ModelError
 
 __all__ = [
     "MIN_SIDE_2D",
@@ -130,7 +131,7 @@ def preset_2d(name: str, H: int, W: int, seed: int = 0) -> CNNArch:
     ``min(H, W) < MIN_SIDE_2D`` (= 6).
     """
     if name not in PRESETS:
-        raise ValueError(f"unknown preset {name!r}; valid names: {sorted(PRESETS)}")
+        raise ModelError(f"unknown preset {name!r}; valid names: {sorted(PRESETS)}")
     pub = PRESETS[name]
     return derive_architecture_2d(
         H, W, w1=pub.w1, wd1=pub.wd1, h1=pub.h1, w2=pub.w2, w3=pub.w3, rng=seed
@@ -174,7 +175,7 @@ class CNN2d(nn.Module):
         arch = coerce_arch(arch)
         n_classes = as_int("n_classes", n_classes)
         if n_classes < 1:
-            raise ValueError(f"n_classes must be >= 1, got {n_classes}")
+            raise ModelError(f"n_classes must be >= 1, got {n_classes}")
         self.shapes = stage_shapes(H, W, arch)
         self.H, self.W = int(H), int(W)
         self.arch = arch
@@ -183,7 +184,7 @@ class CNN2d(nn.Module):
 
     def check_input(self, x: torch.Tensor) -> None:
         if x.dim() != 4 or x.size(1) != 1 or x.size(2) != self.H or x.size(3) != self.W:
-            raise ValueError(
+            raise ModelError(
                 f"expected input of shape (B, 1, {self.H}, {self.W}), got {tuple(x.shape)}"
             )
 

@@ -20,6 +20,7 @@ import torch.nn.functional as F
 
 from spiking.models.cnn import CNN1d
 from spiking.models.snn import SpikingCNN1d
+from spiking.models import ModelError
 
 LAYERS = ("conv1", "conv2", "conv3", "fc")
 
@@ -41,9 +42,9 @@ def activation_scales(cnn: CNN1d, X: np.ndarray | torch.Tensor, percentile: floa
         ValueError: percentile outside (0, 100] or empty ``X``.
     """
     if not 0 < percentile <= 100:
-        raise ValueError(f"percentile must be in (0, 100], got {percentile}")
+        raise ModelError(f"percentile must be in (0, 100], got {percentile}")
     if len(X) == 0:
-        raise ValueError("activation_scales needs at least one sample")
+        raise ModelError("activation_scales needs at least one sample")
     cnn.eval()
     acts: list[list[torch.Tensor]] = [[], [], [], []]
     for start in range(0, len(X), batch_size):
@@ -69,7 +70,7 @@ def normalize_weights(snn: SpikingCNN1d, scales: list[float]) -> None:
         ValueError: not four positive scales.
     """
     if len(scales) != len(LAYERS) or min(scales) <= 0:
-        raise ValueError(f"need {len(LAYERS)} positive scales, got {scales}")
+        raise ModelError(f"need {len(LAYERS)} positive scales, got {scales}")
     prev = 1.0
     for name, lam in zip(LAYERS, scales):
         layer = getattr(snn, name)

@@ -39,6 +39,7 @@ import torch
 from snntorch import spikegen
 
 from spiking.specs.names import DELTA_THRESHOLD, ENCODINGS, check_encoding
+from spiking.models import ModelError
 
 __all__ = ["ENCODINGS", "DELTA_THRESHOLD", "LATENCY_THRESHOLD", "encode", "check_encoding"]
 
@@ -69,16 +70,16 @@ def encode(x: torch.Tensor, encoding: str, num_steps: int, *, delta_threshold: f
     """
     check_encoding(encoding, delta_threshold)
     if x.dim() != 3 or x.size(-1) < 1:
-        raise ValueError(f"expected profiles of shape (B, 1, L) with L >= 1, got {tuple(x.shape)}")
+        raise ModelError(f"expected profiles of shape (B, 1, L) with L >= 1, got {tuple(x.shape)}")
     if isinstance(num_steps, bool) or int(num_steps) != num_steps or num_steps < 1:
-        raise ValueError(f"num_steps must be an integer >= 1, got {num_steps!r}")
+        raise ModelError(f"num_steps must be an integer >= 1, got {num_steps!r}")
     num_steps = int(num_steps)
     if encoding == "direct":
         return x
     if not x.is_floating_point():
-        raise ValueError(f"spike encodings need floating-point profiles, got {x.dtype}")
+        raise ModelError(f"spike encodings need floating-point profiles, got {x.dtype}")
     if x.numel() and not (torch.isfinite(x).all() and x.min() >= 0 and x.max() <= 1):
-        raise ValueError(f"{encoding} coding needs profiles scaled to [0, 1] without NaN (the output of "
+        raise ModelError(f"{encoding} coding needs profiles scaled to [0, 1] without NaN (the output of "
                          f"spiking.data.preprocess.scaling); got values in [{float(x.min())}, {float(x.max())}]")
     if encoding == "rate":
         return spikegen.rate(x, num_steps=num_steps).to(x.dtype)

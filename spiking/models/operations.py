@@ -42,6 +42,7 @@ from neurobench.metrics.utils.layers import single_layer_MACs
 from spiking.models.snn import SpikingCNN1d
 from spiking.models.snn2d import SpikingCNN2d
 from spiking.specs.energy import CONVENTION, E_AC_PJ, E_MAC_PJ
+from spiking.models import ModelError
 
 __all__ = ["count_operations", "connection_layers", "LIF_LAYERS"]
 
@@ -87,11 +88,11 @@ def count_operations(model: torch.nn.Module, X: np.ndarray | torch.Tensor, *, ba
     param = next(model.parameters())
     X = torch.as_tensor(np.asarray(X, dtype=np.float32)).to(param.dtype)
     if X.dim() not in (3, 4) or len(X) == 0:
-        raise ValueError(f"expected inputs of shape (n, 1, L) or (n, 1, H, W) with n >= 1, got {tuple(X.shape)}")
+        raise ModelError(f"expected inputs of shape (n, 1, L) or (n, 1, H, W) with n >= 1, got {tuple(X.shape)}")
     if not torch.isfinite(X).all():
-        raise ValueError("inputs contain NaN or infinite values; operation counts would be meaningless")
+        raise ModelError("inputs contain NaN or infinite values; operation counts would be meaningless")
     if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        raise ModelError(f"batch_size must be >= 1, got {batch_size}")
     model.eval()
     device = param.device
     layers = connection_layers(model)

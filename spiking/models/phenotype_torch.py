@@ -41,6 +41,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from spiking.specs.phenotype import Phenotype, PhenotypeError, parse_phenotype
+from spiking.models import ModelError
 
 __all__ = ["PhenotypeNet", "build_torch_model", "torch_parameter_count", "same_padding", "load_keras_weights",
            "read_weights_npz"]
@@ -86,7 +87,7 @@ class Pool1d(nn.Module):
     def __init__(self, kind: str, kernel: int, stride: int, padding: str):
         super().__init__()
         if kind not in ("max", "avg"):
-            raise ValueError(f"pool kind must be max or avg, got {kind!r}")
+            raise ModelError(f"pool kind must be max or avg, got {kind!r}")
         self.kind, self.kernel, self.stride, self.padding = kind, kernel, stride, padding
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -122,7 +123,7 @@ class PhenotypeNet(nn.Module):
     def __init__(self, phenotype: Phenotype, L: int, n_classes: int, init: str = "keras"):
         super().__init__()
         if init not in ("keras", "torch"):
-            raise ValueError(f"init must be 'keras' or 'torch', got {init!r}")
+            raise ModelError(f"init must be 'keras' or 'torch', got {init!r}")
         phenotype.shapes(L)  # raises PhenotypeError when the network does not fit L
         self.phenotype, self.L, self.n_classes = phenotype, int(L), int(n_classes)
         mods: list[nn.Module] = []
@@ -270,14 +271,14 @@ def load_keras_weights(model: PhenotypeNet, weights: Sequence[np.ndarray]) -> Ph
     counts = f"got {len(arrays)} arrays, the network needs {len(plan)}"
     for j, (name, wname, _, shape, _) in enumerate(plan):
         if j >= len(arrays):
-            raise ValueError(f"too few weight arrays: {counts}; layer {name!r} {wname} "
+            raise ModelError(f"too few weight arrays: {counts}; layer {name!r} {wname} "
                              f"(array {j}, Keras shape {shape}) and the rest are missing")
         if tuple(arrays[j].shape) != shape:
             hint = f" ({counts}: one missing or extra?)" if len(arrays) != len(plan) else ""
-            raise ValueError(f"layer {name!r} {wname} (array {j}): expected Keras shape {shape}, "
+            raise ModelError(f"layer {name!r} {wname} (array {j}): expected Keras shape {shape}, "
                              f"got {tuple(arrays[j].shape)}{hint}")
     if len(arrays) > len(plan):
-        raise ValueError(f"too many weight arrays: {counts} (the last is layer 'logits' bias, "
+        raise ModelError(f"too many weight arrays: {counts} (the last is layer 'logits' bias, "
                          f"array {len(plan) - 1})")
     with torch.no_grad():
         for (name, wname, tensor, _, how), w in zip(plan, arrays):
@@ -301,6 +302,6 @@ def read_weights_npz(path: str | os.PathLike) -> list[np.ndarray]:
         names = list(data.files)
         expected = [f"arr_{i}" for i in range(len(names))]
         if sorted(names) != sorted(expected):
-            raise ValueError(f"{path}: expected arrays arr_0..arr_{len(names) - 1} "
+            raise ModelError(f"{path}: expected arrays arr_0..arr_{len(names) - 1} "
                              f"(np.savez(path, *weights)), found {sorted(names)}")
         return [data[n] for n in expected]

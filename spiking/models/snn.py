@@ -47,6 +47,7 @@ from torch import nn
 from spiking.models.cnn import CNN1d, CNNArch, coerce_arch, add_cnn_layers, stage_lengths
 from spiking.models.encoding import encode
 from spiking.specs.names import DELTA_THRESHOLD, NEURONS, check_encoding
+from spiking.models import ModelError
 
 __all__ = ["NEURONS", "SpikingCNN1d", "class_scores", "transfer_weights"]
 
@@ -83,7 +84,7 @@ def make_neuron(
             beta=beta, all_to_all=True, linear_features=linear_features,
             spike_grad=spike_grad,
         )
-    raise ValueError(f"unknown neuron {neuron!r}; valid: {NEURONS}")
+    raise ModelError(f"unknown neuron {neuron!r}; valid: {NEURONS}")
 
 
 def run_neuron(
@@ -131,18 +132,18 @@ def check_neuron_settings(neuron: str, n_outputs, num_steps, beta, alpha) -> tup
     """
     n_outputs = int(n_outputs)
     if n_outputs < 1:
-        raise ValueError(f"n_outputs must be >= 1, got {n_outputs}")
+        raise ModelError(f"n_outputs must be >= 1, got {n_outputs}")
     num_steps = int(num_steps)
     if num_steps < 1:
-        raise ValueError(f"num_steps must be >= 1, got {num_steps}")
+        raise ModelError(f"num_steps must be >= 1, got {num_steps}")
     beta = float(beta)
     if not 0.0 <= beta <= 1.0 or math.isnan(beta):
-        raise ValueError(f"beta must be in [0, 1], got {beta}")
+        raise ModelError(f"beta must be in [0, 1], got {beta}")
     if neuron == "lapicque" and not 0.0 < beta < 1.0:
-        raise ValueError(f"lapicque needs 0 < beta < 1, got {beta}")
+        raise ModelError(f"lapicque needs 0 < beta < 1, got {beta}")
     alpha = float(alpha)
     if neuron == "synaptic" and not 0.0 <= alpha <= 1.0:
-        raise ValueError(f"alpha must be in [0, 1], got {alpha}")
+        raise ModelError(f"alpha must be in [0, 1], got {alpha}")
     return n_outputs, num_steps, beta, alpha
 
 
@@ -184,7 +185,7 @@ class SpikingCNN1d(nn.Module):
     ):
         super().__init__()
         if neuron not in NEURONS:
-            raise ValueError(f"unknown neuron {neuron!r}; valid: {NEURONS}")
+            raise ModelError(f"unknown neuron {neuron!r}; valid: {NEURONS}")
         check_encoding(encoding, delta_threshold)
         arch = coerce_arch(arch)
         n_outputs, num_steps, beta, alpha = check_neuron_settings(neuron, n_outputs, num_steps, beta, alpha)
@@ -245,7 +246,7 @@ class SpikingCNN1d(nn.Module):
         LIF layers ``(T, B, C, len)`` / ``(T, B, n_outputs)``, ``"input"`` ``(T, B, 1, L)``
         for spike encodings."""
         if x.dim() != 3 or x.size(1) != 1 or x.size(2) != self.L:
-            raise ValueError(f"expected input of shape (B, 1, {self.L}), got {tuple(x.shape)}")
+            raise ModelError(f"expected input of shape (B, 1, {self.L}), got {tuple(x.shape)}")
         T, B, kind = self.num_steps, x.size(0), self.neuron
         out: dict[str, tuple[torch.Tensor, torch.Tensor | None]] = {}
         try:
@@ -316,11 +317,11 @@ def class_scores(spk_out: torch.Tensor, n_classes: int) -> torch.Tensor:
     ``mse_count_loss``, ``accuracy_rate``). Differentiable.
     """
     if spk_out.dim() != 3:
-        raise ValueError(f"spk_out must be (num_steps, B, n_outputs), got {tuple(spk_out.shape)}")
+        raise ModelError(f"spk_out must be (num_steps, B, n_outputs), got {tuple(spk_out.shape)}")
     n_classes = int(n_classes)
     n_out = spk_out.size(2)
     if n_classes < 1 or n_out % n_classes:
-        raise ValueError(f"n_outputs={n_out} is not a multiple of n_classes={n_classes}")
+        raise ModelError(f"n_outputs={n_out} is not a multiple of n_classes={n_classes}")
     counts = spk_out.sum(0)
     return counts.view(counts.size(0), n_classes, n_out // n_classes).sum(-1)
 
@@ -337,9 +338,9 @@ def transfer_weights(cnn: CNN1d, snn: SpikingCNN1d) -> list[str]:
     dst = dict(snn.named_parameters())
     for name, p in src.items():
         if name not in dst:
-            raise ValueError(f"parameter {name!r} of the CNN has no counterpart in the SNN")
+            raise ModelError(f"parameter {name!r} of the CNN has no counterpart in the SNN")
         if dst[name].shape != p.shape:
-            raise ValueError(
+            raise ModelError(
                 f"shape mismatch for {name!r}: CNN {tuple(p.shape)} vs SNN {tuple(dst[name].shape)}"
             )
     with torch.no_grad():

@@ -29,6 +29,7 @@ from torch import nn
 from spiking.models.cnn import CNNArch, coerce_arch
 from spiking.models.cnn2d import CNN2d, add_cnn2d_layers, stage_shapes
 from spiking.models.snn import LIF_NAMES, NEURONS, SpikingCNN1d, make_neuron, run_neuron, check_neuron_settings, transfer_weights
+from spiking.models import ModelError
 
 __all__ = ["SpikingCNN2d", "transfer_weights_2d"]
 
@@ -40,12 +41,12 @@ def _check_num_steps_and_slope(num_steps, slope) -> None:
     look at ``slope``. Raises ValueError naming ``num_steps`` / ``slope``.
     """
     if isinstance(num_steps, (bool, np.bool_)) or not isinstance(num_steps, (numbers.Integral, np.integer)):
-        raise ValueError(f"num_steps must be an integer >= 1, got {num_steps!r} "
+        raise ModelError(f"num_steps must be an integer >= 1, got {num_steps!r} "
                          f"({type(num_steps).__name__})")
     if isinstance(slope, (bool, np.bool_)) or not isinstance(slope, (numbers.Real, np.floating, np.integer)):
-        raise ValueError(f"slope must be a finite number > 0, got {slope!r} ({type(slope).__name__})")
+        raise ModelError(f"slope must be a finite number > 0, got {slope!r} ({type(slope).__name__})")
     if not math.isfinite(float(slope)) or float(slope) <= 0:
-        raise ValueError(f"slope must be a finite number > 0, got {slope!r}")
+        raise ModelError(f"slope must be a finite number > 0, got {slope!r}")
 
 
 class SpikingCNN2d(nn.Module):
@@ -86,9 +87,9 @@ class SpikingCNN2d(nn.Module):
     ):
         super().__init__()
         if neuron not in NEURONS:
-            raise ValueError(f"unknown neuron {neuron!r}; valid: {NEURONS}")
+            raise ModelError(f"unknown neuron {neuron!r}; valid: {NEURONS}")
         if encoding != "direct":
-            raise ValueError(f"SpikingCNN2d supports only encoding='direct', got {encoding!r}")
+            raise ModelError(f"SpikingCNN2d supports only encoding='direct', got {encoding!r}")
         _check_num_steps_and_slope(num_steps, slope)
         arch = coerce_arch(arch)
         n_outputs, num_steps, beta, alpha = check_neuron_settings(neuron, n_outputs, num_steps, beta, alpha)
@@ -134,7 +135,7 @@ class SpikingCNN2d(nn.Module):
     def _layers(self, x: torch.Tensor, keep: bool) -> dict[str, tuple[torch.Tensor, torch.Tensor | None]]:
         """``{name: (spk, mem)}``: LIF layers ``(T, B, C, h, w)`` / ``(T, B, n_outputs)``."""
         if x.dim() != 4 or x.size(1) != 1 or x.size(2) != self.H or x.size(3) != self.W:
-            raise ValueError(f"expected input of shape (B, 1, {self.H}, {self.W}), got {tuple(x.shape)}")
+            raise ModelError(f"expected input of shape (B, 1, {self.H}, {self.W}), got {tuple(x.shape)}")
         T, B, kind = self.num_steps, x.size(0), self.neuron
         out: dict[str, tuple[torch.Tensor, torch.Tensor | None]] = {}
         try:
@@ -173,9 +174,9 @@ def transfer_weights_2d(cnn: CNN2d, snn: SpikingCNN2d) -> list[str]:
     architecture, population-coded output) raises ValueError naming the parameter.
     """
     if not isinstance(cnn, CNN2d) or not isinstance(snn, SpikingCNN2d):
-        raise ValueError(f"transfer_weights_2d(cnn, snn) needs a CNN2d and a SpikingCNN2d, got "
+        raise ModelError(f"transfer_weights_2d(cnn, snn) needs a CNN2d and a SpikingCNN2d, got "
                          f"{type(cnn).__name__} and {type(snn).__name__}")
     if (cnn.H, cnn.W) != (snn.H, snn.W) or cnn.arch != snn.arch:
-        raise ValueError(f"the CNN was built for {cnn.H}x{cnn.W} images with {cnn.arch}, the SNN for "
+        raise ModelError(f"the CNN was built for {cnn.H}x{cnn.W} images with {cnn.arch}, the SNN for "
                          f"{snn.H}x{snn.W} with {snn.arch}: its weights would not mean the same there")
     return transfer_weights(cnn, snn)  # the same name-by-name check and copy as the 1-D networks

@@ -15,6 +15,7 @@ from typing import Mapping, Sequence
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from spiking.report.inputs import ReportError
 
 DPI = 140
 KEPT_COLOUR = "#1f77b4"
@@ -57,9 +58,9 @@ def normalize_confusion(cm: Sequence[Sequence[float]] | np.ndarray) -> np.ndarra
     """
     a = np.asarray(cm, dtype=float)
     if a.ndim != 2 or a.shape[0] != a.shape[1]:
-        raise ValueError(f"a confusion matrix must be square, got shape {a.shape}")
+        raise ReportError(f"a confusion matrix must be square, got shape {a.shape}")
     if (a < 0).any():
-        raise ValueError("a confusion matrix cannot hold negative counts")
+        raise ReportError("a confusion matrix cannot hold negative counts")
     totals = a.sum(axis=1, keepdims=True)
     return np.divide(a, totals, out=np.zeros_like(a), where=totals > 0)
 
@@ -185,7 +186,7 @@ def training_curves(histories: Mapping[str, Sequence[Mapping]], path: str | Path
     """
     series = {n: list(h) for n, h in histories.items() if h}
     if not series:
-        raise ValueError("no training history with at least one epoch")
+        raise ReportError("no training history with at least one epoch")
     fig = _figure(10, 3.8)
     ax_loss, ax_acc = fig.subplots(1, 2)
     for name, rows in series.items():
@@ -226,7 +227,7 @@ def confusion_matrix(cm, class_names: Sequence[str], title: str, path: str | Pat
     norm = normalize_confusion(cm)
     n = len(class_names)
     if norm.shape != (n, n):
-        raise ValueError(f"confusion matrix {norm.shape} does not match {n} class names")
+        raise ReportError(f"confusion matrix {norm.shape} does not match {n} class names")
     side = max(4.0, 0.45 * n + 2.0)
     fig = _figure(side + 0.8, side)
     ax = fig.add_subplot()
@@ -396,7 +397,7 @@ def accuracy_tradeoff(costs: Sequence[float], accuracies: Sequence[float], path:
     c = np.asarray(costs, dtype=float)
     a = 100 * np.asarray(accuracies, dtype=float)
     if len(c) == 0 or len(c) != len(a):
-        raise ValueError(f"need equal, non-empty cost and accuracy lists, got {len(c)} and {len(a)}")
+        raise ReportError(f"need equal, non-empty cost and accuracy lists, got {len(c)} and {len(a)}")
     front = pareto_front(list(zip(c, a)))
     fig = _figure(7.8, 4.3)
     ax = fig.add_subplot()
@@ -452,7 +453,7 @@ def nas_generations(generations: Sequence[int], fitness: Sequence[float], path: 
     g = np.asarray(generations, dtype=float)
     a = 100 * np.asarray(fitness, dtype=float)
     if len(g) == 0 or len(g) != len(a):
-        raise ValueError(f"need equal, non-empty generation and fitness lists, got {len(g)} and {len(a)}")
+        raise ReportError(f"need equal, non-empty generation and fitness lists, got {len(g)} and {len(a)}")
     failed = np.zeros(len(g), bool) if failed is None else np.asarray(failed, bool)
     longer = np.zeros(len(g), bool) if train_longer is None else np.asarray(train_longer, bool)
     x = g.copy()
@@ -513,7 +514,7 @@ def nas_accuracy_parameters(parameters: Sequence[float], fitness: Sequence[float
     c = np.asarray(parameters, dtype=float)
     a = 100 * np.asarray(fitness, dtype=float)
     if len(c) == 0 or len(c) != len(a):
-        raise ValueError(f"need equal, non-empty parameter and fitness lists, got {len(c)} and {len(a)}")
+        raise ReportError(f"need equal, non-empty parameter and fitness lists, got {len(c)} and {len(a)}")
     fig = _figure(7.8, 4.3)
     ax = fig.add_subplot()
     ax.scatter(c, a, s=28, color=DROPPED_COLOUR, edgecolor="#555555", linewidth=0.5, label="individual", zorder=2)

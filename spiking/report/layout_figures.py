@@ -31,6 +31,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from sklearn.utils.validation import check_is_fitted
+from spiking.report.inputs import ReportError
 
 __all__ = ["plot_feature_map", "plot_sample_image", "plot_class_mean_images",
            "feature_map_table"]
@@ -53,7 +54,7 @@ def _png_path(path, what: str) -> Path:
     """``Path(path)``, or ``ValueError`` when its suffix is not ``.png``."""
     path = Path(path)
     if path.suffix.lower() != ".png":
-        raise ValueError(f"{path}: {what} is written as PNG; give a .png path")
+        raise ReportError(f"{path}: {what} is written as PNG; give a .png path")
     return path
 
 
@@ -64,7 +65,7 @@ def _feature_names(feature_names, n: int) -> list[str]:
     string, a non-iterable or non-string entries.
     """
     if feature_names is None:
-        raise ValueError("feature_names is required: one name per feature, "
+        raise ReportError("feature_names is required: one name per feature, "
                          f"{n} for this layout; got None")
     if isinstance(feature_names, (str, bytes)):
         raise TypeError("feature_names must be an iterable of names, got a single "
@@ -79,7 +80,7 @@ def _feature_names(feature_names, n: int) -> list[str]:
         raise TypeError(f"feature_names must be strings; entry {bad[0]} is "
                         f"{names[bad[0]]!r} ({type(names[bad[0]]).__name__})")
     if len(names) != n:
-        raise ValueError(f"feature_names has {len(names)} entries, but the layout "
+        raise ReportError(f"feature_names has {len(names)} entries, but the layout "
                          f"was fitted with {n} features")
     return names
 
@@ -100,7 +101,7 @@ def _fitted_map(layout) -> np.ndarray:
     check_is_fitted(layout, "feature_map_")
     fmap = np.asarray(layout.feature_map_)
     if fmap.ndim not in (1, 2):
-        raise ValueError(f"feature_map_ must be 1-D or 2-D, got shape {fmap.shape}")
+        raise ReportError(f"feature_map_ must be 1-D or 2-D, got shape {fmap.shape}")
     return fmap
 
 
@@ -281,7 +282,7 @@ def plot_sample_image(layout, x_row, path, *, title: str | None = None,
         x = x[0]
     n = _n_features(layout, fmap)
     if x.ndim != 1 or x.shape[0] != n:
-        raise ValueError(f"x_row must have shape ({n},), got {np.asarray(x_row).shape}")
+        raise ReportError(f"x_row must have shape ({n},), got {np.asarray(x_row).shape}")
     img = _image_of(layout, x[None, :])[0]
     title = title or f"{type(layout).__name__}: sample image"
     if fmap.ndim == 1:
@@ -314,16 +315,16 @@ def _class_codes(y: np.ndarray, class_names):
         return codes, [str(c) for c in names]
     names = list(class_names)
     if len(names) == 0:
-        raise ValueError("class_names is empty")
+        raise ReportError("class_names is empty")
     if np.issubdtype(y.dtype, np.integer):
         if y.size and (y.min() < 0 or y.max() >= len(names)):
-            raise ValueError(f"integer labels must lie in [0, {len(names)}) to index "
+            raise ReportError(f"integer labels must lie in [0, {len(names)}) to index "
                              f"class_names, got range [{y.min()}, {y.max()}]")
         return y.astype(np.int64), [str(c) for c in names]
     lookup = {str(c): i for i, c in enumerate(names)}
     unknown = sorted({str(v) for v in y} - set(lookup))
     if unknown:
-        raise ValueError(f"labels not in class_names: {unknown[:5]}")
+        raise ReportError(f"labels not in class_names: {unknown[:5]}")
     return np.array([lookup[str(v)] for v in y], dtype=np.int64), [str(c) for c in names]
 
 
@@ -356,9 +357,9 @@ def plot_class_mean_images(layout, X, y, class_names: Sequence[str] | None, path
     X = np.asarray(X, dtype=float)
     y = np.asarray(y).ravel()
     if X.ndim != 2:
-        raise ValueError(f"X must be 2-D (n_samples, n_features), got shape {X.shape}")
+        raise ReportError(f"X must be 2-D (n_samples, n_features), got shape {X.shape}")
     if X.shape[0] != y.shape[0]:
-        raise ValueError(f"X has {X.shape[0]} samples but y has {y.shape[0]} labels")
+        raise ReportError(f"X has {X.shape[0]} samples but y has {y.shape[0]} labels")
     codes, names = _class_codes(y, class_names)
     imgs = _image_of(layout, X)
     k = len(names)

@@ -17,6 +17,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence, Union
+from spiking.report.inputs import ReportError
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -138,7 +139,7 @@ th { background: #f3f3f3; }
 def _data_uri(path: Path) -> str:
     data = Path(path).read_bytes()
     if not data.startswith(PNG_MAGIC):
-        raise ValueError(f"{path} is not a PNG file")
+        raise ReportError(f"{path} is not a PNG file")
     return "data:image/png;base64," + base64.b64encode(data).decode("ascii")
 
 

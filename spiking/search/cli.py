@@ -6,7 +6,7 @@ Register it in ``spiking/cli/main.py``'s ``build_parser``::
     add_tune_parser(sub)          # sets func=cmd_tune
 
 Errors raised before any trial (unknown experiment, storage not writable, missing
-weight source, invalid space) are ``ValueError`` subclasses, which ``main`` prints
+weight source, invalid space) are ``SpikingError`` subclasses, which ``main`` prints
 as ``spiking: error: ...`` with exit code 2.
 """
 
@@ -91,10 +91,12 @@ def cmd_tune(a) -> int:
 
 def cmd_ablation(a) -> int:
     """``spiking tune layout_ablation``: :func:`spiking.search.ablation.run_ablation`, then its table."""
+    from spiking.search.tuner import SearchError
+
     if a.weights is not None:
-        raise ValueError("the layout ablation trains its own CNN per layout and seed; it takes no --weights")
+        raise SearchError("the layout ablation trains its own CNN per layout and seed; it takes no --weights")
     if a.gpus_per_trial:
-        raise ValueError("the layout ablation runs its trials on CPU (no --gpus-per-trial)")
+        raise SearchError("the layout ablation runs its trials on CPU (no --gpus-per-trial)")
     from spiking.search.ablation import run_ablation
 
     out = run_ablation(a.experiment, shards=a.shards, budget=a.budget, storage=a.storage, resume=a.resume,

@@ -172,7 +172,7 @@ def load_experiment(name: str) -> Experiment:
     """
     names = list_experiments()
     if name not in names:
-        raise ValueError(f"unknown experiment {name!r}; valid experiments: {', '.join(names)}")
+        raise ExperimentError(f"unknown experiment {name!r}; valid experiments: {', '.join(names)}")
     res = _experiment_dir() / f"{name}.toml"
     try:
         raw = tomllib.loads(res.read_text(encoding="utf-8"))

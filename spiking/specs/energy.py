@@ -11,6 +11,8 @@ convention, nor are neuron updates or biases; on real hardware it often dominate
 
 from __future__ import annotations
 
+from spiking.specs import SpecError
+
 __all__ = ["E_MAC_PJ", "E_AC_PJ", "CONVENTION", "energy_pj"]
 
 #: Energy of one 32-bit float multiply-accumulate in 45 nm CMOS, picojoules (Horowitz 2014).
@@ -29,5 +31,5 @@ def energy_pj(macs: float, acs: float) -> float:
         ValueError: a negative count.
     """
     if macs < 0 or acs < 0:
-        raise ValueError(f"operation counts must be >= 0, got macs={macs}, acs={acs}")
+        raise SpecError(f"operation counts must be >= 0, got macs={macs}, acs={acs}")
     return float(macs) * E_MAC_PJ + float(acs) * E_AC_PJ

@@ -6,6 +6,7 @@ Models, specs, the command line and the experiment files all take their choices 
 from __future__ import annotations
 
 from spiking.data.preprocess.scaling import ZSCORE_MODES  # noqa: F401  (re-exported: the data layer owns it)
+from spiking.specs import SpecError
 
 #: snnTorch neuron models of the spiking CNNs (``snntorch.Leaky``, ``Lapicque``, ``RLeaky``, ``Synaptic``).
 NEURONS = ("leaky", "lapicque", "rleaky", "synaptic")
@@ -28,9 +29,9 @@ NENGO_NEURONS = ("SpikingRectifiedLinear", "LIF", "RegularSpiking", "PoissonSpik
 def check_encoding(encoding: str, delta_threshold: float = DELTA_THRESHOLD) -> None:
     """Raise ValueError for an unknown encoding or a delta threshold outside (0, 1]."""
     if encoding not in ENCODINGS:
-        raise ValueError(f"unknown encoding {encoding!r}; valid: {', '.join(ENCODINGS)}")
+        raise SpecError(f"unknown encoding {encoding!r}; valid: {', '.join(ENCODINGS)}")
     if isinstance(delta_threshold, bool):
-        raise ValueError(f"delta threshold must be a number in (0, 1], got {delta_threshold!r}")
+        raise SpecError(f"delta threshold must be a number in (0, 1], got {delta_threshold!r}")
     t = float(delta_threshold)
     if not 0.0 < t <= 1.0:
-        raise ValueError(f"delta threshold must be in (0, 1] (input scale), got {delta_threshold}")
+        raise SpecError(f"delta threshold must be in (0, 1] (input scale), got {delta_threshold}")

@@ -6,6 +6,8 @@ import json
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
+from spiking.specs import SpecError
+from spiking.specs.names import MAX_NUM_STEPS  # noqa: F401  (re-exported)
 from spiking.specs.train import TrainConfig
 
 
@@ -85,7 +87,6 @@ class SNNConfig:
         return self.loss or ("ce" if self.mode == "transfer" else "mse")
 
 
-from spiking.specs.names import MAX_NUM_STEPS  # noqa: E402,F401  (re-exported)
 
 
 @dataclass
@@ -117,61 +118,61 @@ class RunConfig:
 
         d, s = self.data, self.snn
         if d.top_k < 0:
-            raise ValueError(f"--top-k must be >= 0 (0 keeps all classes), got {d.top_k}")
+            raise SpecError(f"--top-k must be >= 0 (0 keeps all classes), got {d.top_k}")
         if d.zscore not in ("feature", "sample", "none"):
-            raise ValueError(f"zscore must be feature, sample or none, got {d.zscore!r}")
+            raise SpecError(f"zscore must be feature, sample or none, got {d.zscore!r}")
         from spiking.data.layout.state import layout_options
 
         layout_options(d.layout, shape=d.layout_shape, seed=d.layout_seed)  # name, seed range, shape, pixel bound
         from spiking.specs.names import MIN_SIDE_2D
 
         if d.layout_shape is not None and min(d.layout_shape) < MIN_SIDE_2D:
-            raise ValueError(f"image shape {d.layout_shape[0]}x{d.layout_shape[1]}: the 2-D CNN needs both sides "
+            raise SpecError(f"image shape {d.layout_shape[0]}x{d.layout_shape[1]}: the 2-D CNN needs both sides "
                              f">= {MIN_SIDE_2D}")
         if d.is_2d and set(s.encodings) != {"direct"}:
-            raise ValueError(f"the {d.layout} layout makes 2-D images, whose spiking network (SpikingCNN2d) takes "
+            raise SpecError(f"the {d.layout} layout makes 2-D images, whose spiking network (SpikingCNN2d) takes "
                              f"only the direct input encoding; got encodings {list(s.encodings)} "
                              "(pass --encodings direct)")
         for name, t in (("CNN", self.cnn.train), ("SNN", s.train)):
             if t.epochs < 1:
-                raise ValueError(f"{name} epochs must be >= 1, got {t.epochs}")
+                raise SpecError(f"{name} epochs must be >= 1, got {t.epochs}")
             if t.batch_size < 1:
-                raise ValueError(f"batch size must be >= 1, got {t.batch_size}")
+                raise SpecError(f"batch size must be >= 1, got {t.batch_size}")
             if not (math.isfinite(t.lr) and t.lr > 0):
-                raise ValueError(f"{name} learning rate must be a positive finite number, got {t.lr}")
+                raise SpecError(f"{name} learning rate must be a positive finite number, got {t.lr}")
             if t.patience < 0:
-                raise ValueError(f"patience must be >= 0, got {t.patience}")
+                raise SpecError(f"patience must be >= 0, got {t.patience}")
         if self.cnn.preset not in ("cnn_pt1", "cnn_pt2"):
-            raise ValueError(f"unknown CNN preset {self.cnn.preset!r} (cnn_pt1, cnn_pt2)")
+            raise SpecError(f"unknown CNN preset {self.cnn.preset!r} (cnn_pt1, cnn_pt2)")
         if s.mode not in ("transfer", "scratch"):
-            raise ValueError(f"SNN mode must be transfer or scratch, got {s.mode!r}")
+            raise SpecError(f"SNN mode must be transfer or scratch, got {s.mode!r}")
         if s.neuron not in NEURONS:
-            raise ValueError(f"unknown neuron {s.neuron!r}; valid: {NEURONS}")
+            raise SpecError(f"unknown neuron {s.neuron!r}; valid: {NEURONS}")
         if not (0.0 <= s.beta <= 1.0):
-            raise ValueError(f"beta (membrane decay per step) must be in [0, 1], got {s.beta}")
+            raise SpecError(f"beta (membrane decay per step) must be in [0, 1], got {s.beta}")
         if s.neuron == "lapicque" and s.beta >= 1.0:
-            raise ValueError("the Lapicque neuron needs beta < 1 (snnTorch derives C = 1/ln(1/beta)); pass --beta 0.9")
+            raise SpecError("the Lapicque neuron needs beta < 1 (snnTorch derives C = 1/ln(1/beta)); pass --beta 0.9")
         if not 1 <= s.num_steps <= MAX_NUM_STEPS:
-            raise ValueError(f"num_steps must be in [1, {MAX_NUM_STEPS}], got {s.num_steps} (the spikes of every step "
+            raise SpecError(f"num_steps must be in [1, {MAX_NUM_STEPS}], got {s.num_steps} (the spikes of every step "
                              "are held in memory at once)")
         if s.population < 1:
-            raise ValueError(f"population (output neurons per class) must be >= 1, got {s.population}")
+            raise SpecError(f"population (output neurons per class) must be >= 1, got {s.population}")
         if s.mode == "transfer" and s.population != 1:
-            raise ValueError("population coding changes the output layer, so it cannot take the CNN's weights; "
+            raise SpecError("population coding changes the output layer, so it cannot take the CNN's weights; "
                              "use --snn-mode scratch")
         if s.loss not in (None, "ce", "mse"):
-            raise ValueError(f"SNN loss must be ce or mse, got {s.loss!r}")
+            raise SpecError(f"SNN loss must be ce or mse, got {s.loss!r}")
         from spiking.specs.names import DELTA_THRESHOLD, check_encoding
 
         if not s.encodings:
-            raise ValueError("give at least one SNN input encoding")
+            raise SpecError("give at least one SNN input encoding")
         if len(set(s.encodings)) != len(s.encodings):
-            raise ValueError(f"SNN encodings repeat: {list(s.encodings)}")
+            raise SpecError(f"SNN encodings repeat: {list(s.encodings)}")
         for enc in s.encodings:
             # the delta threshold only matters (and is only checked) when a delta network is trained
             check_encoding(enc, s.delta_threshold if enc == "delta" else DELTA_THRESHOLD)
         if not 0 < s.percentile <= 100:
-            raise ValueError(f"percentile must be in (0, 100], got {s.percentile}")
+            raise SpecError(f"percentile must be in (0, 100], got {s.percentile}")
 
     @classmethod
     def from_dict(cls, d: dict) -> "RunConfig":

@@ -12,6 +12,7 @@ from spiking.data.layout.transforms import (
     SquareLayout,
     standardized_feature_vectors,
 )
+from spiking.data import DataError
 
 LAYOUTS = {
     "identity": IdentityLayout,
@@ -30,7 +31,7 @@ def make_layout(name, **kw):
     try:
         cls = LAYOUTS[name]
     except (KeyError, TypeError):
-        raise ValueError(
+        raise DataError(
             f"unknown layout {name!r}; valid: {', '.join(sorted(LAYOUTS))}") from None
     return cls(**kw)
 

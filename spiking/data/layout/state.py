@@ -16,6 +16,7 @@ import numpy as np
 
 from spiking.data.layout import LAYOUTS, make_layout
 from spiking.data.layout.transforms import MAX_PIXELS
+from spiking.data import DataError
 
 #: Layouts whose images are 2-D ``(n, 1, H, W)``; the others give ``(n, 1, L)``.
 LAYOUTS_2D = ("square", "embedding_2d")
@@ -32,23 +33,23 @@ def layout_options(name: str, *, shape=None, seed: int = 0) -> dict:
             to choose, or a shape that is not two positive ints with at most ``MAX_PIXELS`` pixels.
     """
     if not isinstance(name, str) or name not in LAYOUTS:
-        raise ValueError(f"unknown layout {name!r}; valid: {', '.join(sorted(LAYOUTS))}")
+        raise DataError(f"unknown layout {name!r}; valid: {', '.join(sorted(LAYOUTS))}")
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= int(seed) <= MAX_SEED:
-        raise ValueError(f"layout seed must be an integer in [0, {MAX_SEED}] (numpy's and scikit-learn's seed "
+        raise DataError(f"layout seed must be an integer in [0, {MAX_SEED}] (numpy's and scikit-learn's seed "
                          f"range), got {seed!r}")
     kw: dict = {}
     if name in ("random", "embedding_2d"):
         kw["seed"] = int(seed)
     if shape is not None:
         if name != "embedding_2d":
-            raise ValueError(f"an image shape is chosen only for the embedding_2d layout, not {name!r} "
+            raise DataError(f"an image shape is chosen only for the embedding_2d layout, not {name!r} "
                              "(square uses the smallest square, the 1-D layouts one strip)")
         shape = tuple(shape)
         if len(shape) != 2 or not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v >= 1
                                       for v in shape):
-            raise ValueError(f"image shape must be two positive integers (H, W), got {shape!r}")
+            raise DataError(f"image shape must be two positive integers (H, W), got {shape!r}")
         if int(shape[0]) * int(shape[1]) > MAX_PIXELS:
-            raise ValueError(f"image shape {shape[0]}x{shape[1]} has more than {MAX_PIXELS:,} pixels "
+            raise DataError(f"image shape {shape[0]}x{shape[1]} has more than {MAX_PIXELS:,} pixels "
                              "(spiking.data.layout.transforms.MAX_PIXELS)")
         kw["shape"] = (int(shape[0]), int(shape[1]))
     return kw
@@ -81,9 +82,9 @@ def layout_state(layout) -> dict:
     """
     name = next((k for k, cls in LAYOUTS.items() if type(layout) is cls), None)
     if name is None:
-        raise ValueError(f"not a spiking layout: {type(layout).__name__}")
+        raise DataError(f"not a spiking layout: {type(layout).__name__}")
     if not hasattr(layout, "positions_"):
-        raise ValueError(f"the {name} layout is not fitted")
+        raise DataError(f"the {name} layout is not fitted")
     return {"name": name, "params": {k: _json_value(v) for k, v in layout.get_params().items()},
             "shape": [int(s) for s in layout.shape_], "positions": [int(p) for p in layout.positions_],
             "n_features": int(layout.n_features_in_)}
@@ -98,31 +99,31 @@ def layout_from_state(state: dict):
             ``n_features`` that is not the number of positions.
     """
     if not isinstance(state, dict):
-        raise ValueError(f"not a saved layout: {type(state).__name__}, not a JSON object")
+        raise DataError(f"not a saved layout: {type(state).__name__}, not a JSON object")
     try:
         name, params = state["name"], dict(state.get("params") or {})
         raw_shape, raw_pos = list(state["shape"]), list(state["positions"])
     except (KeyError, TypeError, ValueError) as e:
-        raise ValueError(f"not a saved layout ({type(e).__name__}: {e})") from None
+        raise DataError(f"not a saved layout ({type(e).__name__}: {e})") from None
     ints = lambda xs: all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in xs)  # noqa: E731
     if not ints(raw_shape) or not ints(raw_pos):
-        raise ValueError(f"saved {name} layout is damaged: its shape and positions must be integers")
+        raise DataError(f"saved {name} layout is damaged: its shape and positions must be integers")
     shape = tuple(int(v) for v in raw_shape)
     if not 1 <= len(shape) <= 2 or min(shape) < 1 or int(np.prod(shape)) > MAX_PIXELS:
-        raise ValueError(f"saved {name} layout is damaged: image shape {list(shape)} (1 or 2 positive sizes, at most "
+        raise DataError(f"saved {name} layout is damaged: image shape {list(shape)} (1 or 2 positive sizes, at most "
                          f"{MAX_PIXELS:,} pixels)")
     if name == "embedding_2d" and params.get("shape") is not None:
         params["shape"] = tuple(params["shape"])
     try:
         layout = make_layout(name, **params)
     except TypeError as e:
-        raise ValueError(f"saved {name} layout has unknown parameters ({e})") from None
+        raise DataError(f"saved {name} layout has unknown parameters ({e})") from None
     positions = np.asarray(raw_pos, dtype=np.int64)
     size, n = int(np.prod(shape)), len(positions)
     if n < 1 or positions.min() < 0 or positions.max() >= size or len(np.unique(positions)) != n:
-        raise ValueError(f"saved {name} layout is damaged: {n} positions do not map one-to-one into {list(shape)}")
+        raise DataError(f"saved {name} layout is damaged: {n} positions do not map one-to-one into {list(shape)}")
     if state.get("n_features", n) != n:
-        raise ValueError(f"saved {name} layout is damaged: n_features {state.get('n_features')!r} but {n} positions")
+        raise DataError(f"saved {name} layout is damaged: n_features {state.get('n_features')!r} but {n} positions")
     fmap = np.full(size, -1, dtype=np.int64)
     fmap[positions] = np.arange(n)
     layout.positions_, layout.shape_ = positions, shape

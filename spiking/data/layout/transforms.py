@@ -47,6 +47,7 @@ import numbers
 import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
+from spiking.data import DataError
 
 __all__ = [
     "IdentityLayout",
@@ -75,7 +76,7 @@ def _is_int(v):
 def _check_seed(seed):
     """Return ``seed`` as an int; ``ValueError`` unless it is an integer >= 0."""
     if not _is_int(seed) or int(seed) < 0:
-        raise ValueError(
+        raise DataError(
             f"seed must be a non-negative int (numpy integers accepted), got {seed!r} "
             f"of type {type(seed).__name__}; a fixed seed keeps the layout reproducible")
     return int(seed)
@@ -109,16 +110,16 @@ def _validate_X(X, name="X", allow_empty=False):
     try:
         X = np.asarray(X, dtype=np.float32)
     except (TypeError, ValueError) as exc:
-        raise ValueError(f"{name} must be a numeric array: {exc}") from exc
+        raise DataError(f"{name} must be a numeric array: {exc}") from exc
     if X.ndim != 2:
-        raise ValueError(
+        raise DataError(
             f"{name} must be 2-D (n_samples, n_features); got shape {X.shape}")
     if (X.shape[0] < 1 and not allow_empty) or X.shape[1] < 1:
-        raise ValueError(
+        raise DataError(
             f"{name} must have at least 1 sample and 1 feature; got shape {X.shape}")
     if not np.isfinite(X).all():
         bad = int((~np.isfinite(X)).sum())
-        raise ValueError(
+        raise DataError(
             f"{name} contains {bad} non-finite value(s) (NaN or inf); "
             "impute or drop them before the layout")
     return X
@@ -196,14 +197,14 @@ class _BaseLayout(TransformerMixin, BaseEstimator):
             return
         if len(got) == len(fitted) and set(got) == set(fitted):
             i = int(np.flatnonzero(got != fitted)[0])
-            raise ValueError(
+            raise DataError(
                 f"{name} has the fitted columns in another order: column {i} is "
                 f"{got[i]!r} but was {fitted[i]!r} in fit; reorder with "
                 f"X[layout.feature_names_in_] (scikit-learn refuses another order too)")
         fitted_set, got_set = set(fitted), set(got)
         unseen = [c for c in got if c not in fitted_set]
         missing = [c for c in fitted if c not in got_set]
-        raise ValueError(
+        raise DataError(
             f"{name} columns differ from those seen in fit: first mismatch "
             + (f"{unseen[0]!r} (not seen in fit)" if unseen else f"{missing[0]!r} (missing)")
             + f"; unseen: {unseen[:5]}{'...' if len(unseen) > 5 else ''}, "
@@ -211,7 +212,7 @@ class _BaseLayout(TransformerMixin, BaseEstimator):
 
     def _check_width(self, X, name="X"):
         if X.shape[1] != self.n_features_in_:
-            raise ValueError(
+            raise DataError(
                 f"{name} has {X.shape[1]} features, but {type(self).__name__} "
                 f"was fitted with {self.n_features_in_} features")
 
@@ -248,7 +249,7 @@ class _BaseLayout(TransformerMixin, BaseEstimator):
         images = np.asarray(images, dtype=np.float32)
         size = int(np.prod(self.shape_))
         if images.ndim < 1 or images.shape[1:] not in ((1,) + self.shape_, self.shape_):
-            raise ValueError(
+            raise DataError(
                 f"images must have shape (n, 1, {', '.join(map(str, self.shape_))})"
                 f"; got {images.shape}")
         return np.ascontiguousarray(images.reshape(images.shape[0], size)[:, self.positions_])
@@ -380,7 +381,7 @@ class Correlation1DLayout(_BaseLayout):
         from scipy.spatial.distance import squareform
 
         if self.metric != "correlation":
-            raise ValueError(
+            raise DataError(
                 f"metric={self.metric!r} is not supported; use 'correlation'")
         n = X.shape[1]
         if n <= 2:
@@ -509,20 +510,20 @@ class Embedding2DLayout(_BaseLayout):
             return None
         if isinstance(shape, (str, bytes)) or not hasattr(shape, "__len__") \
                 or not hasattr(shape, "__iter__"):
-            raise ValueError(
+            raise DataError(
                 f"shape must be None or a pair (H, W) of positive ints, got {shape!r}")
         if len(shape) != 2:
-            raise ValueError(
+            raise DataError(
                 f"shape must be a pair (H, W) of positive ints, got {len(shape)} "
                 f"element(s): {tuple(shape)!r}")
         H, W = shape
         if not (_is_int(H) and _is_int(W)) or H < 1 or W < 1:
-            raise ValueError(
+            raise DataError(
                 f"shape must be a pair (H, W) of positive ints (no floats, bools or "
                 f"strings), got {tuple(shape)!r}")
         H, W = int(H), int(W)
         if H * W > MAX_PIXELS:
-            raise ValueError(
+            raise DataError(
                 f"shape={(H, W)} has {H * W} pixels, more than MAX_PIXELS={MAX_PIXELS} "
                 "(each image would take H*W*4 bytes); use a smaller grid")
         return H, W
@@ -537,11 +538,11 @@ class Embedding2DLayout(_BaseLayout):
         else:
             H, W = shape
             if H * W < n:
-                raise ValueError(
+                raise DataError(
                     f"shape={(H, W)} has {H * W} pixels, fewer than "
                     f"the {n} features; use at least {math.isqrt(n - 1) + 1}^2")
         if self.method not in ("pca", "tsne"):
-            raise ValueError(f"method={self.method!r}; valid: 'pca', 'tsne'")
+            raise DataError(f"method={self.method!r}; valid: 'pca', 'tsne'")
         F = standardized_feature_vectors(X)
         emb = np.zeros((n, 2))
         # All feature vectors identical (e.g. every column constant): nothing to embed, and t-SNE's

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import Counter
 
 import numpy as np
+from spiking.data import DataError
 
 
 def top_k_classes(y: np.ndarray, k: int) -> list[str]:
@@ -22,10 +23,10 @@ def top_k_classes(y: np.ndarray, k: int) -> list[str]:
         ValueError: ``y`` is empty or fewer than 2 classes would remain.
     """
     if len(y) == 0:
-        raise ValueError("no samples: cannot choose the most frequent classes")
+        raise DataError("no samples: cannot choose the most frequent classes")
     counts = Counter(np.asarray(y).tolist())
     ranked = sorted(counts.items(), key=lambda kv: (-kv[1], str(kv[0])))
     kept = [label for label, _ in (ranked if k <= 0 else ranked[:k])]
     if len(kept) < 2:
-        raise ValueError(f"only {len(kept)} class(es) available; classification needs at least 2")
+        raise DataError(f"only {len(kept)} class(es) available; classification needs at least 2")
     return sorted(kept)

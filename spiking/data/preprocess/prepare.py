@@ -15,6 +15,7 @@ from sklearn.pipeline import Pipeline
 from spiking.data.preprocess.classes import top_k_classes
 from spiking.data.preprocess.scaling import make_preprocessor
 from spiking.data.preprocess.split import stratified_split
+from spiking.data import DataError
 
 
 @dataclass
@@ -156,14 +157,14 @@ def load_prepared(dataset, run_dir: str | Path) -> Prepared:
     split = json.loads((run_dir / "split.json").read_text())
     pre = joblib.load(run_dir / "preprocessor.joblib")
     if list(dataset.feature_names) != split["feature_names"]:
-        raise ValueError(f"the shards' features differ from those the run {run_dir} was trained on")
+        raise DataError(f"the shards' features differ from those the run {run_dir} was trained on")
     pos = {str(s): i for i, s in enumerate(dataset.ids)}
     index = {c: i for i, c in enumerate(split["class_names"])}
     X, y, ids = {}, {}, {}
     for part, part_ids in split["ids"].items():
         missing = [s for s in part_ids if s not in pos]
         if missing:
-            raise ValueError(f"{len(missing)} {part} sample ids of run {run_dir} are not in the shards, e.g. {missing[:3]}")
+            raise DataError(f"{len(missing)} {part} sample ids of run {run_dir} are not in the shards, e.g. {missing[:3]}")
         rows = np.array([pos[s] for s in part_ids], dtype=np.int64)
         X[part] = pre.transform(dataset.X[rows]).astype(np.float32)
         y[part] = np.array([index[v] for v in dataset.y[rows]], dtype=np.int64)
@@ -177,9 +178,9 @@ def load_prepared(dataset, run_dir: str | Path) -> Prepared:
             state = json.loads(path.read_text())
             layout = layout_from_state(state)
         except ValueError as e:  # JSONDecodeError too
-            raise ValueError(f"{path}: not a usable saved layout ({e})") from None
+            raise DataError(f"{path}: not a usable saved layout ({e})") from None
         if layout.n_features_in_ != len(split["feature_names"]):
-            raise ValueError(f"{path} places {layout.n_features_in_} features, but the run has "
+            raise DataError(f"{path} places {layout.n_features_in_} features, but the run has "
                              f"{len(split['feature_names'])}")
         fitted = None if state.get("name") == "identity" else layout
     X = lay_out(X, fitted)

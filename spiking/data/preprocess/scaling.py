@@ -14,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer, MinMaxScaler, StandardScaler
+from spiking.data import DataError
 
 ZSCORE_MODES = ("feature", "sample", "none")
 
@@ -21,7 +22,7 @@ ZSCORE_MODES = ("feature", "sample", "none")
 def log2p1(x: np.ndarray) -> np.ndarray:
     """``log2(x + 1)``; input must be >= 0 (RPM or read counts)."""
     if np.nanmin(x) < 0:
-        raise ValueError("log2(x+1) needs non-negative values (RPM or counts); pass log2=False for other units")
+        raise DataError("log2(x+1) needs non-negative values (RPM or counts); pass log2=False for other units")
     return np.log2(x + 1.0)
 
 
@@ -46,7 +47,7 @@ def make_preprocessor(log2: bool = True, zscore: str = "feature") -> Pipeline:
         ValueError: unknown ``zscore`` mode.
     """
     if zscore not in ZSCORE_MODES:
-        raise ValueError(f"zscore must be one of {ZSCORE_MODES}, got {zscore!r}")
+        raise DataError(f"zscore must be one of {ZSCORE_MODES}, got {zscore!r}")
     steps = []
     if log2:
         steps.append(("log2p1", FunctionTransformer(log2p1, feature_names_out="one-to-one")))

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from sklearn.model_selection import StratifiedGroupKFold
+from spiking.data import DataError
 
 
 @dataclass(frozen=True)
@@ -56,12 +57,12 @@ def stratified_split(
     y = np.asarray(y)
     fr = np.asarray(fractions, dtype=float)
     if fr.shape != (3,) or np.any(fr <= 0) or abs(fr.sum() - 1.0) > 1e-6:
-        raise ValueError(f"fractions must be 3 positive numbers summing to 1, got {fractions}")
+        raise DataError(f"fractions must be 3 positive numbers summing to 1, got {fractions}")
     groups = np.arange(len(y)) if groups is None else np.asarray(groups)
     _, counts = np.unique(y, return_counts=True)
     need = max(int(round(1 / fr[2])), int(round((fr[0] + fr[1]) / fr[1])))
     if counts.min() < need:
-        raise ValueError(
+        raise DataError(
             f"the smallest class has {counts.min()} rows; a {fractions} split needs at least {need} per class"
         )
     all_idx = np.arange(len(y))
@@ -71,6 +72,6 @@ def stratified_split(
     for name, part in (("train", train), ("validation", val), ("test", test)):
         absent = np.setdiff1d(classes, y[part])
         if absent.size:
-            raise ValueError(f"class(es) {absent.tolist()} have no sample in the {name} part: their samples share "
+            raise DataError(f"class(es) {absent.tolist()} have no sample in the {name} part: their samples share "
                              "too few groups (check the group column, e.g. that it names patients, not cohorts)")
     return Split(train=train, val=val, test=test, seed=seed)
