@@ -24,7 +24,6 @@ from __future__ import annotations
 import fnmatch
 import os
 import re
-import shlex
 import shutil
 import socket
 import subprocess

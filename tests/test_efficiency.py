@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 import torch
 
-from spiking.specs.energy import CONVENTION, E_AC_PJ, E_MAC_PJ, energy_pj
 from spiking.evaluation.evaluate import add_energy_ratios
-from spiking.models.operations import count_operations
 from spiking.models.cnn import CNN1d, CNNArch
 from spiking.models.encoding import DELTA_THRESHOLD, ENCODINGS, LATENCY_THRESHOLD, encode
+from spiking.models.operations import count_operations
 from spiking.models.snn import SpikingCNN1d
+from spiking.specs.energy import CONVENTION, E_AC_PJ, E_MAC_PJ, energy_pj
 
 # L = 20: s1 = (20 - 3 + 1) // 2 = 9, s2 = (9 - 2 + 1) // 2 = 4, s3 = 4 - 2 + 1 = 3.
 TINY = CNNArch(w1=2, wd1=3, h1=2, w2=2, wd2=2, h2=2, w3=2, wd3=2, h3=1)

@@ -6,8 +6,8 @@ Fast (< 60 s on 2 cores): small seeded loops, batch-2 forward passes, one tiny t
 from __future__ import annotations
 
 import json
-import re
 import random
+import re
 from pathlib import Path
 
 import numpy as np

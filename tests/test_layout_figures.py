@@ -7,8 +7,7 @@ import pytest
 from sklearn.exceptions import NotFittedError
 
 from spiking.data.layout import make_layout
-from spiking.report.layout_figures import (plot_class_mean_images, plot_feature_map,
-                                    plot_sample_image)
+from spiking.report.layout_figures import plot_class_mean_images, plot_feature_map, plot_sample_image
 
 NAMES = ["identity", "square", "random", "correlation_1d", "embedding_2d"]
 

@@ -114,9 +114,9 @@ def test_evaluation_applies_the_layout_saved_with_the_network(runs, capsys):
         assert again[name]["test"] == before[name]["test"], name
 
     # Direct check: the evaluated predictions are those of the network on its own layout's images.
+    from spiking.artifacts.checkpoint import load_model, network_inputs, network_layout
     from spiking.data.ingest import load_dataset
     from spiking.data.preprocess.prepare import load_prepared
-    from spiking.artifacts.checkpoint import load_model, network_inputs, network_layout
 
     prep = load_prepared(load_dataset(runs["shards"]), d)
     model, meta = load_model(d / "cnn.pt")

@@ -25,6 +25,8 @@ import optuna
 import pytest
 import torch
 
+from spiking.artifacts.checkpoint import load_model
+from spiking.artifacts.storage import StorageError, open_storage
 from spiking.data.ingest import SHARED_TCGA, ingest
 from spiking.models import CNN1d, derive_architecture, preset, stage_lengths
 from spiking.search import (
@@ -44,8 +46,6 @@ from spiking.search.registry import (
     suggest_config,
 )
 from spiking.search.trainable import CHECKPOINT_FILE
-from spiking.artifacts.storage import StorageError, open_storage
-from spiking.artifacts.checkpoint import load_model
 
 EXPECTED = {"cnn_search", "cnn_pt1", "cnn_pt2", "snn_pt1", "snn_pt2", "snn_mse_pt1", "snn_mse_pt2", "snn_k",
             "layout_ablation"}

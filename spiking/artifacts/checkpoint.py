@@ -7,10 +7,10 @@ from pathlib import Path
 
 import torch
 
+from spiking.artifacts import ArtifactError
 from spiking.models.build import build_cnn, build_spiking_cnn
 from spiking.models.cnn import CNNArch
 from spiking.models.encoding import DELTA_THRESHOLD
-from spiking.artifacts import ArtifactError
 
 
 def input_meta(prep) -> dict:

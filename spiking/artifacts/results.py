@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+
 from spiking.artifacts import ArtifactError
 
 REQUIRED_MODEL_KEYS = ("name", "test", "parameters", "train_seconds")

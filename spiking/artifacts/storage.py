@@ -26,6 +26,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 import pyarrow.fs as pafs
+
 from spiking.errors import SpikingError
 
 DEFAULT_STORAGE = "runs/tune"

@@ -194,8 +194,8 @@ def cmd_ingest(a) -> int:
 
 
 def _train(cfg, run_dir: Path, which: str) -> None:
-    from spiking.data.preprocess.prepare import load_prepared, prepare, save_prepared
     from spiking.artifacts.checkpoint import load_model, snn_name
+    from spiking.data.preprocess.prepare import load_prepared, prepare, save_prepared
     from spiking.training.jobs import train_cnn, train_snn
 
     ds = _load_shards(cfg.data.shards)
@@ -230,12 +230,11 @@ def _train(cfg, run_dir: Path, which: str) -> None:
 
 
 def _evaluate(run_dir: Path) -> dict:
-    from spiking.specs.run import RunConfig
-    from spiking.evaluation.evaluate import evaluate_run
     from spiking.artifacts.results import dataset_block, format_table, write_results
-    from spiking.data.preprocess.prepare import load_prepared
-
     from spiking.data.ingest import locate_shards
+    from spiking.data.preprocess.prepare import load_prepared
+    from spiking.evaluation.evaluate import evaluate_run
+    from spiking.specs.run import RunConfig
 
     cfg = RunConfig.load(run_dir / "config.json")
     ds = _load_shards(locate_shards(cfg.data.shards, run_dir) or cfg.data.shards)
@@ -302,8 +301,8 @@ def _save_config(cfg, run_dir: Path) -> None:
     """Write config.json after training: the settings of the last training command, with
     ``snn.encodings`` listing every spiking network now in the run (each network's own
     settings are saved in its .pt file and shown per model in results.json)."""
-    from spiking.models.encoding import ENCODINGS
     from spiking.artifacts.checkpoint import snn_name
+    from spiking.models.encoding import ENCODINGS
 
     cfg.snn.encodings = tuple(e for e in ENCODINGS if (run_dir / f"{snn_name(e)}.pt").exists()) or cfg.snn.encodings
     cfg.save(run_dir / "config.json")

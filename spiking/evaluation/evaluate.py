@@ -9,15 +9,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from spiking.models.encoding import ENCODINGS
-from spiking.data.preprocess.prepare import split_fingerprint
 from spiking.artifacts.checkpoint import load_model, network_inputs, snn_name
+from spiking.data.preprocess.prepare import split_fingerprint
+from spiking.evaluation.baseline import evaluate_logreg, fit_logistic_regression  # noqa: F401  (evaluate_logreg re-exported)
+from spiking.evaluation.metrics import EvaluationError, classification_metrics
+from spiking.models.encoding import ENCODINGS
+from spiking.models.operations import count_operations
 from spiking.training.loop import predict
 from spiking.training.objectives import CNNObjective, SpikeCountObjective
-from spiking.evaluation.baseline import evaluate_logreg, fit_logistic_regression  # noqa: F401  (evaluate_logreg re-exported)
-from spiking.evaluation.metrics import classification_metrics
-from spiking.models.operations import count_operations
-from spiking.evaluation.metrics import EvaluationError
 
 #: Samples per forward pass when scoring; the operation count uses the same, so a rate-coded
 #: network sees the same input spikes in both passes.

@@ -55,8 +55,8 @@ import nengo_dl
 import numpy as np
 import tensorflow as tf
 
-from spiking.specs.energy import CONVENTION, E_AC_PJ, E_MAC_PJ
 from spiking.keras import KerasError
+from spiking.specs.energy import CONVENTION, E_AC_PJ, E_MAC_PJ
 
 __all__ = [
     "DT",

@@ -19,8 +19,8 @@ import numpy as np
 import tensorflow as tf
 from sklearn.metrics import balanced_accuracy_score
 
-from spiking.specs.phenotype import LearningSpec
 from spiking.keras import KerasError
+from spiking.specs.phenotype import LearningSpec
 
 __all__ = ["FitResult", "fit_keras", "save_keras", "load_keras", "as_keras_input"]
 

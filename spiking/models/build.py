@@ -12,11 +12,11 @@ from typing import Any, Mapping, Sequence
 
 from torch import nn
 
+from spiking.models import ModelError
 from spiking.models.cnn import CNN1d, CNNArch, derive_architecture, preset, stage_lengths
 from spiking.models.cnn2d import CNN2d, derive_architecture_2d, preset_2d, stage_shapes
 from spiking.models.snn import SpikingCNN1d, transfer_weights
 from spiking.models.snn2d import SpikingCNN2d, transfer_weights_2d
-from spiking.models import ModelError
 
 __all__ = ["input_shape_of", "preset_for", "derive_for", "check_arch", "build_cnn", "build_spiking_cnn",
            "transfer_weights_any", "SPIKING_TYPES", "CNN_TYPES"]

@@ -22,6 +22,7 @@ from typing import Any, Mapping
 import torch
 import torch.nn.functional as F
 from torch import nn
+
 from spiking.errors import SpikingError
 from spiking.models import ModelError
 

@@ -35,7 +35,7 @@ from typing import Any, Mapping
 import torch
 from torch import nn
 
-from spiking.specs.names import MIN_SIDE_2D
+from spiking.models import ModelError
 from spiking.models.cnn import (
     MIN_S1,
     PRESETS,
@@ -47,7 +47,7 @@ from spiking.models.cnn import (
     derive_architecture,
     stage_lengths,
 )
-from spiking.models import ModelError
+from spiking.specs.names import MIN_SIDE_2D
 
 __all__ = [
     "MIN_SIDE_2D",

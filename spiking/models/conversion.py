@@ -18,9 +18,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from spiking.models import ModelError
 from spiking.models.cnn import CNN1d
 from spiking.models.snn import SpikingCNN1d
-from spiking.models import ModelError
 
 LAYERS = ("conv1", "conv2", "conv3", "fc")
 

@@ -38,8 +38,8 @@ from __future__ import annotations
 import torch
 from snntorch import spikegen
 
-from spiking.specs.names import DELTA_THRESHOLD, ENCODINGS, check_encoding
 from spiking.models import ModelError
+from spiking.specs.names import DELTA_THRESHOLD, ENCODINGS, check_encoding
 
 __all__ = ["ENCODINGS", "DELTA_THRESHOLD", "LATENCY_THRESHOLD", "encode", "check_encoding"]
 

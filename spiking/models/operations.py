@@ -39,10 +39,10 @@ from neurobench.blocks.layer import STATELESS_LAYERS
 from neurobench.hooks.layer import LayerHook
 from neurobench.metrics.utils.layers import single_layer_MACs
 
+from spiking.models import ModelError
 from spiking.models.snn import SpikingCNN1d
 from spiking.models.snn2d import SpikingCNN2d
 from spiking.specs.energy import CONVENTION, E_AC_PJ, E_MAC_PJ
-from spiking.models import ModelError
 
 __all__ = ["count_operations", "connection_layers", "LIF_LAYERS"]
 

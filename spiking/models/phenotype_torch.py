@@ -40,8 +40,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from spiking.specs.phenotype import Phenotype, PhenotypeError, parse_phenotype
 from spiking.models import ModelError
+from spiking.specs.phenotype import Phenotype, PhenotypeError, parse_phenotype
 
 __all__ = ["PhenotypeNet", "build_torch_model", "torch_parameter_count", "same_padding", "load_keras_weights",
            "read_weights_npz"]

@@ -40,14 +40,13 @@ from typing import Any, Mapping
 
 import snntorch
 import torch
-from snntorch import surrogate
-from snntorch import SpikingNeuron
+from snntorch import SpikingNeuron, surrogate
 from torch import nn
 
-from spiking.models.cnn import CNN1d, CNNArch, coerce_arch, add_cnn_layers, stage_lengths
+from spiking.models import ModelError
+from spiking.models.cnn import CNN1d, CNNArch, add_cnn_layers, coerce_arch, stage_lengths
 from spiking.models.encoding import encode
 from spiking.specs.names import DELTA_THRESHOLD, NEURONS, check_encoding
-from spiking.models import ModelError
 
 __all__ = ["NEURONS", "SpikingCNN1d", "class_scores", "transfer_weights"]
 

@@ -22,14 +22,21 @@ from typing import Any, Mapping
 
 import numpy as np
 import torch
-from snntorch import surrogate
-from snntorch import SpikingNeuron
+from snntorch import SpikingNeuron, surrogate
 from torch import nn
 
+from spiking.models import ModelError
 from spiking.models.cnn import CNNArch, coerce_arch
 from spiking.models.cnn2d import CNN2d, add_cnn2d_layers, stage_shapes
-from spiking.models.snn import LIF_NAMES, NEURONS, SpikingCNN1d, make_neuron, run_neuron, check_neuron_settings, transfer_weights
-from spiking.models import ModelError
+from spiking.models.snn import (
+    LIF_NAMES,
+    NEURONS,
+    SpikingCNN1d,
+    check_neuron_settings,
+    make_neuron,
+    run_neuron,
+    transfer_weights,
+)
 
 __all__ = ["SpikingCNN2d", "transfer_weights_2d"]
 

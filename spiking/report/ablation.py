@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
+
 def _pct(mean, sd) -> str:
     return f"{100 * mean:.2f} ± {100 * sd:.2f}" if sd is not None else f"{100 * mean:.2f}"
 
@@ -47,9 +48,9 @@ def write_figures(rows: list[dict], networks: list[dict], prep, out: Path) -> li
     """``accuracy.png`` (test balanced accuracy per layout, mean ± sd over seeds, CNN and SNN) and, per
     layout, the feature map, the first test sample's image and the mean training image per class,
     from the layout saved with that layout's first network. Returns the files written."""
-    from spiking.report.layout_figures import plot_class_mean_images, plot_feature_map, plot_sample_image
     from spiking.artifacts.checkpoint import load_model, network_layout
     from spiking.data.layout.state import identity_state, layout_from_state
+    from spiking.report.layout_figures import plot_class_mean_images, plot_feature_map, plot_sample_image
 
     out.mkdir(parents=True, exist_ok=True)
     written = [_accuracy_figure(rows, out / "accuracy.png")]

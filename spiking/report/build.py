@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from spiking.report import figures as fg
-from spiking.report.inputs import ReportError, detect_kind, ReportInputs, is_num, read_manifest
+from spiking.report.inputs import ReportError, ReportInputs, detect_kind, is_num, read_manifest
 from spiking.report.render import PNG_MAGIC, Bullets, Image, Note, Section, Table, Text, write_report
 
 DEFAULT_CONVENTION = ("45 nm CMOS, 32-bit float (Horowitz, ISSCC 2014): MAC 4.6 pJ, AC 0.9 pJ; "
@@ -248,8 +248,8 @@ def _layout_sentence(name: str, state: dict | None, seed) -> str:
 def _section_layout(inp: ReportInputs, out: Path) -> Section:
     """The run's spatial layout: which feature sits where, one test sample's image, the class-mean
     images of the training part (no test sample is summarised beyond the one shown)."""
-    from spiking.report.layout_figures import plot_class_mean_images, plot_feature_map, plot_sample_image
     from spiking.data.layout.state import layout_from_state
+    from spiking.report.layout_figures import plot_class_mean_images, plot_feature_map, plot_sample_image
 
     sec = Section("Spatial layout")
     data = (inp.config or {}).get("data") or {}
@@ -438,11 +438,10 @@ def _section_activity(inp: ReportInputs, out: Path) -> Section | None:
                 if not hasattr(model, "trace"):
                     sec.add(Note(f"{name}: this version of SpikingCNN1d has no trace(); no raster or traces."))
                 else:
-                    from spiking.evaluation.evaluate import EVAL_BATCH, EVAL_SEED
-
                     # The first test batch with the evaluation's seed: a rate code then draws exactly
                     # the input spikes the scored prediction of this sample saw.
                     from spiking.artifacts.checkpoint import network_inputs
+                    from spiking.evaluation.evaluate import EVAL_BATCH, EVAL_SEED
 
                     x = torch.as_tensor(network_inputs(meta, prep, "test")[:EVAL_BATCH])
                     with torch.no_grad(), torch.random.fork_rng(devices=[]):

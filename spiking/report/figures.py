@@ -15,6 +15,7 @@ from typing import Mapping, Sequence
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+
 from spiking.report.inputs import ReportError
 
 DPI = 140

@@ -377,8 +377,7 @@ class ReportInputs:
                     return None
                 self._prep = load_prepared(ds, self.root)
             else:
-                from spiking.data.preprocess.prepare import prepare
-                from spiking.data.preprocess.prepare import split_fingerprint
+                from spiking.data.preprocess.prepare import prepare, split_fingerprint
 
                 d = ((self.experiment or {}).get("spec") or {}).get("data")
                 if not d:

@@ -31,6 +31,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from sklearn.utils.validation import check_is_fitted
+
 from spiking.report.inputs import ReportError
 
 __all__ = ["plot_feature_map", "plot_sample_image", "plot_class_mean_images",

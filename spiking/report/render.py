@@ -17,6 +17,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence, Union
+
 from spiking.report.inputs import ReportError
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

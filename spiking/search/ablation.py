@@ -31,7 +31,6 @@ from __future__ import annotations
 import json
 import tempfile
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -39,18 +38,14 @@ import numpy as np
 from spiking.artifacts import storage as st
 from spiking.search.registry import ABLATION_KIND as KIND  # noqa: F401  (re-exported)
 from spiking.search.registry import AblationBudget, AblationExperiment, parse_ablation  # noqa: F401  (re-exported)
-from spiking.search.tuner import EXPERIMENT_FILE, SearchError, has_experiment_state, ray_init, saved_experiment, trial_dirname
-
-
-
-
-
-
-
-
-
-
-
+from spiking.search.tuner import (
+    EXPERIMENT_FILE,
+    SearchError,
+    has_experiment_state,
+    ray_init,
+    saved_experiment,
+    trial_dirname,
+)
 
 
 # --------------------------------------------------------------------------- checks before any trial
@@ -295,8 +290,8 @@ def export_ablation(exp: AblationExperiment, b: AblationBudget, grid, *, fs, exp
     (see the module doc); ``prep`` holds the rows the networks were trained on (the logistic
     regression is fitted on the same). Prints a line per scored trial when ``verbose``.
     Raises SearchError when no trial finished."""
-    from spiking.evaluation.evaluate import add_energy_ratios, evaluate_logreg, evaluate_network
     from spiking.artifacts.results import format_table, write_results
+    from spiking.evaluation.evaluate import add_energy_ratios, evaluate_logreg, evaluate_network
 
     networks, trials = [], []
     with tempfile.TemporaryDirectory(prefix="spiking-ablation-export-") as tmp:

@@ -19,8 +19,8 @@ DEFAULT_SHARDS = "data/shards/tcga-mirna-rpm"
 
 def add_tune_parser(subparsers) -> argparse.ArgumentParser:
     """Add the ``tune`` sub-command to an ``argparse`` sub-parsers object; returns the new parser."""
-    from spiking.search.registry import BUDGETS, list_experiments
     from spiking.artifacts.storage import DEFAULT_STORAGE
+    from spiking.search.registry import BUDGETS, list_experiments
 
     names = list_experiments()
     p = subparsers.add_parser(
@@ -113,8 +113,8 @@ def cmd_ablation(a) -> int:
 
 def add_nas_parser(subparsers) -> argparse.ArgumentParser:
     """Add the ``nas`` sub-command (grammar-based architecture search, :mod:`spiking.search.evolution`)."""
-    from spiking.search.evolution import BUDGETS, DEFAULT_NAME
     from spiking.artifacts.storage import DEFAULT_STORAGE
+    from spiking.search.evolution import BUDGETS, DEFAULT_NAME
 
     p = subparsers.add_parser(
         "nas", help="grammar-based architecture search (Fast-DENSER (1+lambda) ES) of a Keras CNN (CNN_K)",

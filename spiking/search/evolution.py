@@ -54,10 +54,10 @@ import numpy as np
 
 from spiking.artifacts import storage as st
 from spiking.data.splits import flat_samples
-from spiking.search.frameworks import prepare_nengo_process
-from spiking.specs.phenotype import parse_phenotype
-from spiking.search.tuner import ray_init
 from spiking.errors import SpikingError
+from spiking.search.frameworks import prepare_nengo_process
+from spiking.search.tuner import ray_init
+from spiking.specs.phenotype import parse_phenotype
 
 DEFAULT_STORAGE = "runs/tune"
 DEFAULT_NAME = "nas"
@@ -158,8 +158,8 @@ def evaluate_individual(data: dict, job: dict) -> dict:
 
         limit_tf_threads(int(job.get("threads", 1)))
         from spiking.evaluation.metrics import classification_metrics
-        from spiking.keras.phenotype import build_keras_model, compile_model
         from spiking.keras.fit import fit_keras, load_keras, save_keras
+        from spiking.keras.phenotype import build_keras_model, compile_model
 
         if row["id"] in (os.environ.get(FAIL_IDS_VAR) or "").split(","):
             raise RuntimeError(f"failure injected by {FAIL_IDS_VAR}")
@@ -280,10 +280,10 @@ def run_nas(*, shards: str, storage: str | None = None, name: str = DEFAULT_NAME
         before an individual trains, with the reason.
     """
     prepare_nengo_process()
+    from spiking.data.preprocess.prepare import split_fingerprint
     from spiking.search.data import load_split
     from spiking.search.genotype import Individual, MutationRates, Structure, mutate, pareto_front, random_individual
     from spiking.search.grammar import Grammar
-    from spiking.data.preprocess.prepare import split_fingerprint
 
     t0 = time.perf_counter()
     s = settings or NASSettings(**{k: v for k, v in BUDGETS["smoke"].items()})
@@ -529,11 +529,11 @@ def lineage_seconds(rows: list[dict], row: dict) -> float:
 def _score_on_test(fs, folder: str, best: dict, prep, rows: list[dict], meta: dict, dataset_info: dict,
                    front: list[dict]) -> dict:
     """Score the best network ONCE on the test split beside the logistic regression; write results."""
-    from spiking.evaluation.baseline import evaluate_logreg
-    from spiking.specs.energy import CONVENTION, E_MAC_PJ
-    from spiking.evaluation.metrics import classification_metrics
     from spiking.artifacts.results import format_table, write_results
+    from spiking.evaluation.baseline import evaluate_logreg
+    from spiking.evaluation.metrics import classification_metrics
     from spiking.keras.fit import load_keras
+    from spiking.specs.energy import CONVENTION, E_MAC_PJ
 
     with tempfile.TemporaryDirectory(prefix="spiking-nas-") as tmp:
         local = Path(tmp) / "best_model.keras"

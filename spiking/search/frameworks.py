@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+
 from spiking.errors import SpikingError
 
 HINTS = {

@@ -35,9 +35,9 @@ import random
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Iterable, Mapping
 
+from spiking.errors import SpikingError
 from spiking.search.grammar import DerivationError, Grammar
 from spiking.specs.phenotype import Phenotype, PhenotypeError, parse_phenotype
-from spiking.errors import SpikingError
 
 __all__ = [
     "GenotypeError",

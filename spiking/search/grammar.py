@@ -45,6 +45,7 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any, Union
+
 from spiking.errors import SpikingError
 
 __all__ = [

@@ -42,8 +42,8 @@ from dataclasses import dataclass, field
 from importlib import resources
 from typing import TYPE_CHECKING, Any
 
-from spiking.specs.names import NENGO_NEURONS  # noqa: F401  (re-exported)
 from spiking.errors import SpikingError
+from spiking.specs.names import NENGO_NEURONS  # noqa: F401  (re-exported)
 
 # The torch models (CNN_PT and its snnTorch version) are imported inside the functions that check
 # cnn/snn configs, so that this module also imports in the Keras/NengoDL environment (no torch).

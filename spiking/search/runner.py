@@ -36,6 +36,8 @@ import numpy as np
 import torch
 
 from spiking.artifacts import storage as st
+from spiking.data.splits import subset_train  # noqa: F401  (re-exported)
+from spiking.search.data import load_data
 from spiking.search.registry import (
     METRIC,
     Budget,
@@ -45,23 +47,26 @@ from spiking.search.registry import (
     load_experiment,
     validate_space,
 )
-from spiking.data.splits import subset_train  # noqa: F401  (re-exported)
-from spiking.search.data import load_data
+from spiking.search.trainable import CHECKPOINT_FILE, FAIL_AT_EPOCH_VAR, train_trial
 from spiking.search.tuner import (  # noqa: F401  (re-exported)
     TRADEOFF_TOLERANCE,
-    SearchError, public_trial, build_tuner, fit_trials, has_experiment_state, pick_best, pick_tradeoff, saved_experiment,
+    SearchError,
+    build_tuner,
+    fit_trials,
+    has_experiment_state,
+    pick_best,
+    pick_tradeoff,
+    public_trial,
+    saved_experiment,
 )
-from spiking.search.trainable import CHECKPOINT_FILE, FAIL_AT_EPOCH_VAR, train_trial
 
 BEST_MODEL = "best_model.pt"
 TRADEOFF_MODEL = "tradeoff_model.pt"
 #: Validation rows on which each trial's energy per inference is estimated.
 EFFICIENCY_ROWS = 256
 NORMALIZE_ROWS = 1000
-from spiking.search.tuner import EXPERIMENT_FILE  # noqa: E402,F401  (re-exported)
-
-
 from spiking.data.preprocess.prepare import split_digest, split_fingerprint  # noqa: E402  (re-exported)
+from spiking.search.tuner import EXPERIMENT_FILE  # noqa: E402,F401  (re-exported)
 
 
 # --------------------------------------------------------------------------- data
@@ -174,8 +179,8 @@ def trial_efficiency(trials: list[dict], prep, max_rows: int = EFFICIENCY_ROWS) 
     """Add ``efficiency`` (energy per inference in pJ, MACs, SynOps, num_steps, encoding) to every
     trial with a checkpoint, counted on the first ``max_rows`` validation rows
     (:func:`spiking.models.operations.count_operations`; the test split is not touched)."""
-    from spiking.models.operations import count_operations
     from spiking.artifacts.checkpoint import model_from_checkpoint
+    from spiking.models.operations import count_operations
 
     X = prep.X["val"][:max_rows]
     for t in trials:
@@ -197,9 +202,9 @@ def export_and_evaluate(exp: Experiment, b: Budget, trials: list[dict], *, fs, r
     Every trial's energy per inference is estimated on validation rows (:func:`trial_efficiency`,
     written to trials.json); the exported networks' ``efficiency`` is counted on test, and for a
     weight-transfer SNN search the energy ratio is taken against the source CNN."""
+    from spiking.artifacts.results import format_table, write_results
     from spiking.evaluation.evaluate import add_energy_ratios, evaluate_logreg, evaluate_network
     from spiking.models.operations import count_operations
-    from spiking.artifacts.results import format_table, write_results
 
     exp_dir = st.join(fs, root, exp.name)
     trial_efficiency(trials, prep)

@@ -41,10 +41,11 @@ from spiking.artifacts import storage as st
 from spiking.data.splits import flat_samples
 from spiking.search.frameworks import prepare_nengo_process
 from spiking.search.registry import METRIC, load_experiment, validate_space
-from spiking.search.tuner import SearchError, public_trial, fit_trials, pick_best, pick_tradeoff
+from spiking.search.tuner import SearchError, fit_trials, pick_best, pick_tradeoff, public_trial
 
 SOURCE_MODEL = "best_model.keras"
 from spiking.search.tuner import EXPERIMENT_FILE  # noqa: E402,F401  (re-exported)
+
 #: Samples per NengoDL simulator minibatch.
 MINIBATCH = 50
 
@@ -192,8 +193,8 @@ def run_snn_k(name: str = "snn_k", *, shards: str, budget: str = "smoke", storag
         experiment before a trial starts, with the reason.
     """
     prepare_nengo_process()
-    from spiking.search.data import load_split
     from spiking.data.preprocess.prepare import split_fingerprint
+    from spiking.search.data import load_split
 
     t0 = time.perf_counter()
     exp = load_experiment(name)
@@ -304,11 +305,11 @@ def run_snn_k(name: str = "snn_k", *, shards: str, budget: str = "smoke", storag
 
 def _export(exp, b, trials, *, fs, exp_dir, model, prep, dataset_info, seed, meta, source_label,
             source_seconds) -> dict:
-    from spiking.evaluation.baseline import evaluate_logreg
-    from spiking.specs.energy import CONVENTION, E_MAC_PJ
-    from spiking.evaluation.metrics import classification_metrics
     from spiking.artifacts.results import format_table, write_results
+    from spiking.evaluation.baseline import evaluate_logreg
+    from spiking.evaluation.metrics import classification_metrics
     from spiking.keras.conversion import plot_layer_activity
+    from spiking.specs.energy import CONVENTION, E_MAC_PJ
 
     best = pick_best(trials)
     tradeoff = pick_tradeoff(trials, best, steps_key="n_steps")

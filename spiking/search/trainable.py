@@ -36,11 +36,11 @@ import torch
 from spiking.artifacts.checkpoint import save_network
 from spiking.models.build import build_cnn, derive_for, preset_for
 from spiking.models.cnn import CNNArch
+from spiking.search.registry import CNN_SEARCH_PARAMS
 from spiking.specs.names import DELTA_THRESHOLD
 from spiking.specs.train import TrainConfig
 from spiking.training.jobs import build_network
 from spiking.training.loop import train
-from spiking.search.registry import CNN_SEARCH_PARAMS
 
 CHECKPOINT_FILE = "checkpoint.pt"
 #: Fault injection for testing recovery: when this variable is set (to N) in the driver's environment, every

@@ -11,8 +11,8 @@ import os
 import numpy as np
 
 from spiking.artifacts import storage as st
-from spiking.search.registry import METRIC, Budget, Experiment, clean_config, suggest_config
 from spiking.errors import SpikingError
+from spiking.search.registry import METRIC, Budget, Experiment, clean_config, suggest_config
 
 TRADEOFF_TOLERANCE = 0.01  # 1 percentage point of balanced accuracy
 

@@ -41,6 +41,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from typing import Any
+
 from spiking.errors import SpikingError
 
 __all__ = [

@@ -16,14 +16,14 @@ from pathlib import Path
 
 import torch
 
-from spiking.models.cnn import CNNArch
-from spiking.models.build import build_cnn, build_spiking_cnn, preset_for, transfer_weights_any
-from spiking.models.conversion import activation_scales, normalize_weights
 from spiking.artifacts.checkpoint import input_meta, network_meta, save_network, snn_name
 from spiking.data.preprocess.prepare import split_fingerprint
+from spiking.models.build import build_cnn, build_spiking_cnn, preset_for, transfer_weights_any
+from spiking.models.cnn import CNNArch
+from spiking.models.conversion import activation_scales, normalize_weights
+from spiking.training import TrainingError
 from spiking.training.loop import History, train
 from spiking.training.objectives import CNNObjective, SpikeCountObjective
-from spiking.training import TrainingError
 
 NORMALIZE_ROWS = 1000  # training rows used to measure activation percentiles
 

@@ -19,8 +19,8 @@ from sklearn.metrics import balanced_accuracy_score
 from torch.utils.data import DataLoader, TensorDataset
 from tqdm.auto import tqdm
 
-from spiking.training.reproducibility import resolve_device, seed_everything
 from spiking.specs.train import TrainConfig  # noqa: F401  (re-exported; torch-free for spiking.specs.run)
+from spiking.training.reproducibility import resolve_device, seed_everything
 
 
 @dataclass

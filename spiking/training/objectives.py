@@ -14,6 +14,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from snntorch import functional as SF
+
 from spiking.training import TrainingError
 
 

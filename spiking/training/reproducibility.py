@@ -7,6 +7,7 @@ import random
 
 import numpy as np
 import torch
+
 from spiking.training import TrainingError
 
 DEVICES = ("auto", "cpu", "cuda")

@@ -69,9 +69,9 @@ def prepared(tcga_subset, tmp_path_factory):
 @pytest.fixture(scope="session")
 def trained(prepared):
     """:data:`TRAINED_PHENOTYPE` trained with fit_keras on the real subset (a few seconds)."""
+    from spiking.keras.fit import fit_keras
     from spiking.keras.phenotype import build_keras_model, compile_model
     from spiking.specs.phenotype import parse_phenotype
-    from spiking.keras.fit import fit_keras
 
     ph = parse_phenotype(TRAINED_PHENOTYPE)
     model = compile_model(build_keras_model(ph, prepared["L"], 5, seed=0), ph.learning)

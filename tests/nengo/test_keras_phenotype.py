@@ -7,9 +7,9 @@ import pytest
 import tensorflow as tf
 
 from spiking.evaluation.metrics import classification_metrics
+from spiking.keras.fit import as_keras_input, fit_keras, load_keras, save_keras
 from spiking.keras.phenotype import build_keras_model, compile_model, make_optimizer
 from spiking.specs.phenotype import PhenotypeError, parse_phenotype
-from spiking.keras.fit import as_keras_input, fit_keras, load_keras, save_keras
 
 LEARN = "learning:adam lr:0.001 beta1:0.9 beta2:0.999 decay:0.0 early_stop:3 batch_size:16"
 

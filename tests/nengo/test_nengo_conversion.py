@@ -8,11 +8,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from spiking.specs.energy import E_AC_PJ, E_MAC_PJ
 from spiking.evaluation.metrics import classification_metrics
-from spiking.keras.conversion import (NEURON_TYPES, convert, count_synops, inference_model,
-                                             plot_layer_activity, simulate)
+from spiking.keras.conversion import NEURON_TYPES, convert, count_synops, inference_model, plot_layer_activity, simulate
 from spiking.keras.phenotype import build_keras_model
+from spiking.specs.energy import E_AC_PJ, E_MAC_PJ
 from spiking.specs.phenotype import parse_phenotype
 
 LEARN = "learning:adam lr:0.001 beta1:0.9 beta2:0.999 decay:0.0 early_stop:3 batch_size:16"
