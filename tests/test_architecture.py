@@ -174,3 +174,17 @@ def test_the_checks_see_a_violation(tmp_path, monkeypatch):
     assert "spiking.data.preprocess.prepare" in found
     assert any(mod.startswith("spiking.") for mod, _, _ in _imports(PKG / "search" / "runner.py"))
     assert _layer("spiking.cli.main")[0] > _layer("spiking.data.ingest.shards")[0]
+
+
+def test_module_docstrings_are_short():
+    """Longer explanations belong in the README or docs/ (docs/modules.md)."""
+    long = [m for m, p in MODULES.items()
+            if (ast.get_docstring(ast.parse(p.read_text(encoding="utf-8")), clean=False) or "").count("\n") >= 12]
+    assert not long, f"module docstrings over 12 lines: {long}"
+
+
+def test_the_readme_names_every_layer():
+    readme = (PKG.parent / "README.md").read_text(encoding="utf-8")
+    section = readme[readme.index("## Architecture"):]
+    missing = [pkg for layer in spiking.LAYERS for pkg in layer if pkg.split(".")[-1] not in section]
+    assert not missing, f"README's Architecture section does not name {missing}"

@@ -617,13 +617,13 @@ def _fake_snn_k(root: Path, *, activity: bool = True) -> Path:
     d.mkdir(parents=True)
     keras = str(root / "nas" / "best_model.keras")
 
-    def snn(role: str, n_steps: int, scale: float, synapse: float, rates: dict) -> dict:
+    def snn(role: str, num_steps: int, scale: float, synapse: float, rates: dict) -> dict:
         notes = SNNK_NOTES + [f"conv_1: Conv1D 4 filters -> RegularSpiking spiking neurons (firing rates x{scale:g})"]
         return {"name": f"snn_k:{role}", "test": _metrics(3, rng), "parameters": 500, "train_seconds": 0.0,
-                "snn": {"framework": "nengo-dl", "neuron": "RegularSpiking", "synapse": synapse, "n_steps": n_steps,
+                "snn": {"framework": "nengo-dl", "neuron": "RegularSpiking", "synapse": synapse, "num_steps": num_steps,
                         "scale_firing_rates": scale},
                 "firing_rates_hz": rates, "mean_firing_rate_hz": float(np.mean(list(rates.values()))),
-                "efficiency": {"macs": 1000, "synops": 2.0e5, "energy_pj": 1.9e5, "n_steps": n_steps,
+                "efficiency": {"macs": 1000, "synops": 2.0e5, "energy_pj": 1.9e5, "num_steps": num_steps,
                                "encoding": "direct", "energy_ratio_vs_cnn": 0.8, "convention": CONVENTION},
                 "conversion_notes": notes,
                 "search": {"trial_id": "k1" if role == "best" else "k0", "config": {}}}
@@ -634,18 +634,18 @@ def _fake_snn_k(root: Path, *, activity: bool = True) -> Path:
               snn("tradeoff", 10, 1000, 0.0, {"conv_1": 404.0, "conv_2": 145.0}),
               {"name": "logreg", "test": _metrics(3, rng), "parameters": 30, "train_seconds": 0.1}]
     steps, accs = [10, 60, 120, 30, 90], [0.95, 0.97, 0.96, 0.40, 0.20]
-    trials = [{"trial_id": f"k{i}", "config": {"neuron": "RegularSpiking", "synapse": 0.005, "n_steps": s,
+    trials = [{"trial_id": f"k{i}", "config": {"neuron": "RegularSpiking", "synapse": 0.005, "num_steps": s,
                                                "scale_firing_rates": 300},
                "error": None, "best_val_balanced_accuracy": a,
                "val": {"val_accuracy": a, "mean_firing_rate_hz": 80.0, "energy_pj": 3.0e3 * s, "synops": 3.0e3 * s,
                        "rows": 30}}
               for i, (s, a) in enumerate(zip(steps, accs))]
-    best_cfg = {"neuron": "RegularSpiking", "synapse": 0.005, "n_steps": 60, "scale_firing_rates": 300}
+    best_cfg = {"neuron": "RegularSpiking", "synapse": 0.005, "num_steps": 60, "scale_firing_rates": 300}
     results = {"dataset": {"classes": classes, "shards": str(root / "no-shards"), "n_samples": 90, "n_features": 50},
                "split": {"sizes": {"train": 60, "val": 10, "test": 20}, "seed": 42}, "models": models,
                "search": {"n_trials": 5, "n_errors": 0, "n_stopped_early": 0,
                           "best": {"trial_id": "k1", "config": best_cfg, "notes": SNNK_NOTES},
-                          "tradeoff": {"trial_id": "k0", "config": {**best_cfg, "n_steps": 10}}}}
+                          "tradeoff": {"trial_id": "k0", "config": {**best_cfg, "num_steps": 10}}}}
     (d / "results.json").write_text(json.dumps(results))
     (d / "trials.json").write_text(json.dumps(trials))
     (d / "experiment.json").write_text(json.dumps({
@@ -683,13 +683,25 @@ def test_snn_k_report_shows_the_conversion_not_missing_networks(tmp_path):
     assert md.count(f"- {SNNK_NOTES[0]}") == 1
     assert "- conv_1: Conv1D 4 filters -> RegularSpiking spiking neurons (firing rates x300)" in md
     assert "<ul><li>" in page.read_text()
-    assert "(trials.json val.energy_pj)" in md and "against its n_steps" in md
+    assert "(trials.json val.energy_pj)" in md and "against its num_steps" in md
     rows = _summary_rows(md)
     assert [r[0].split(" ")[0] for r in rows] == ["cnn_k", "snn_k:best", "snn_k:tradeoff", "logreg"]
     assert "NengoDL conversion: RegularSpiking, 60 steps, synapse 0.005 s, firing rates x300" in rows[1][0]
     assert "no synapse filter" in rows[2][0]
     assert rows[1][5] == "0 (converted)" and rows[0][5] == "12.0"
     assert rows[1][6] == "200k SynOps + 1k MACs"
+
+
+def test_snn_k_folders_written_before_the_num_steps_rename_still_report(tmp_path):
+    d = _fake_snn_k(tmp_path)
+    for f in d.glob("*.json"):  # NengoDL's name, as snn_k folders recorded it before
+        f.write_text(f.read_text().replace('"num_steps"', '"n_steps"'))
+    build_report(d, tmp_path / "out")
+    md = (tmp_path / "out" / "report.md").read_text()
+    assert "tradeoff_num_steps.png" in _md_images(md)
+    rows = _summary_rows(md)
+    assert "NengoDL conversion: RegularSpiking, 60 steps, synapse 0.005 s" in rows[1][0]
+    assert "None steps" not in md and "? steps" not in md
 
 
 def test_snn_k_firing_rates_are_drawn_in_hz(tmp_path, monkeypatch):

@@ -133,8 +133,8 @@ def test_snn_k_file_is_checked_like_the_others():
     with pytest.raises(ExperimentError, match="neuron must be one of"):
         validate_space(parse_experiment("x", bad), "paper", 1046, 10)
     bad = json.loads(json.dumps(raw))
-    bad["space"]["n_steps"]["values"] = [0, 10]
-    with pytest.raises(ExperimentError, match="n_steps"):
+    bad["space"]["num_steps"]["values"] = [0, 10]
+    with pytest.raises(ExperimentError, match="num_steps"):
         validate_space(parse_experiment("x", bad), "paper", 1046, 10)
     bad = json.loads(json.dumps(raw))
     del bad["environment"]  # a NengoDL experiment cannot run in the torch environment

@@ -1,20 +1,6 @@
 """Where searches keep their trials, checkpoints and results: a local folder or S3.
 
-``resolve_storage(uri)`` maps
-
-* ``None`` -> the local folder ``runs/tune`` (relative to the working directory),
-* a path or ``file://`` URI -> that local folder (made absolute),
-* ``s3://bucket/prefix`` -> ``pyarrow.fs.S3FileSystem`` configured from the
-  environment: ``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY`` (and
-  ``AWS_SESSION_TOKEN``), region from ``AWS_REGION`` or ``AWS_DEFAULT_REGION``,
-  endpoint from ``SPIKING_S3_ENDPOINT`` or ``AWS_ENDPOINT_URL`` (e.g.
-  ``http://127.0.0.1:9000`` for MinIO; an ``http://`` endpoint selects plain HTTP),
-
-and returns ``(filesystem, path)`` for ``ray.tune.RunConfig(storage_path=path,
-storage_filesystem=filesystem)``. :func:`open_storage` also checks that the
-location is reachable and writable (writes, reads back and deletes a probe
-file) and raises :class:`StorageError` with the reason otherwise, so a search
-never starts with nowhere to put its checkpoints.
+Details: docs/modules.md, section ``spiking.artifacts.storage``.
 """
 
 from __future__ import annotations

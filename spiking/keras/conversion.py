@@ -1,45 +1,6 @@
 """Keras phenotype CNN -> spiking network with NengoDL, its simulation, synaptic operations and figure.
 
-Pipeline (the study's second one): a Keras CNN built from a grammar-search phenotype
-(:mod:`spiking.keras.phenotype`), trained with :mod:`spiking.keras.fit`, is
-converted with ``nengo_dl.Converter`` (NengoDL docs, "Converting a Keras model to a spiking
-neural network"): every ReLU layer becomes a population of spiking neurons, every weight
-layer a Nengo transform, and the network is run for ``n_steps`` time steps of ``dt = 1 ms``
-with the input presented (constant) at every step.
-
-How each Keras layer kind of a phenotype network converts (NengoDL 3.6, Nengo 3.2,
-``allow_fallback=True, inference_only=True``), as :func:`convert` reports in ``notes``:
-
-=================================  =========================================================
-Conv1D (any stride, valid/same)    native ``nengo.Convolution`` transform (+ shared bias)
-Dense                              native dense transform (+ bias)
-activation relu                    neurons (``RectifiedLinear`` swapped for the chosen spiking type)
-activation linear                  passthrough ``nengo.Node`` (real-valued output)
-activation sigmoid                 ``nengo.Sigmoid(tau_ref=1)`` RATE neurons (not spiking)
-AveragePooling1D valid             native (convolution with weights 1/k)
-AveragePooling1D same              TensorFlow fallback ``TensorNode`` (TF does not count the padded
-                                   cells in the average; a convolution cannot express that)
-MaxPooling1D                       replaced by average pooling (``max_to_avg_pool=True``), then as
-                                   above; with ``max_to_avg_pool=False`` a TensorFlow fallback node
-BatchNormalization                 folded into a fixed per-channel scale + bias (``inference_only``)
-Dropout                            removed before conversion (identity at inference; NengoDL has no
-                                   Dropout converter and would add a fallback ``TensorNode``)
-Flatten                            no-op (Nengo signals are flat vectors)
-=================================  =========================================================
-
-Fallback ``TensorNode`` s compute with TensorFlow, not neurons: they run only in the NengoDL
-simulator and do not spike. NengoDL connects spiking neurons to a fallback node WITHOUT the
-synapse it puts on native connections; :func:`convert` adds the synapse there too, so that the
-fallback node sees the same filtered spike trains a native layer would.
-
-Firing-rate scaling (Rueckauer et al., "Conversion of continuous-valued deep networks to
-efficient event-driven networks for image classification", Front. Neurosci. 2017; NengoDL's
-``scale_firing_rates``): a neuron's input is multiplied by ``s`` and its spike amplitude
-divided by ``s``; for (spiking) ReLUs the expected output is unchanged but the neuron fires
-``s`` times as often, so the spike-count quantisation noise shrinks. A spike is an output of
-``amplitude / dt`` during one step, so spikes = output * dt / amplitude.
-
-This module imports TensorFlow, Nengo and NengoDL (environment ``.venv-nengo``); never torch.
+Details: docs/modules.md, section ``spiking.keras.conversion``.
 """
 
 from __future__ import annotations
@@ -350,14 +311,14 @@ class SimResult:
     """Outputs and activity of a simulation (:func:`simulate`).
 
     Attributes:
-        logits: float32 ``(N, n_steps, n_classes)``, the output node's value at every step.
+        logits: float32 ``(N, num_steps, n_classes)``, the output node's value at every step.
         predictions: int64 ``(N,)``, argmax of the logits averaged over the last ``readout_steps`` steps.
         readout_steps: number of final steps averaged for ``predictions``.
-        n_steps: time steps simulated per sample; ``dt``: step in seconds.
+        num_steps: time steps simulated per sample; ``dt``: step in seconds.
         firing_rates_hz: ReLU layer name -> mean firing rate (Hz) over its neurons, steps and
             samples (empty unless ``probe_layers``). In rate mode, the rate neurons' rate.
         spikes_per_inference: layer name -> spikes of the whole layer per sample (summed over
-            neurons and steps, mean over samples). In rate mode: the expected count ``rate*dt*n_steps``.
+            neurons and steps, mean over samples). In rate mode: the expected count ``rate*dt*num_steps``.
         spikes_per_neuron: layer name -> float ``(n_neurons,)``, spikes of each neuron per sample
             (mean over samples), neurons in the layer's flattened channels-last order (position*C + channel).
         spiking: layer name -> whether the layer's neurons spike.
@@ -366,7 +327,7 @@ class SimResult:
     logits: np.ndarray
     predictions: np.ndarray
     readout_steps: int
-    n_steps: int
+    num_steps: int
     dt: float = DT
     firing_rates_hz: dict = field(default_factory=dict)
     spikes_per_inference: dict = field(default_factory=dict)
@@ -387,10 +348,10 @@ def _as_2d(x: np.ndarray) -> np.ndarray:
     return x
 
 
-def _run(conversion: Conversion, x2d: np.ndarray, n_steps: int, minibatch_size: int, probe_layers: bool,
+def _run(conversion: Conversion, x2d: np.ndarray, num_steps: int, minibatch_size: int, probe_layers: bool,
          keep_steps: bool, seed: int):
-    """Simulate; returns logits (N, n_steps, C) and, per ReLU layer, spike counts per sample and neuron
-    (N, n_neurons) or, with keep_steps, per step (N, n_steps, n_neurons)."""
+    """Simulate; returns logits (N, num_steps, C) and, per ReLU layer, spike counts per sample and neuron
+    (N, n_neurons) or, with keep_steps, per step (N, num_steps, n_neurons)."""
     n = x2d.shape[0]
     if x2d.shape[1] != conversion.input_node.size_out:
         raise KerasError(f"x has {x2d.shape[1]} features, the network takes {conversion.input_node.size_out}")
@@ -414,8 +375,8 @@ def _run(conversion: Conversion, x2d: np.ndarray, n_steps: int, minibatch_size: 
             sim = nengo_dl.Simulator(net, minibatch_size=mb, dt=DT, seed=seed, progress_bar=False)
         with sim:
             for start in range(0, len(xs), mb):
-                batch = np.repeat(xs[start:start + mb, None, :], n_steps, axis=1)
-                out = sim.predict_on_batch({conversion.input_node: batch}, n_steps=n_steps)
+                batch = np.repeat(xs[start:start + mb, None, :], num_steps, axis=1)
+                out = sim.predict_on_batch({conversion.input_node: batch}, n_steps=num_steps)  # NengoDL's name
                 logits.append(np.asarray(out[conversion.output_probe], np.float32))
                 for name, probe in probes.items():
                     # output is amplitude/dt per spike (rate neurons: amplitude * rate)
@@ -428,23 +389,23 @@ def _run(conversion: Conversion, x2d: np.ndarray, n_steps: int, minibatch_size: 
     return logits, {name: np.concatenate(v)[:n] for name, v in counts.items()}
 
 
-def simulate(conversion: Conversion, x: np.ndarray, *, n_steps: int, minibatch_size: int = 32,
+def simulate(conversion: Conversion, x: np.ndarray, *, num_steps: int, minibatch_size: int = 32,
              probe_layers: bool = False, readout_steps: int = 10, seed: int = 0) -> SimResult:
-    """Run the converted network on samples, each presented for ``n_steps`` steps of 1 ms.
+    """Run the converted network on samples, each presented for ``num_steps`` steps of 1 ms.
 
-    Each sample ``x[i]`` is tiled over time (input ``(N, n_steps, L)``) and simulated from the
+    Each sample ``x[i]`` is tiled over time (input ``(N, num_steps, L)``) and simulated from the
     initial state (``nengo_dl.Simulator``, ``progress_bar=False``). The prediction is the argmax
-    of the logits averaged over the last ``min(readout_steps, n_steps)`` steps: averaging a few
+    of the logits averaged over the last ``min(readout_steps, num_steps)`` steps: averaging a few
     steps smooths the spike noise left after the synapse (the NengoDL example reads only the
     last step, ``readout_steps=1``).
 
     Args:
         conversion: from :func:`convert`.
         x: float ``(N, L)`` (or ``(N, 1, L)`` / ``(N, L, 1)``), scaled as in training ([0, 1]).
-        n_steps: time steps per sample (>= 1).
+        num_steps: time steps per sample (>= 1).
         minibatch_size: samples simulated together; ``N`` is padded to a multiple of it internally.
         probe_layers: also measure the activity of every ReLU layer (firing rates, spike counts).
-            Memory per minibatch: ``minibatch_size * n_steps * n_neurons`` floats.
+            Memory per minibatch: ``minibatch_size * num_steps * n_neurons`` floats.
         readout_steps: number of final steps averaged for the prediction (>= 1).
         seed: simulator seed (initial membrane voltages of the spiking neurons, Poisson spikes); also
             seeds TensorFlow's and numpy's global generators, which NengoDL uses too, so that the
@@ -454,21 +415,21 @@ def simulate(conversion: Conversion, x: np.ndarray, *, n_steps: int, minibatch_s
         :class:`SimResult`.
 
     Raises:
-        ValueError: bad shapes (wrong ``L``), ``n_steps < 1`` or ``readout_steps < 1``.
+        ValueError: bad shapes (wrong ``L``), ``num_steps < 1`` or ``readout_steps < 1``.
     """
-    if n_steps < 1 or readout_steps < 1:
-        raise KerasError(f"n_steps and readout_steps must be >= 1, got {n_steps}, {readout_steps}")
+    if num_steps < 1 or readout_steps < 1:
+        raise KerasError(f"num_steps and readout_steps must be >= 1, got {num_steps}, {readout_steps}")
     x2d = _as_2d(x)
-    logits, counts = _run(conversion, x2d, int(n_steps), minibatch_size, probe_layers, False, seed)
-    k = min(int(readout_steps), int(n_steps))
+    logits, counts = _run(conversion, x2d, int(num_steps), minibatch_size, probe_layers, False, seed)
+    k = min(int(readout_steps), int(num_steps))
     preds = logits[:, -k:, :].mean(axis=1).argmax(axis=1).astype(np.int64)
-    res = SimResult(logits=logits, predictions=preds, readout_steps=k, n_steps=int(n_steps),
+    res = SimResult(logits=logits, predictions=preds, readout_steps=k, num_steps=int(num_steps),
                     spiking=dict(conversion.spiking))
     for name, c in counts.items():  # c: (N, n_neurons) spikes per sample and neuron
         per_neuron = c.mean(axis=0)
         res.spikes_per_neuron[name] = per_neuron
         res.spikes_per_inference[name] = float(per_neuron.sum())
-        res.firing_rates_hz[name] = float(per_neuron.mean() / (n_steps * DT))
+        res.firing_rates_hz[name] = float(per_neuron.mean() / (num_steps * DT))
     return res
 
 
@@ -620,7 +581,7 @@ def count_synops(model, spikes_per_neuron: Mapping[str, np.ndarray | float]) -> 
 # --------------------------------------------------------------------------------------------- figure
 
 
-def plot_layer_activity(model: tf.keras.Model, x_one_sample: np.ndarray, *, scales=(1, 300), n_steps: int = 100,
+def plot_layer_activity(model: tf.keras.Model, x_one_sample: np.ndarray, *, scales=(1, 300), num_steps: int = 100,
                         path, neuron: str = "SpikingRectifiedLinear", synapse: float | None = 0.005,
                         class_names: list[str] | None = None,
                         n_show: int = 30, seed: int = 0) -> Path:
@@ -637,7 +598,7 @@ def plot_layer_activity(model: tf.keras.Model, x_one_sample: np.ndarray, *, scal
         model: trained Keras chain model (see :func:`convert`).
         x_one_sample: float ``(L,)`` (or ``(1, L)``, ``(L, 1)``, ``(1, 1, L)``), one scaled sample.
         scales: firing-rate scales, one column each.
-        n_steps: time steps (1 ms) simulated.
+        num_steps: time steps (1 ms) simulated.
         path: PNG file to write (parent folders are created).
         neuron, synapse: as in :func:`convert`.
         class_names: legend of the logits (TCGA cohorts); default ``class 0..``.
@@ -666,8 +627,8 @@ def plot_layer_activity(model: tf.keras.Model, x_one_sample: np.ndarray, *, scal
         conv = convert(model, neuron=neuron, scale_firing_rates=s, synapse=synapse)
         if not conv.neuron_layers:
             raise KerasError("the model has no ReLU layer: nothing spikes")
-        logits, counts = _run(conv, x, int(n_steps), 1, True, True, seed)
-        runs.append((s, conv, logits[0], {k: v[0] for k, v in counts.items()}))  # (n_steps, n_neurons)
+        logits, counts = _run(conv, x, int(num_steps), 1, True, True, seed)
+        runs.append((s, conv, logits[0], {k: v[0] for k, v in counts.items()}))  # (num_steps, n_neurons)
     layer_names = list(runs[0][1].neuron_layers)
     ref = runs[int(np.argmax(scales))][3]
     shown = {}
@@ -677,15 +638,15 @@ def plot_layer_activity(model: tf.keras.Model, x_one_sample: np.ndarray, *, scal
     fig = Figure(figsize=(5.0 * len(scales), 2.2 * (len(layer_names) + 1)), constrained_layout=True)
     FigureCanvasAgg(fig)
     axes = fig.subplots(len(layer_names) + 1, len(scales), squeeze=False)
-    t = (np.arange(n_steps) + 1) * DT * 1000.0  # ms
+    t = (np.arange(num_steps) + 1) * DT * 1000.0  # ms
     for col, (s, conv, logits, counts) in enumerate(runs):
         for row, name in enumerate(layer_names):
             ax = axes[row][col]
             c = counts[name]
-            rate = c.sum() / (c.shape[1] * n_steps * DT)
+            rate = c.sum() / (c.shape[1] * num_steps * DT)
             events = [t[c[:, j] > 0.5] for j in shown[name]]
             ax.eventplot(events, colors="k", linelengths=0.8, linewidths=0.8)
-            ax.set_xlim(0, n_steps * DT * 1000.0)
+            ax.set_xlim(0, num_steps * DT * 1000.0)
             ax.set_ylim(-0.5, len(shown[name]) - 0.5)
             ax.set_ylabel("neuron")
             ax.set_title(f"{name} - scale {s:g}: mean {rate:.2f} Hz ({c.shape[1]} neurons, "

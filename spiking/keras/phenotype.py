@@ -1,29 +1,6 @@
 """Keras networks built from grammar-search phenotypes (the study's second pipeline).
 
-The phenotype semantics are those of :mod:`spiking.specs.phenotype`: input of shape
-``(batch, L, 1)`` (channels last), the phenotype's layers in order, a ``Flatten`` before the
-first ``fc`` layer (or before the output when there is none), and an implicit output
-``Dense(n_classes)``. Here the output is LINEAR (it returns logits, layer name ``"logits"``);
-the softmax lives in the loss (``from_logits=True``), which is what the NengoDL conversion
-(:mod:`spiking.keras.conversion`) needs: the output layer becomes a passthrough node
-whose value is read out over time.
-
-Layer names are stable and follow the phenotype index ``i`` (0-based)::
-
-    conv        -> Conv1D              "conv_{i}"
-    pool-max    -> MaxPooling1D        "pool_max_{i}"
-    pool-avg    -> AveragePooling1D    "pool_avg_{i}"
-    dropout     -> Dropout             "dropout_{i}"
-    batch-norm  -> BatchNormalization  "batch_norm_{i}"
-    (flatten)   -> Flatten             "flatten"
-    fc          -> Dense               "fc_{i}"
-    (output)    -> Dense(n_classes)    "logits"
-
-Activations: ``relu`` is ``tf.nn.relu`` and ``sigmoid`` is ``tf.nn.sigmoid`` (functions that
-NengoDL's ``Converter`` maps to ``nengo.RectifiedLinear`` / ``nengo.Sigmoid`` and can swap
-for spiking neurons), ``linear`` is no activation.
-
-This module imports TensorFlow (environment ``.venv-nengo``); it never imports torch.
+Details: docs/modules.md, section ``spiking.keras.phenotype``.
 """
 
 from __future__ import annotations

@@ -1,15 +1,6 @@
 """CNN_PT: the 1-D convolutional network of the original study, and its sizes.
 
-Architecture (see ``docs/reference-results.md``)::
-
-    (B, 1, L) -> [Conv1d(w_i, kernel wd_i) -> ReLU -> MaxPool1d(h_i, stride h_i)] x 3
-              -> Flatten -> Linear(n_classes)
-
-No padding, stride 1 for the convolutions; pool stride = pool size (floor mode).
-
-The sizes ``w1, wd1, h1, w2, w3`` are searched; the *dependent* sizes
-``wd2, h2, wd3, h3`` are drawn by the study's rule (:func:`derive_architecture`)
-so that every stage keeps a length >= 1 for the actual input length ``L``.
+Details: docs/modules.md, section ``spiking.models.cnn``.
 """
 
 from __future__ import annotations

@@ -1,30 +1,6 @@
 """CNN_PT 2-D: the study's CNN_PT applied to images, and its sizes.
 
-Architecture (the 1-D CNN_PT of ``docs/reference-results.md`` section
-"CNN_PT architecture", with every 1-D operation made square)::
-
-    (B, 1, H, W) -> [Conv2d(w_i, kernel (wd_i, wd_i)) -> ReLU -> MaxPool2d(h_i, stride h_i)] x 3
-                 -> Flatten -> Linear(n_classes)
-
-No padding, stride 1 for the convolutions; pool stride = pool size (floor mode).
-The same :class:`~spiking.models.cnn.CNNArch` (``w1, wd1, h1, ..., h3``) is used;
-each kernel/pool size applies to both axes.
-
-Sizes per axis follow the 1-D rule of :func:`~spiking.models.cnn.stage_lengths`:
-``s_i = floor((s_{i-1} - wd_i + 1) / h_i)`` separately for the height and the width.
-
-Dependent sizes (:func:`derive_architecture_2d`) apply the study's rule
-(:func:`~spiking.models.cnn.derive_architecture`) to the SMALLER side
-``min(H, W)``. Every stage length is non-decreasing in the input length, so an
-architecture valid for the smaller side is valid for the larger one too; both
-axes stay >= 1 (the smaller axis gets second-stage side >= 2, as in the study).
-
-Minimum image: the rule needs a first-stage side >= ``MIN_S1`` = 5, which with
-the smallest first stage (``wd1 = 2, h1 = 1``) needs ``min(H, W) >= 6``
-(:data:`MIN_SIDE_2D`). Smaller images raise :class:`ArchitectureError`.
-
-Not in the study (which is 1-D only): the whole 2-D variant. It is provided for
-profiles laid out as images (e.g. L = 1046 miRNAs padded to 33 x 33 = 1089).
+Details: docs/modules.md, section ``spiking.models.cnn2d``.
 """
 
 from __future__ import annotations

@@ -1,15 +1,6 @@
 """Data-based weight normalisation for CNN -> SNN weight transfer.
 
-After copying the CNN's weights into the spiking network, each layer is rescaled
-so that a high percentile of the CNN's activation at that layer maps to the LIF
-threshold (1.0): ``W_l <- W_l * lam_{l-1} / lam_l``, ``b_l <- b_l / lam_l`` with
-``lam_0 = 1`` (the input is already in [0, 1]). Then a firing rate (spikes per
-step) approximates the CNN activation divided by ``lam_l``, instead of
-saturating or staying silent. Method: Diehl et al., "Fast-classifying,
-high-accuracy spiking deep networks through weight and threshold balancing",
-IJCNN 2015; the robust percentile (99.9 instead of the maximum) is from
-Rueckauer et al., "Conversion of continuous-valued deep networks to efficient
-event-driven networks for image classification", Front. Neurosci. 2017.
+Details: docs/modules.md, section ``spiking.models.conversion``.
 """
 
 from __future__ import annotations

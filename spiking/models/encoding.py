@@ -1,36 +1,6 @@
 """Input encodings of the spiking CNN: how a static profile becomes input over ``num_steps`` steps.
 
-A profile ``x`` of shape ``(B, 1, L)`` with values in [0, 1] (the output of
-:mod:`spiking.data.preprocess.scaling`) is presented to the first convolution as:
-
-``direct``
-    direct current (the study's choice): the static vector itself at every
-    step. The first layer then receives real values, so its operations are
-    multiply-accumulates (MACs); :class:`~spiking.models.snn.SpikingCNN1d`
-    computes it once per sample because it does not change over time.
-``rate``
-    rate coding: at every step each feature fires with probability equal to
-    its value (Bernoulli), :func:`snntorch.spikegen.rate`. Over many steps the
-    mean firing of a feature equals its value.
-``latency``
-    latency (time-to-first-spike) coding: one spike per feature, earlier for
-    larger values, at step ``round((1 - x) * (num_steps - 1))``; features below
-    ``LATENCY_THRESHOLD`` never fire. :func:`snntorch.spikegen.latency` with
-    ``linear=True, normalize=True, clip=True``.
-``delta``
-    delta (send-on-delta) coding along an ordered sweep, the style of
-    event-based sensors: the profile is read feature by feature in its layout
-    order, and an ON event (+1) is emitted where the value rises by at least
-    ``threshold`` over the previous feature, an OFF event (-1) where it falls by
-    at least ``threshold`` (:func:`snntorch.spikegen.delta` with
-    ``off_spike=True`` over the feature axis; the sweep starts from 0). The
-    sweep covers the ``L`` features in ``num_steps`` equal steps, so feature
-    ``i`` can only fire at step ``floor(i * num_steps / L)``: at most one event
-    per feature, at its own position. Unchanging stretches produce no events.
-
-Every spike encoding returns a tensor of shape ``(num_steps, B, 1, L)`` (time,
-batch, channel, features) with values in {0, 1} ({-1, 0, 1} for delta);
-``direct`` returns ``x`` unchanged, ``(B, 1, L)``.
+Details: docs/modules.md, section ``spiking.models.encoding``.
 """
 
 from __future__ import annotations

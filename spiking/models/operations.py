@@ -1,32 +1,6 @@
 """Operations, spikes and energy per inference of a CNN or a spiking CNN.
 
-The operation counts come from NeuroBench's workload counter
-(``neurobench.metrics.utils.layers.single_layer_MACs``, the per-layer function behind
-``neurobench.metrics.workload.SynapticOperations``; Yik et al., "The NeuroBench
-framework for benchmarking neuromorphic computing algorithms and systems", Nature
-Communications 2025), applied layer by layer to the inputs that NeuroBench's
-``LayerHook`` records on every ``Conv1d``/``Linear`` during inference. For each
-connection layer NeuroBench replaces the weights and the recorded input by their
-non-zero patterns and runs the layer, so it counts the (non-zero input, non-zero
-weight) pairs: for spikes this is each input spike times its fan-out (synaptic
-operations, SynOps); with ``total=True`` every input counts (the dense equivalent).
-Zero padding and biases are not operations.
-
-What enters the energy (:mod:`spiking.specs.energy`):
-
-* CNN: every layer is dense, ``ops = dense_ops`` = MACs, ReLU zeros included (a
-  dense accelerator multiplies them too); ``nonzero_ops`` gives the MACs whose
-  input is non-zero, for reference.
-* SNN, direct-current input: conv1 receives real values, so it is a MAC layer; it
-  is computed once per sample (the input does not change over time), so its MACs
-  are counted once. Every later layer receives spikes: ``ops`` = SynOps (ACs),
-  summed over the ``num_steps`` steps.
-* SNN with a spike encoding (rate, latency, delta): conv1 receives spikes too and
-  is an AC layer; delta's -1 events count as operations like +1 spikes.
-
-The counts are made in a second pass over the data (the timed prediction pass is
-kept free of hooks); with ``seed`` set, a stochastic (rate) encoding draws the same
-spikes as a prediction pass seeded the same way and with the same batch size.
+Details: docs/modules.md, section ``spiking.models.operations``.
 """
 
 from __future__ import annotations

@@ -1,32 +1,6 @@
 """PyTorch networks built from grammar-search phenotypes, with Keras/TensorFlow semantics.
 
-:func:`build_torch_model` turns a phenotype (:mod:`spiking.specs.phenotype`) into a
-:class:`PhenotypeNet` that is the same architecture as the Keras network built from the
-same phenotype (:mod:`spiking.keras.phenotype`), layer for layer:
-
-* input ``(batch, 1, L)`` float32 (PyTorch channels first; Keras takes ``(batch, L, 1)``),
-  output ``(batch, n_classes)`` logits (Keras ends with softmax; apply it to compare);
-* ``conv``: ``Conv1d(k=filter-shape, stride, bias)`` + activation (``linear`` = identity);
-* ``pool-max`` / ``pool-avg``: ``kernel-size``, ``stride`` as given;
-* ``padding:valid``: no padding; ``padding:same``: TensorFlow's rule
-  (``tf.nn.convolution`` / ``tf.nn.pool`` docs, "same" padding): ``out = ceil(n / s)``,
-  ``pad_total = max((out - 1) * s + k - n, 0)``, ``left = pad_total // 2``, ``right =
-  pad_total - left`` (the extra cell goes right). Conv pads with zeros; max pooling ignores
-  the padded cells (pads with ``-inf``); average pooling averages only the valid cells
-  (TF's behaviour, PyTorch ``count_include_pad=False``);
-* ``batch-norm``: ``BatchNorm1d(eps=1e-3, momentum=0.01)`` per channel (Keras
-  ``BatchNormalization`` defaults ``epsilon=1e-3, momentum=0.99``; PyTorch's momentum is
-  1 - Keras');
-* ``dropout``: ``nn.Dropout(rate)`` (elementwise, as Keras ``Dropout``);
-* before the first ``fc`` (or the output if there is none) the ``(batch, C, n)`` features
-  are permuted to Keras' channels-last ``(batch, n, C)`` and flattened, so a Keras
-  ``Dense`` kernel ``(n*C, units)`` is the transpose of the PyTorch ``Linear`` weight;
-* ``fc``: ``Linear(num-units, bias)`` + activation; the output: ``Linear(n_classes)`` with bias.
-
-Weights are initialised as Keras does by default (``init="keras"``: Glorot-uniform kernels,
-zero biases) or with PyTorch's defaults (``init="torch"``). :func:`load_keras_weights` copies the
-weights of the equivalent Keras model (``keras_model.get_weights()``, e.g. exchanged as an
-``.npz`` read by :func:`read_weights_npz`) into a :class:`PhenotypeNet`.
+Details: docs/modules.md, section ``spiking.models.phenotype_torch``.
 """
 
 from __future__ import annotations

@@ -1,36 +1,6 @@
 """SNN_PT: the spiking (snnTorch 1.0.0) version of CNN_PT.
 
-Same conv/pool/linear layers as :class:`~spiking.models.cnn.CNN1d` (same
-submodule names and shapes, so conv/fc ``state_dict`` keys match and weights can
-be transferred), with a LIF layer after each pooling stage (``lif1, lif2,
-lif3``) and at the output (``lif_out``) instead of the ReLUs::
-
-    x -> conv1 -> pool1 -> lif1 -> conv2 -> pool2 -> lif2
-      -> conv3 -> pool3 -> lif3 -> flatten -> fc -> lif_out
-
-With the default ``encoding="direct"`` the static input is presented at every
-time step (direct current), so ``pool1(conv1(x))`` does not depend on time and
-is computed once per batch. With a spike encoding (``rate``, ``latency``,
-``delta``; :mod:`spiking.models.encoding`) the profile is turned into input
-spikes ``(num_steps, B, 1, L)`` inside ``forward`` and conv1 is applied to the
-spikes of every step.
-
-Execution order: the network is feed-forward between layers (the only
-recurrences — membrane, synaptic current, RLeaky's recurrent spikes — are
-within a layer), so running layer 1 over all steps, then layer 2 over all
-steps, ... gives exactly the same result as the step-by-step loop of the
-snnTorch tutorials. This module does that: each conv/linear layer is applied
-ONCE to the spikes of all ``num_steps`` steps at once (batch ``num_steps * B``),
-and only the cheap elementwise neuron updates loop over time. In training the
-memory is the same as the step loop (autograd keeps the per-step activations
-anyway); under ``torch.no_grad`` the spikes of one layer for all steps are held
-at once (``num_steps`` times the step loop's transient memory).
-
-Neuron states are created fresh (zeros) in every forward and cleared from the
-neuron modules afterwards, so a model can be ``copy.deepcopy``-ed after a
-training step. The neurons are also removed from snnTorch's global
-``SpikingNeuron.instances`` list (only used with ``init_hidden=True``, which is
-not used here) so that discarded models are garbage collected.
+Details: docs/modules.md, section ``spiking.models.snn``.
 """
 
 from __future__ import annotations

@@ -1,17 +1,6 @@
 """Spiking CNN_PT for images: the snnTorch version of :class:`~spiking.models.cnn2d.CNN2d`.
 
-Mirrors :class:`~spiking.models.snn.SpikingCNN1d` (same neuron types, constructor
-arguments, surrogate gradient, outputs and execution strategy), with 2-D layers::
-
-    x -> conv1 -> pool1 -> lif1 -> conv2 -> pool2 -> lif2
-      -> conv3 -> pool3 -> lif3 -> flatten -> fc -> lif_out
-
-Only the ``direct`` encoding (the study's: the static image is presented as input
-current at every time step) is supported; ``pool1(conv1(x))`` is then computed
-once per batch. Each later conv/linear layer is applied once to the spikes of all
-steps (batch ``num_steps * B``), only the neuron updates loop over time; this is
-exactly equivalent to the step-by-step loop because the network is feed-forward
-between layers (see the module doc of :mod:`spiking.models.snn`).
+Details: docs/modules.md, section ``spiking.models.snn2d``.
 """
 
 from __future__ import annotations

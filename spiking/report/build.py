@@ -1,22 +1,6 @@
 """Collect what a run, an experiment or an architecture-search folder holds and write its report.
 
-The folders and their files are read and checked by :mod:`.inputs`. The NengoDL
-conversion experiment (``spiking tune snn_k``) has no trained network and no
-training history: its report shows the study's ``activity.png``, the firing rate per
-layer recorded in results.json and the conversion notes instead. An architecture
-search (``spiking nas``) is reported by its settings, its generations (fitness per
-individual, the parent kept, accuracy against size with the front), the best
-phenotype and the test scores of the network it found.
-
-A run's report also shows its spatial layout (``layout.json``; none = the identity
-layout): which feature sits where, the first test sample's image and the mean image
-of each class over the training part.
-
-Nothing is trained: the figures come from the saved files. Only the spiking
-activity figures and the layout's sample and class-mean images need the data again
-(re-prepared from the shards with the run's saved split, scaling and layout, or for
-an experiment with its recorded data settings, checked against the split fingerprint). Anything optional that is
-gone (shards, a network file, a history) is skipped with a note in the report.
+Details: docs/modules.md, section ``spiking.report.build``.
 """
 
 from __future__ import annotations
@@ -93,7 +77,7 @@ def _describe(entry: dict, run_cfg: dict | None) -> str:
         return "logreg (baseline)"
     s = entry.get("snn")
     if isinstance(s, dict) and _is_converted(entry):
-        bits = [str(s.get("neuron", "?")), f"{s.get('n_steps', s.get('num_steps'))} steps"]
+        bits = [str(s.get("neuron", "?")), f"{s.get('num_steps', s.get('n_steps'))} steps"]
         if s.get("synapse") is not None:
             bits.append(f"synapse {float(s['synapse']):g} s" if s["synapse"] else "no synapse filter")
         if s.get("scale_firing_rates") is not None:
@@ -512,12 +496,10 @@ def _section_tradeoff(inp: ReportInputs, out: Path) -> Section:
         tid = (search.get(key) or {}).get("trial_id")
         if tid is not None and str(tid) in ids:
             marks[label] = ids.index(str(tid))
-    # torch experiments: config.num_steps and efficiency.energy_pj; snn_k: config.n_steps and val.energy_pj
-    key = "n_steps" if inp.converted else "num_steps"
-    steps = [(t.get("config") or {}).get(key) for t in trials]
-    if not any(s is not None for s in steps):
-        key = "n_steps" if key == "num_steps" else "num_steps"
-        steps = [(t.get("config") or {}).get(key) for t in trials]
+    # config.num_steps (snn_k folders written before the rename: config.n_steps); energy: torch experiments'
+    # efficiency.energy_pj, snn_k's val.energy_pj
+    key = "num_steps"
+    steps = [(t.get("config") or {}).get("num_steps", (t.get("config") or {}).get("n_steps")) for t in trials]
     has_steps = any(s is not None for s in steps)
     if has_steps:
         idx = [i for i, s in enumerate(steps) if s is not None]
@@ -527,7 +509,7 @@ def _section_tradeoff(inp: ReportInputs, out: Path) -> Section:
                                  marks={k: idx.index(v) for k, v in marks.items() if v in idx}, log_x=False)
         sec.add(Image(p, f"Best validation balanced accuracy of each trial against its {key}; red: Pareto front "
                          "(no other trial is as accurate with fewer or equal steps)."
-                         + (" NengoDL simulates 1 ms per step." if key == "n_steps" else "")))
+                         + (" NengoDL simulates 1 ms per step." if inp.converted else "")))
 
     def _energy(t: dict):
         for block in ("efficiency", "val"):
@@ -582,7 +564,7 @@ def _section_activity_converted(inp: ReportInputs, out: Path) -> Section | None:
         shown = (float(scale) if is_num(scale) and float(scale) > 1 else 300.0) if scale is not None else None
         syn = cfg.get("synapse")
         syn = f"synapse {float(syn):g} s" if is_num(syn) and syn else "no synapse filter"
-        what = (f" ({cfg.get('neuron')} neurons, {syn}, {cfg.get('n_steps')} steps of 1 ms)"
+        what = (f" ({cfg.get('neuron')} neurons, {syn}, {cfg.get('num_steps', cfg.get('n_steps'))} steps of 1 ms)"
                 if cfg.get("neuron") else "")
         sec.add(Image(out / "activity.png",
                       "The experiment's activity.png (drawn by `spiking tune snn_k`): one test sample run through the "
@@ -610,7 +592,7 @@ def _section_activity_converted(inp: ReportInputs, out: Path) -> Section | None:
         sec.add(Image(p, f"{name}: mean firing rate of each converted layer's neurons on the test split, in Hz "
                          "(results.json firing_rates_hz"
                          + (f"; mean of the layers {float(mean):.1f} Hz" if mean is not None else "")
-                         + f"). {s.get('neuron', '?')} neurons, {s.get('n_steps', '?')} steps, firing rates "
+                         + f"). {s.get('neuron', '?')} neurons, {s.get('num_steps', s.get('n_steps', '?'))} steps, firing rates "
                            f"x{s.get('scale_firing_rates', '?')}; with NengoDL's 1 ms step, 100 Hz is 0.1 spike per "
                            "neuron per time step."))
     return sec

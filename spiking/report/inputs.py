@@ -1,16 +1,6 @@
 """Read and check what a run or an experiment folder holds, for the report.
 
-A **run folder** (``spiking run`` / ``train`` + ``evaluate``) holds ``config.json`` and
-``results.json``, plus ``history_*.json``, the saved networks ``<name>.pt`` and the
-split (``split.json``, ``preprocessor.joblib``). An **experiment folder** (``spiking
-tune``) holds ``experiment.json``, ``results.json`` and ``trials.json``, plus
-``best_model.pt`` (and ``tradeoff_model.pt`` for SNNs), whose checkpoints carry the
-training history. The NengoDL conversion experiment (``spiking tune snn_k``, spec kind
-``snn_k``) is an experiment folder too, with ``activity.png`` and no ``.pt`` network (its
-spiking networks are converted from a Keras CNN, not trained). An **architecture-search
-folder** (``spiking nas``) holds ``nas.json``, ``generations.json`` and ``results.json``,
-plus ``best.json``, ``front.json`` and ``best_model.keras``. Every JSON file is checked up
-front: a malformed one is a :class:`ReportError` naming the file and the field.
+Details: docs/modules.md, section ``spiking.report.inputs``.
 """
 
 from __future__ import annotations

@@ -1,24 +1,7 @@
 """Figures of a fitted spatial layout: where each gene sits, what one sample's
 image looks like, and the mean image of each class.
 
-The idea of showing expression profiles as images whose pixels are genes, and
-of inspecting the gene map and the class-mean images, follows DeepInsight
-(Sharma et al., "DeepInsight: a methodology to transform a non-image data to an
-image for convolution neural network architecture", Sci. Rep. 9:11399, 2019).
-
-All functions take a layout from :mod:`spiking.data.layout.transforms` AFTER ``fit``
-(``feature_map_`` of shape ``shape_`` = ``(L,)`` or ``(H, W)``, ``-1`` for
-padding), draw with matplotlib's Agg canvas (no pyplot, no display), write a PNG
-(creating parent folders) and return its :class:`pathlib.Path`. With
-``return_figure=True`` they return ``(path, figure)`` instead, so tests can
-inspect the drawn text. Padding positions are drawn masked (light grey).
-
-Errors: an unfitted layout raises ``sklearn.exceptions.NotFittedError``;
-mismatched lengths / shapes raise ``ValueError`` saying which; a ``path`` whose
-suffix is not ``.png`` raises ``ValueError`` before anything is written.
-``feature_names`` may be any iterable of strings (a generator is read once with
-``list``); ``None`` raises ``ValueError`` (the names are required), a single
-string or non-string entries raise ``TypeError``.
+Details: docs/modules.md, section ``spiking.report.layout_figures``.
 """
 from __future__ import annotations
 

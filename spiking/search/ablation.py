@@ -1,29 +1,6 @@
 """The layout ablation: does the spatial arrangement of the features help the CNN and its spiking version?
 
-Experiment files with ``kind = "layout_ablation"`` (``experiments/layout_ablation.toml``) name the
-layouts (``spiking.data.layout``) and the seeds to compare. ``run_ablation`` runs one Ray Tune trial per
-(layout, seed), a grid (``tune.grid_search``), on ONE split of the shards (the experiment's
-``[data]``): each trial fits its layout on the training rows only, trains CNN_PT (the ``[cnn]``
-preset, adapted to the image shape: ``CNN1d`` for a strip, ``CNN2d`` for an image) with early
-stopping on validation balanced accuracy, transfers its weights to the LIF network (``[snn]``,
-direct input, data-based weight normalisation) and fine-tunes it; both networks, each holding its
-fitted layout, go into the trial's checkpoint. The driver then copies every network to
-``<storage>/<name>/networks/<layout>_seed<k>/``, scores each ONCE on the held-out test split
-(``spiking.evaluation.evaluate.evaluate_network``: the layout saved with the network is applied
-to the test rows), fits the logistic-regression baseline on the same split (it sees the features
-in file order, so one baseline serves every layout), and writes:
-
-* ``results.json``: the main job's schema (every network a model entry, plus the baseline) and an
-  ``ablation`` block: per layout, the CNN's and the SNN's test balanced accuracy mean and
-  standard deviation over the seeds (``numpy.std(ddof=1)``), macro-F1 mean, and the SNN's
-  synaptic operations (SynOps) and energy per inference;
-* ``table.md`` (the Markdown table of the README) and ``results.txt``;
-* ``trials.json`` (one line per trial: validation figures, epochs, seconds);
-* ``figures/accuracy.png`` (test balanced accuracy per layout, mean and sd, CNN and SNN) and, per layout,
-  the feature map, one test sample's image and the mean training image per class
-  (``figures/<layout>_*.png``, from the seed-0 network's saved layout).
-
-Only the train and validation parts reach the trials.
+Details: docs/modules.md, section ``spiking.search.ablation``.
 """
 
 from __future__ import annotations

@@ -1,40 +1,6 @@
 """Grammar-based architecture search: a (1+lambda) evolution strategy over Fast-DENSER genotypes.
 
-Method: Fast-DENSER (Assuncao, Lourenco, Ribeiro, Machado, "Fast DENSER: Efficient Deep
-NeuroEvolution", EuroGP 2019; DENSER, GPEM 2019), the search that found the study's CNN_K:
-
-* generation 0: ``lambda + 1`` random individuals (:func:`spiking.search.genotype.random_individual`);
-  the fittest becomes the parent;
-* generation g >= 1: ``lambda`` offspring of the parent (:func:`spiking.search.genotype.mutate`:
-  add / reuse / remove layer, re-derive a layer's parameters (DSGE), change the learning block,
-  or train the parent longer); the fittest of parent and offspring becomes the next parent
-  (ties: fewer parameters, then the older individual).
-
-Fitness is the **validation** accuracy (the test split is never seen during evolution); each
-individual trains in Keras (:func:`spiking.keras.fit.fit_keras`) under a time budget
-with the early stop of its learning block. With ``objectives=("accuracy", "parameters")`` the
-accuracy/size Pareto front of every individual evaluated is returned as well.
-
-Offspring train in parallel as Ray tasks (an embedded local Ray, or the cluster at
-``RAY_ADDRESS``); the data reach them once through the object store. A failed individual gets
-fitness 0 and its reason in the ``error`` column, and evolution goes on.
-
-Everything is kept in ``<storage>/<name>/`` (a local folder or ``s3://``, see
-:mod:`spiking.artifacts.storage`)::
-
-    nas.json                 what was run (settings, grammar, split fingerprint)
-    grammar.grammar          the grammar used
-    individuals/<id>.json    one row per individual (+ its genotype), written when it finishes
-    individuals/<id>.keras   its trained network
-    generations.csv / .json  all rows so far (phenotype, fitness, parameters, epochs, seconds, ...)
-    state.json               next generation, parent id and the random state (resume point)
-    best_model.keras         the current parent's network; best.json its row
-    front.json               accuracy/size Pareto front (when parameters are an objective)
-    results.json / .txt      after the last generation: CNN_K scored once on test beside logreg
-
-``--resume`` continues after the last finished generation; offspring of an interrupted
-generation are drawn again from the saved random state (so they are the same individuals) and
-those already evaluated are not trained again.
+Details: docs/modules.md, section ``spiking.search.evolution``.
 """
 
 from __future__ import annotations

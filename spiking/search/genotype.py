@@ -1,29 +1,6 @@
 """Fast-DENSER genotypes (the outer level): blocks of layer derivations, mutation, Pareto front.
 
-An :class:`Individual` holds, for every block of the :class:`Structure` (``features``:
-1-30 layers, ``classification``: 1-10 layers), a list of derivations of that block's
-non-terminal (one per layer, :mod:`spiking.search.grammar`), plus one derivation of the
-macro block ``<learning>``. Its phenotype is the decoded features layers, then the
-classification layers, then the learning block, joined by spaces
-(:mod:`spiking.specs.phenotype` parses it).
-
-Mutation follows Fast-DENSER (Assuncao et al., "Fast DENSER: Efficient Deep
-NeuroEvolution", EuroGP 2019; "DENSER", GPEM 2019), with the study's rates
-(:class:`MutationRates`): *train longer* (with its probability, the offspring is the parent
-with its weights trained further, nothing else changes); otherwise, for every block
-independently, add a fresh layer, reuse (copy) a layer, remove a layer, then a DSGE
-mutation of each layer; and a DSGE mutation of the learning block. Each of add / reuse /
-remove is tried once per block (Fast-DENSER's code repeats each 1-2 times).
-
-Validity: every individual returned by :func:`random_individual` and :func:`mutate` parses
-with :func:`~spiking.specs.phenotype.parse_phenotype` and passes
-``Phenotype.check(L, n_classes, max_params)``. Invalid draws are discarded and drawn again
-from the same ``rng`` up to ``max_tries`` times; after that :func:`random_individual` raises
-:class:`GenotypeError` and :func:`mutate` returns a *train longer* copy of the (valid)
-parent, recorded as ``"train_longer:fallback"``. Everything is drawn from the ``rng``
-passed in, so the same seed gives the same individuals.
-
-Pure Python: imported by both the torch and the TensorFlow environments.
+Details: docs/modules.md, section ``spiking.search.genotype``.
 """
 
 from __future__ import annotations

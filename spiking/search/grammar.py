@@ -1,38 +1,6 @@
 """Fast-DENSER grammars: parse a BNF file, derive, decode and mutate (the DSGE inner level).
 
-The grammar format is the one of Fast-DENSER (Assuncao, Lourenco, Machado and
-Ribeiro, "DENSER: deep evolutionary network structured representation", Genetic
-Programming and Evolvable Machines 20, 2019; "Fast DENSER: Efficient Deep
-NeuroEvolution", EuroGP 2019), one production per line::
-
-    # comment
-    <features> ::= <convolution> | <pooling>
-    <convolution> ::= layer:conv [num-filters,int,1,2,256] <padding>
-    <padding> ::= padding:same | padding:valid
-
-* ``<name>``: a non-terminal (letters, digits, ``_`` and ``-``; starts with a letter or ``_``).
-  Every referenced non-terminal must have exactly one production.
-* ``key:value``: a terminal, copied to the phenotype as it is.
-* ``[name,type,count,min,max]``: a parameter; ``type`` is ``int`` or ``float``, ``count >= 1``
-  values are drawn uniformly (``int``: in ``[min, max]``; ``float``: in ``[min, max)``) and
-  written ``name:value`` (``name:v1,v2,...`` when ``count > 1``).
-* ``|`` separates alternatives; ``#`` starts a comment (whole line or end of line).
-
-A *derivation* (the genotype of one expansion, Dynamic Structured Grammatical Evolution,
-Lourenco et al. 2016) is a JSON-serialisable tree; for every non-terminal expanded::
-
-    {"symbol": "convolution", "alt": 0, "children": [CHILD, ...]}
-
-where ``alt`` is the 0-based index of the chosen alternative and ``children`` holds, in the
-order they appear in that alternative, one entry per non-terminal (its own derivation, a
-dict) and one per parameter (the list of its ``count`` drawn values, ints or floats).
-Terminals are not stored: they follow from the grammar.
-
-Every malformation of a grammar raises :class:`GrammarError` with the message prefixed by
-``"<file name>, line <n>: "`` (``"<string>"`` for grammars given as text). A derivation that
-does not fit the grammar raises :class:`DerivationError`.
-
-Pure Python: imported by both the torch and the TensorFlow environments.
+Details: docs/modules.md, section ``spiking.search.grammar``.
 """
 
 from __future__ import annotations

@@ -1,34 +1,6 @@
 """Registry of named search experiments: one TOML file each in ``spiking/search/experiments/``.
 
-A file says what is trained (``kind = "cnn" | "snn" | "snn_k"``; ``arch = "search" |
-"preset" | "transfer"``) and in which environment (``environment = "torch"``, the
-default, or ``"nengo"`` for ``snn_k``: the Keras/NengoDL conversion tuned in
-``.venv-nengo``), the fixed settings (``[fixed]``, ``[train]``,
-``[snn]``, ``[data]``), the metric, the scheduler, the search algorithm, the
-trial resources, the search space (``[space]``, ``[[exclude]]``) and the budgets
-``smoke | small | paper``. :func:`load_experiment` checks all of it;
-:func:`validate_space` checks, for the actual input length ``L``, that no
-configuration the space can produce gives an invalid network (run before any
-trial starts).
-
-Search-space parameters (order of the file is the sampling order)::
-
-    name = { type = "int", low = 2, high = 256 }            # optional: log = true
-    name = { type = "float", low = 1e-4, high = 1e-2 }      # optional: log = true
-    name = { type = "choice", values = [0.7, 0.75, 1.0] }
-
-``[[exclude]]`` lists value combinations that must never be tried (e.g.
-``neuron = ["lapicque"]`` with ``beta = [1.0]``). They are avoided while sampling:
-once the other parameters of a rule are drawn, the excluded values are removed
-from the choices of the remaining one (that parameter is then suggested to the
-search algorithm under a separate name, ``beta__neuron-lapicque``, because Optuna
-refuses a choice list that changes between trials; the trial config always holds
-the plain name ``beta``).
-
-A budget may override ``trials``, ``epochs``, ``grace_period``,
-``reduction_factor``, ``max_concurrent``, ``n_startup_trials``, ``max_train_rows``,
-``batch_size`` and narrow the space (``space = { w1 = { high = 16 } }``: int/float bounds inside
-the file's, choice values a subset of the file's).
+Details: docs/modules.md, section ``spiking.search.registry``.
 """
 
 from __future__ import annotations
@@ -65,7 +37,7 @@ CNN_SEARCH_PARAMS = ("w1", "wd1", "h1", "w2", "w3")
 CONFIG_KEYS = {
     "cnn": {"w1", "wd1", "h1", "w2", "w3", "preset", "arch_seed", "lr", "batch_size"},
     "snn": {"neuron", "beta", "lr", "num_steps", "population", "preset", "arch_seed", "batch_size"},
-    "snn_k": {"neuron", "synapse", "n_steps", "scale_firing_rates"},
+    "snn_k": {"neuron", "synapse", "num_steps", "scale_firing_rates"},
 }
 _TOP_KEYS = {"description", "kind", "environment", "arch", "train", "metric", "scheduler", "search", "resources", "space",
              "exclude", "fixed", "budgets", "snn", "data"}
@@ -587,13 +559,13 @@ def check_config(exp: Experiment, config: dict, L, n_classes: int,
 
 def check_snn_k_config(config: dict) -> None:
     """Raise ExperimentError unless an snn_k config is one NengoDL can simulate: a known spiking
-    neuron type (:data:`NENGO_NEURONS`), integer ``n_steps`` >= 1, ``scale_firing_rates`` > 0 and
+    neuron type (:data:`NENGO_NEURONS`), integer ``num_steps`` >= 1, ``scale_firing_rates`` > 0 and
     ``synapse`` >= 0 (seconds; 0 = no synaptic filter)."""
     if config.get("neuron") not in NENGO_NEURONS:
         raise ExperimentError(f"neuron must be one of {NENGO_NEURONS}, got {config.get('neuron')!r}")
-    n = config.get("n_steps")
+    n = config.get("num_steps")
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise ExperimentError(f"n_steps must be an integer >= 1, got {n!r}")
+        raise ExperimentError(f"num_steps must be an integer >= 1, got {n!r}")
     if not float(config.get("scale_firing_rates", 0)) > 0:
         raise ExperimentError(f"scale_firing_rates must be > 0, got {config.get('scale_firing_rates')!r}")
     if not float(config.get("synapse", -1)) >= 0:

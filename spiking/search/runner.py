@@ -1,26 +1,6 @@
 """Run a registered search experiment with Ray Tune and export its results.
 
-``run_experiment(name, shards=..., budget=..., storage=...)``:
-
-1. checks everything that can be checked before a trial starts: the experiment
-   file and budget, the storage (writable probe), that the experiment folder is
-   new (or ``resume``/``overwrite``), the weight source of a weight-transfer SNN,
-   the data, and that no configuration of the space gives an invalid network for
-   the data's input length;
-2. runs the trials: Optuna TPE (seeded) through Ray Tune's searcher interface,
-   behind a ``ConcurrencyLimiter``, with ``ASHAScheduler`` on
-   ``val_balanced_accuracy`` (time attribute: epochs) — or a single fixed trial;
-   every epoch of every trial is checkpointed in storage;
-3. exports, in the experiment folder ``<storage>/<name>/``: ``experiment.json``
-   (what was run), ``trials.json`` (one line per trial), ``best_config.json`` and
-   ``best_model.pt``, for SNNs ``tradeoff_config.json`` and ``tradeoff_model.pt``
-   (fewest ``num_steps`` whose validation balanced accuracy is within 1 percentage
-   point of the best), then scores those networks ONCE on the held-out test split,
-   beside the logistic-regression baseline, in ``results.json`` (the main job's
-   schema plus a ``search`` block) and ``results.txt`` (the table).
-
-Only the train and validation parts reach the trials; the test part is used in
-step 3 only.
+Details: docs/modules.md, section ``spiking.search.runner``.
 """
 
 from __future__ import annotations

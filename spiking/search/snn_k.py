@@ -1,29 +1,6 @@
 """The ``snn_k`` experiment: tune the NengoDL conversion of the grammar-searched Keras CNN (CNN_K).
 
-``run_snn_k(name, shards=..., budget=..., storage=...)`` (``spiking tune snn_k`` in
-``.venv-nengo``) follows the PyTorch experiments (:mod:`spiking.search.runner`):
-
-1. checks before any trial: the experiment file and budget, the storage (writable probe), that
-   the experiment folder is new (or ``resume``/``overwrite``), the weight source (a finished
-   ``spiking nas`` run in the same storage, its ``best_model.keras``, or a URI of a ``.keras``
-   file) built on the same split (the ``split_sha256`` of the search's ``nas.json``), and every
-   configuration of the space;
-2. runs the trials with Ray Tune (Optuna TPE, FIFO: nothing is trained, so there are no epochs
-   to stop early at): each converts CNN_K with ``nengo_dl.Converter`` (ReLU swapped for the
-   trial's spiking neuron type, ``scale_firing_rates``, ``synapse``, max-pool -> average-pool)
-   and reports the validation balanced accuracy of the spiking network simulated for
-   ``n_steps`` steps, its mean firing rate, SynOps and energy;
-3. exports ``best_config.json`` and ``tradeoff_config.json`` (fewest ``n_steps`` within 1
-   percentage point of the best), ``trials.json``, ``activity.png`` (one test sample's layer
-   activity at firing-rate scale 1 and at the best scale) and ``results.json``/``results.txt``:
-   CNN_K (the Keras network, rate-based) and both spiking conversions scored ONCE on the test
-   split, beside the logistic regression, with the energy per inference under the 45 nm
-   convention and the SNN/CNN energy ratio.
-
-Method: Rueckauer et al., "Conversion of continuous-valued deep networks to efficient
-event-driven networks for image classification", Front. Neurosci. 2017 (rate-based conversion);
-NengoDL's Converter and its firing-rate scaling (Rasmussen, "NengoDL", Neuroinformatics 2019;
-nengo-dl docs, "Converting a Keras model to a spiking neural network").
+Details: docs/modules.md, section ``spiking.search.snn_k``.
 """
 
 from __future__ import annotations
@@ -132,7 +109,7 @@ def _load_model(model_bytes: bytes):
 
 def score_conversion(model, config: dict, X: np.ndarray, y: np.ndarray, class_names: list[str], *,
                      L: int, n_classes: int, phenotype: str | None = None) -> dict:
-    """Convert ``model`` with ``config`` (neuron, synapse, n_steps, scale_firing_rates), simulate it on
+    """Convert ``model`` with ``config`` (neuron, synapse, num_steps, scale_firing_rates), simulate it on
     ``X`` (n, L) in [0, 1] and return the metrics (:func:`spiking.evaluation.metrics.classification_metrics`)
     with ``predictions``, ``firing_rates`` (Hz per spiking layer), ``mean_firing_rate_hz``, ``efficiency``
     (SynOps, MACs, energy in pJ under the 45 nm convention) and the conversion ``notes``."""
@@ -143,7 +120,7 @@ def score_conversion(model, config: dict, X: np.ndarray, y: np.ndarray, class_na
     conv = convert(model, neuron=config["neuron"], scale_firing_rates=float(config["scale_firing_rates"]),
                    synapse=synapse, max_to_avg_pool=True)
     t0 = time.perf_counter()
-    sim = simulate(conv, X, n_steps=int(config["n_steps"]), minibatch_size=MINIBATCH, probe_layers=True)
+    sim = simulate(conv, X, num_steps=int(config["num_steps"]), minibatch_size=MINIBATCH, probe_layers=True)
     ms = 1000 * (time.perf_counter() - t0) / max(len(X), 1)
     m = classification_metrics(y, sim.predictions, class_names)
     rates = {k: float(v) for k, v in sim.firing_rates_hz.items()}
@@ -151,7 +128,7 @@ def score_conversion(model, config: dict, X: np.ndarray, y: np.ndarray, class_na
     eff = {"macs": int(syn.macs), "synops": float(syn.synops), "energy_pj": float(syn.energy_pj),
            "mac_layers": list(syn.mac_layers), "synops_per_layer": {k: float(v) for k, v in syn.synops_per_layer.items()},
            "spikes_per_inference": {k: float(v) for k, v in sim.spikes_per_inference.items()},
-           "n_steps": int(config["n_steps"]),
+           "num_steps": int(config["num_steps"]),
            # the profile is presented as a constant input current at every step (NengoDL's Node)
            "encoding": "direct"}
     return {"metrics": m, "predictions": sim.predictions, "firing_rates": rates,
@@ -312,7 +289,7 @@ def _export(exp, b, trials, *, fs, exp_dir, model, prep, dataset_info, seed, met
     from spiking.specs.energy import CONVENTION, E_MAC_PJ
 
     best = pick_best(trials)
-    tradeoff = pick_tradeoff(trials, best, steps_key="n_steps")
+    tradeoff = pick_tradeoff(trials, best, steps_key="num_steps")
     L, C = prep.n_features, len(prep.class_names)
     X, y, names = flat_samples(prep.X["test"]), prep.y["test"], list(prep.class_names)
     t = time.perf_counter()
@@ -337,7 +314,7 @@ def _export(exp, b, trials, *, fs, exp_dir, model, prep, dataset_info, seed, met
                "val_balanced_accuracy": trial["best_val_balanced_accuracy"], "source": source_label,
                "notes": out["notes"]}
         if role == "tradeoff":
-            doc["rule"] = "fewest n_steps with validation balanced accuracy >= best - 1 pp"
+            doc["rule"] = "fewest num_steps with validation balanced accuracy >= best - 1 pp"
         st.write_text(fs, st.join(fs, exp_dir, f"{role}_config.json"), json.dumps(doc, indent=2, default=str) + "\n")
         exported[role] = doc
         models.append({"name": f"{exp.name}:{role}", "test": out["metrics"], "parameters": cnn["parameters"],
@@ -361,7 +338,7 @@ def _export(exp, b, trials, *, fs, exp_dir, model, prep, dataset_info, seed, met
         png = Path(tmp) / "activity.png"
         scale = float(best["config"]["scale_firing_rates"])
         cfg = best["config"]
-        plot_layer_activity(model, X[0], scales=(1.0, scale if scale > 1 else 300.0), n_steps=int(cfg["n_steps"]),
+        plot_layer_activity(model, X[0], scales=(1.0, scale if scale > 1 else 300.0), num_steps=int(cfg["num_steps"]),
                             neuron=cfg["neuron"], synapse=float(cfg["synapse"]) or None, class_names=names, path=png)
         st.write_bytes(fs, st.join(fs, exp_dir, "activity.png"), png.read_bytes())
     table = format_table(models)

@@ -1,27 +1,6 @@
 """The Ray Tune function trainable: one trial = one network trained by ``spiking.training.train``.
 
-The prepared arrays (and, for weight transfer, the source CNN's weights and
-activation scales) reach each trial through ``tune.with_parameters`` (Ray's object
-store: put once, shared by the trials of a node). After every epoch the trial calls
-``tune.report`` with ``val_balanced_accuracy``, ``loss``, ``epoch`` (1-based,
-epochs completed; the scheduler's time attribute), the derived architecture,
-``node_id`` (the Ray node that ran the epoch; a retried trial may move to another
-node), and a checkpoint directory holding ``checkpoint.pt``:
-
-    {"state_dict", "optimizer", "epoch", "arch", "kind", "L", "n_classes",
-     "population", "neuron", "beta", "num_steps", "loss", "mode", "config",
-     "val_balanced_accuracy", "train_seconds", "best_epoch", "history", ...}
-
-which ``spiking.artifacts.checkpoint.load_model`` and
-``spiking.evaluation.evaluate.evaluate_network`` read directly (``best_epoch`` is
-that checkpoint's own epoch, 0-based). A restarted trial (``Tuner.restore`` or a
-retried failure) resumes from ``tune.get_checkpoint()``: weights, Adam state, epoch
-count, history and training seconds are restored; the data order of the remaining
-epochs is seeded with ``seed + epoch`` (deterministic, but not the order an
-uninterrupted run would have used).
-
-Recovery can be exercised with ``SPIKING_TUNE_FAIL_AT_EPOCH=N`` (see
-``FAIL_AT_EPOCH_VAR``): each trial fails once after epoch N and resumes from its checkpoint.
+Details: docs/modules.md, section ``spiking.search.trainable``.
 """
 
 from __future__ import annotations

@@ -184,7 +184,7 @@ def pick_best(trials: list[dict]) -> dict:
 
 def pick_tradeoff(trials: list[dict], best: dict, tolerance: float = TRADEOFF_TOLERANCE,
                   steps_key: str = "num_steps") -> dict:
-    """Fewest time steps (``config[steps_key]``: ``num_steps`` for snnTorch, ``n_steps`` for NengoDL)
+    """Fewest time steps (``config[steps_key]``: ``num_steps`` for snnTorch, ``num_steps`` for NengoDL)
     whose best validation balanced accuracy is within ``tolerance`` of the best."""
     ok = [t for t in trials if t["best_val_balanced_accuracy"] is not None and steps_key in t["config"]]
     near = [t for t in ok if t["best_val_balanced_accuracy"] >= best["best_val_balanced_accuracy"] - tolerance - 1e-12]

@@ -1,39 +1,6 @@
 """Phenotypes of the grammar-based architecture search: parse, size-check, count.
 
-A phenotype is the string the Fast-DENSER grammar derives (Assuncao et al.,
-"Fast DENSER: Efficient Deep NeuroEvolution", EuroGP 2019), a sequence of
-``key:value`` tokens. ``layer:KIND`` starts a layer, ``learning:OPTIMISER`` the
-learning block; the tokens that follow are that layer's (or block's) parameters::
-
-    layer:conv num-filters:32 filter-shape:8 stride:2 padding:valid act:relu bias:True
-    layer:pool-max kernel-size:4 stride:2 padding:valid
-    layer:batch-norm
-    layer:dropout rate:0.3
-    layer:fc act:relu num-units:256 bias:True
-    learning:adam lr:0.001 beta1:0.9 beta2:0.999 decay:0.0001 early_stop:8 batch_size:128
-
-Layer kinds and their parameters (the study's layer kinds, adapted to 1-D)::
-
-    conv        num-filters, filter-shape, stride, padding (same|valid), act (linear|relu|sigmoid), bias
-    pool-max    kernel-size, stride, padding
-    pool-avg    kernel-size, stride, padding
-    dropout     rate (0 <= rate < 1)
-    batch-norm  (none)
-    fc          num-units, act, bias
-
-The networks built from a phenotype (Keras: :mod:`spiking.keras.phenotype`;
-PyTorch: :mod:`spiking.models.phenotype_torch`) take input of shape
-``(batch, L, 1)`` (Keras, channels last) or ``(batch, 1, L)`` (PyTorch), run the
-layers in order, flatten before the first ``fc`` layer (or before the output if
-there is none) and end with an implicit ``Dense(n_classes)`` + softmax output.
-``conv``/``pool`` layers after the flatten, and ``batch-norm`` after it, are invalid.
-
-Output lengths follow TensorFlow's rules: ``valid`` gives ``floor((n - k) / s) + 1``
-(invalid when ``n < k``), ``same`` gives ``ceil(n / s)``.
-Parameter counts follow Keras ``Model.count_params()``: batch-norm counts its 4
-vectors (gamma, beta, moving mean, moving variance).
-
-This module is pure Python (no TensorFlow, no PyTorch): both environments import it.
+Details: docs/modules.md, section ``spiking.specs.phenotype``.
 """
 
 from __future__ import annotations

@@ -174,11 +174,11 @@ def test_snn_k_tunes_the_conversion_of_the_searched_cnn(nas, snn_k):
     trials = json.loads((folder / "trials.json").read_text())
     assert len(trials) == 4 and all(t["error"] is None for t in trials)
     for t in trials:
-        assert t["config"]["n_steps"] in (10, 30) and t["config"]["neuron"] == "SpikingRectifiedLinear"
+        assert t["config"]["num_steps"] in (10, 30) and t["config"]["neuron"] == "SpikingRectifiedLinear"
     best = json.loads((folder / "best_config.json").read_text())
     assert best["val_balanced_accuracy"] == max(t["best_val_balanced_accuracy"] for t in trials)
     trade = json.loads((folder / "tradeoff_config.json").read_text())
-    assert trade["config"]["n_steps"] <= best["config"]["n_steps"]
+    assert trade["config"]["num_steps"] <= best["config"]["num_steps"]
     assert trade["val_balanced_accuracy"] >= best["val_balanced_accuracy"] - 0.01 - 1e-9
     assert any("average" in n.lower() for n in best["notes"]) or not any(
         "pool-max" in r for r in [nas["out"]["best"]["phenotype"]])  # max-pool replacement is reported

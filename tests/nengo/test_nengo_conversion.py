@@ -43,7 +43,7 @@ def mixed_model(prepared):
 def test_rate_mode_reproduces_the_keras_model_with_max_pool_as_average(trained, prepared):
     model, x, y = trained["model"], prepared["x"]["test"], prepared["y"]["test"]
     conv = convert(model, neuron=None, synapse=None)
-    res = simulate(conv, x, n_steps=1, minibatch_size=32)
+    res = simulate(conv, x, num_steps=1, minibatch_size=32)
     assert res.logits.shape == (len(x), 1, 5) and res.predictions.shape == (len(x),)
     # the network converted is the Keras model with max-pool replaced by average-pool (and no dropout)
     inf = inference_model(model)
@@ -67,7 +67,7 @@ def test_rate_mode_reproduces_the_keras_model_with_max_pool_as_average(trained, 
 def test_rate_mode_with_fallback_pools_sigmoid_and_linear_layers(mixed_model, prepared):
     x = prepared["x"]["test"][:24]
     conv = convert(mixed_model, neuron=None, synapse=None)
-    res = simulate(conv, x, n_steps=1, minibatch_size=12)
+    res = simulate(conv, x, num_steps=1, minibatch_size=12)
     want = _keras_logits(conv.keras_model, x)
     np.testing.assert_allclose(res.logits[:, 0], want, rtol=1e-4, atol=1e-5)
     np.testing.assert_array_equal(res.predictions, want.argmax(axis=1))
@@ -89,7 +89,7 @@ def test_without_max_pool_the_conversion_equals_the_source_model(prepared):
                          f"layer:fc num-units:12 act:relu bias:False {LEARN}")
     model = build_keras_model(ph, prepared["L"], 5, seed=3)
     x = prepared["x"]["test"][:16]
-    res = simulate(convert(model, neuron=None, scale_firing_rates=7.0), x, n_steps=1, minibatch_size=16)
+    res = simulate(convert(model, neuron=None, scale_firing_rates=7.0), x, num_steps=1, minibatch_size=16)
     want = _keras_logits(model, x)  # scaling firing rates keeps ReLU outputs
     np.testing.assert_allclose(res.logits[:, 0], want, rtol=1e-4, atol=1e-5)
     np.testing.assert_array_equal(res.predictions, want.argmax(axis=1))
@@ -101,7 +101,7 @@ def test_spiking_network_classifies_real_data(trained, prepared):
     assert conv.spiking == {"conv_0": True, "fc_4": True}
     # NengoDL's own firing-rate scaling: amplitude 1/scale
     assert conv.neuron_layers["conv_0"].ensemble.neuron_type.amplitude == pytest.approx(1 / 200)
-    res = simulate(conv, x, n_steps=60, minibatch_size=30)
+    res = simulate(conv, x, num_steps=60, minibatch_size=30)
     assert res.logits.shape == (len(x), 60, 5) and res.readout_steps == 10
     np.testing.assert_array_equal(res.predictions, res.logits[:, -10:].mean(axis=1).argmax(axis=1))
     m = classification_metrics(y, res.predictions, prepared["classes"])
@@ -113,18 +113,18 @@ def test_spike_counts_follow_the_scaled_rates(trained, prepared):
     rate * time of the scaled ReLU within one spike (the random initial voltage); firing rates
     grow with the scale: at scale 1 the network hardly spikes."""
     model, x = trained["model"], prepared["x"]["test"][:20]
-    n_steps = 50
+    num_steps = 50
     spk = {}
     for scale in (1, 300):
         conv = convert(model, neuron="SpikingRectifiedLinear", scale_firing_rates=scale, synapse=0.005)
-        spk[scale] = simulate(conv, x, n_steps=n_steps, minibatch_size=20, probe_layers=True)
-    rate = simulate(convert(model, neuron=None, scale_firing_rates=300), x, n_steps=n_steps, minibatch_size=20,
+        spk[scale] = simulate(conv, x, num_steps=num_steps, minibatch_size=20, probe_layers=True)
+    rate = simulate(convert(model, neuron=None, scale_firing_rates=300), x, num_steps=num_steps, minibatch_size=20,
                     probe_layers=True)
     diff = np.abs(spk[300].spikes_per_neuron["conv_0"] - rate.spikes_per_neuron["conv_0"])
     assert diff.max() <= 1.0 + 1e-3
     # expected count = activation x scale x time: check against Keras' own activations
     act = tf.keras.Model(model.input, model.get_layer("conv_0").output)(x[:, :, None]).numpy()
-    expected = act.reshape(len(x), -1).mean(axis=0) * 300 * n_steps * 1e-3
+    expected = act.reshape(len(x), -1).mean(axis=0) * 300 * num_steps * 1e-3
     np.testing.assert_allclose(rate.spikes_per_neuron["conv_0"], expected, rtol=1e-3, atol=1e-3)
     for name in ("conv_0", "fc_4"):
         lo, hi = spk[1].firing_rates_hz[name], spk[300].firing_rates_hz[name]
@@ -140,7 +140,7 @@ def test_every_neuron_type_runs_and_the_fallback_gets_the_synapse(mixed_model, p
     x = prepared["x"]["test"][:4]
     for name in NEURON_TYPES:
         conv = convert(mixed_model, neuron=name, scale_firing_rates=50, synapse=0.01)
-        res = simulate(conv, x, n_steps=10, minibatch_size=4, probe_layers=True)
+        res = simulate(conv, x, num_steps=10, minibatch_size=4, probe_layers=True)
         assert conv.spiking == {"conv_0": True, "fc_6": True}, name
         assert np.isfinite(res.logits).all() and res.spikes_per_inference["conv_0"] > 0, name
         into_fallback = [c for c in conv.net.all_connections
@@ -148,16 +148,16 @@ def test_every_neuron_type_runs_and_the_fallback_gets_the_synapse(mixed_model, p
         assert into_fallback and all(c.synapse == nengo.Lowpass(0.01) for c in into_fallback)
     # the probes added for one simulation are gone afterwards
     n_probes = len(conv.net.all_probes)
-    simulate(conv, x, n_steps=2, minibatch_size=4)
+    simulate(conv, x, num_steps=2, minibatch_size=4)
     assert len(conv.net.all_probes) == n_probes == 1
     with pytest.raises(KeyError):
         convert(mixed_model, neuron="Izhikevich")
     with pytest.raises(ValueError):
         convert(mixed_model, scale_firing_rates=0)
     with pytest.raises(ValueError):
-        simulate(conv, x[:, :-1], n_steps=2)
+        simulate(conv, x[:, :-1], num_steps=2)
     with pytest.raises(ValueError):
-        simulate(conv, x, n_steps=0)
+        simulate(conv, x, num_steps=0)
 
 
 # ----------------------------------------------------------------------------------------- synops
@@ -229,7 +229,7 @@ def test_without_spikes_the_cost_is_the_phenotype_macs(layers):
 
 def test_synops_of_a_simulation(trained, prepared):
     conv = convert(trained["model"], neuron="SpikingRectifiedLinear", scale_firing_rates=100, synapse=0.005)
-    res = simulate(conv, prepared["x"]["test"][:10], n_steps=20, minibatch_size=10, probe_layers=True)
+    res = simulate(conv, prepared["x"]["test"][:10], num_steps=20, minibatch_size=10, probe_layers=True)
     ops = count_synops(conv, res.spiking_spikes_per_neuron())
     # first layer on the input: 260 positions x 8 filters x kernel 8 x 1 channel
     assert ops.mac_layers == ["conv_0"] and ops.macs == 260 * 8 * 8
@@ -239,22 +239,22 @@ def test_synops_of_a_simulation(trained, prepared):
 
 
 def test_plot_layer_activity_writes_a_png(trained, prepared, tmp_path):
-    path = plot_layer_activity(trained["model"], prepared["x"]["test"][0], scales=(1, 300), n_steps=30,
+    path = plot_layer_activity(trained["model"], prepared["x"]["test"][0], scales=(1, 300), num_steps=30,
                                path=tmp_path / "fig" / "activity.png")
     data = path.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000
     with pytest.raises(ValueError):
-        plot_layer_activity(trained["model"], prepared["x"]["test"][:2], n_steps=5, path=tmp_path / "x.png")
+        plot_layer_activity(trained["model"], prepared["x"]["test"][:2], num_steps=5, path=tmp_path / "x.png")
 
 
 def test_a_simulation_is_repeatable_and_its_seed_matters(trained, prepared):
     """NengoDL draws initial states with TensorFlow's and numpy's global generators: simulate seeds them."""
     x = prepared["x"]["test"][:20]
     conv = convert(trained["model"], neuron="RegularSpiking", scale_firing_rates=30, synapse=None)
-    a = simulate(conv, x, n_steps=8, minibatch_size=10, probe_layers=True)
+    a = simulate(conv, x, num_steps=8, minibatch_size=10, probe_layers=True)
     np.random.rand(5)  # whatever ran in between
-    b = simulate(conv, x, n_steps=8, minibatch_size=10, probe_layers=True)
+    b = simulate(conv, x, num_steps=8, minibatch_size=10, probe_layers=True)
     np.testing.assert_array_equal(a.logits, b.logits)
     assert a.spikes_per_inference == b.spikes_per_inference
-    c = simulate(conv, x, n_steps=8, minibatch_size=10, probe_layers=True, seed=1)
+    c = simulate(conv, x, num_steps=8, minibatch_size=10, probe_layers=True, seed=1)
     assert not np.array_equal(a.logits, c.logits)  # other initial voltages, other spike times

@@ -1,18 +1,6 @@
 """Readers for expression matrices and label tables, and label-table filters.
 
-Everything here is local-file, pandas-based and strict: a problem in the input
-raises :class:`~spiking.data.ingest.errors.IngestError` with a message that names the
-file and the row id / column / value at fault, instead of silently producing a
-shifted or partially parsed table.
-
-Conventions shared by both readers
-----------------------------------
-* Delimiter: ``.tsv`` / ``.txt`` / ``.tab`` (also before ``.gz``) mean tab,
-  anything else means comma; if the header line contains only the other
-  delimiter, that one is used instead (so a tab file named ``.csv`` still works).
-* Compression: gzip is detected from the magic bytes (the name need not end in
-  ``.gz``); ``.bz2`` and ``.xz`` are recognised by their suffix.
-* Surrounding whitespace is stripped from ids and column names.
+Details: docs/modules.md, section ``spiking.data.ingest.readers``.
 """
 
 from __future__ import annotations

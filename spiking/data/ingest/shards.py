@@ -1,15 +1,6 @@
 """Ingest a matrix + label table into Parquet shards with a manifest, and load them back.
 
-On-disk layout of an ingested dataset (a folder)::
-
-    manifest.json         # what was read, filtered, dropped and written
-    part-00000.parquet    # at most ``shard_rows`` rows each, rows sorted by sample_id
-    part-00001.parquet
-    ...
-
-Shard schema: ``sample_id: string, label: string, [group: string,]
-features: fixed_size_list<float32>[n_features]``; the feature order is
-``manifest["feature_names"]``.
+Details: docs/modules.md, section ``spiking.data.ingest.shards``.
 """
 
 from __future__ import annotations

@@ -1,43 +1,7 @@
 """Spatial layouts: place the features of an expression matrix on a 1-D strip
 or a 2-D grid so that correlated genes end up next to each other.
 
-All layouts are scikit-learn transformers (``BaseEstimator``,
-``TransformerMixin``) working on a preprocessed matrix ``X`` of shape
-``(n_samples, n_features)``:
-
-* ``fit(X)`` learns, from ``X`` only, an injective map feature -> position;
-* ``transform(X)`` returns float32 images ``(n, 1, L)`` (1-D layouts) or
-  ``(n, 1, H, W)`` (2-D layouts); positions not used by any feature are 0;
-* ``inverse_transform(images)`` returns ``(n, n_features)``, the exact inverse
-  on the features' positions.
-
-Fitted attributes common to every layout:
-
-``feature_map_``
-    int64 array of shape ``shape_``; the feature index shown at each position,
-    ``-1`` for padding. Every feature index occurs exactly once.
-``positions_``
-    int64 array ``(n_features,)``: flat position of each feature.
-``shape_``
-    image shape without batch/channel axes: ``(L,)`` or ``(H, W)``.
-``n_features_in_``
-    number of features seen in ``fit``.
-``feature_names_in_``
-    only when ``fit`` got a pandas DataFrame whose column names are all
-    strings (scikit-learn's convention): object array of those names. A
-    DataFrame given to ``transform`` must then have exactly these columns in
-    this order (scikit-learn also refuses another order rather than
-    reordering); a plain array is taken positionally.
-
-Errors: ``transform``/``inverse_transform`` before ``fit`` raise
-``sklearn.exceptions.NotFittedError``; a wrong number of features, a non-2-D
-input, non-finite values or DataFrame columns other than (or in another order
-than) the fitted ones raise ``ValueError`` with a message saying which.
-
-Empty batches: ``fit`` needs at least one sample, but ``transform`` of a
-``(0, n_features)`` array returns an empty ``(0, 1, *shape_)`` array and
-``inverse_transform`` of that returns ``(0, n_features)`` (convenient for
-batching code; scikit-learn's ``check_array`` would refuse them).
+Details: docs/modules.md, section ``spiking.data.layout.transforms``.
 """
 from __future__ import annotations
 
