@@ -188,3 +188,24 @@ def test_the_readme_names_every_layer():
     section = readme[readme.index("## Architecture"):]
     missing = [pkg for layer in spiking.LAYERS for pkg in layer if pkg.split(".")[-1] not in section]
     assert not missing, f"README's Architecture section does not name {missing}"
+
+
+def test_no_source_file_is_ignored_by_git(tmp_path):
+    """A .gitignore pattern such as ``data/`` once hid spiking/data/__init__.py from every commit.
+
+    The project's .gitignore is checked in a scratch repository, so the test also runs where the
+    checkout has no .git folder.
+    """
+    import subprocess
+
+    root = Path(spiking.__file__).resolve().parent.parent
+    files = [str(p.relative_to(root)) for d in ("spiking", "tests", "benchmarks", "scripts")
+             for p in (root / d).rglob("*.py") if "__pycache__" not in p.parts]
+    assert "spiking/data/__init__.py" in files
+    (tmp_path / ".gitignore").write_text((root / ".gitignore").read_text())
+    subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)
+    for f in files:
+        (tmp_path / f).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / f).touch()
+    out = subprocess.run(["git", "check-ignore", *files], cwd=tmp_path, capture_output=True, text=True)
+    assert out.stdout.split() == [], f"ignored by .gitignore: {out.stdout.split()}"
