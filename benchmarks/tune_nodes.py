@@ -56,6 +56,7 @@ if str(ROOT) not in sys.path:
 
 from spiking.search import runner  # noqa: E402
 from spiking.search.registry import BUDGETS, load_experiment, parse_experiment  # noqa: E402
+from spiking.specs.names import DEFAULT_SHARDS  # noqa: E402
 
 EXPERIMENT = "cnn_search"
 
@@ -228,7 +229,7 @@ def markdown(rows: list[dict]) -> str:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--shards", default=str(ROOT / "data/shards/tcga-mirna-rpm"), help="Parquet shards (spiking ingest)")
+    p.add_argument("--shards", default=str(ROOT / DEFAULT_SHARDS), help="Parquet shards (spiking ingest)")
     p.add_argument("--budget", choices=BUDGETS, default="smoke", help="budget of the file to start from (default smoke)")
     p.add_argument("--nodes", default="1,2", help="worker node counts to run, in order (default 1,2)")
     p.add_argument("--scheduler", choices=("fifo", "asha"), default="fifo",

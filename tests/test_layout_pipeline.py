@@ -143,8 +143,8 @@ def test_evaluation_applies_the_layout_saved_with_the_network(runs, capsys):
     (["--layout", "embedding_2d", "--image-shape", "20x20"], "fewer than the"),
     (["--layout", "embedding_2d", "--image-shape", "1x2000"], "both sides"),
     (["--layout", "embedding_2d", "--image-shape", "2000x2001"], "pixels"),
-    (["--layout", "random", "--layout-seed=-1"], "layout seed"),
-    (["--layout", "embedding_2d", "--layout-seed", str(2**32)], "layout seed"),
+    (["--layout", "random", "--layout-seed=-1"], "layout_seed"),
+    (["--layout", "embedding_2d", "--layout-seed", str(2**32)], "layout_seed"),
 ])
 def test_bad_layout_settings_stop_before_any_work(runs, capsys, extra, words):
     code = main(["train", "--run-name", "bad", *runs["base"], *extra])

@@ -279,7 +279,7 @@ def test_conv1_called_once_per_forward(num_steps):
 
 @pytest.mark.parametrize("neuron", NEURONS)
 def test_zero_network_never_spikes(neuron):
-    snn = SpikingCNN1d(SMALL_L, SMALL, 3, neuron=neuron, num_steps=20)
+    snn = SpikingCNN1d(SMALL_L, SMALL, 3, neuron=neuron, num_steps=20, beta=0.9)
     with torch.no_grad():
         for p in snn.parameters():
             p.zero_()
@@ -295,7 +295,7 @@ def test_zero_network_never_spikes(neuron):
 @pytest.mark.parametrize("neuron", NEURONS)
 def test_gradients_reach_conv1(neuron):
     torch.manual_seed(2)
-    snn = SpikingCNN1d(SMALL_L, SMALL, 3, neuron=neuron, num_steps=5)
+    snn = SpikingCNN1d(SMALL_L, SMALL, 3, neuron=neuron, num_steps=5, beta=0.9)
     spk, _ = snn(torch.rand(4, 1, SMALL_L))
     loss = torch.nn.functional.cross_entropy(class_scores(spk, 3), torch.tensor([0, 1, 2, 0]))
     loss.backward()
@@ -393,8 +393,10 @@ def test_spike_recording():
 def test_invalid_neuron_and_parameters():
     with pytest.raises(ValueError, match="leaky.*lapicque.*rleaky.*synaptic"):
         SpikingCNN1d(SMALL_L, SMALL, 3, neuron="izhikevich")
-    with pytest.raises(ValueError, match="lapicque"):
+    with pytest.raises(ValueError, match="Lapicque"):
         SpikingCNN1d(SMALL_L, SMALL, 3, neuron="lapicque", beta=1.0)
+    with pytest.raises(ValueError, match="Lapicque"):  # the default beta (1.0, integrate-and-fire) does not suit it
+        SpikingCNN1d(SMALL_L, SMALL, 3, neuron="lapicque")
     with pytest.raises(ValueError, match="num_steps"):
         SpikingCNN1d(SMALL_L, SMALL, 3, num_steps=0)
 
@@ -403,7 +405,7 @@ def test_parameter_counts_match_cnn():
     cnn = CNN1d(SMALL_L, SMALL, 3)
     n = count_parameters(cnn)
     for neuron in ("leaky", "lapicque", "synaptic"):
-        assert count_parameters(SpikingCNN1d(SMALL_L, SMALL, 3, neuron=neuron)) == n
+        assert count_parameters(SpikingCNN1d(SMALL_L, SMALL, 3, neuron=neuron, beta=0.9)) == n
     # RLeaky: a scalar V per conv stage + a dense recurrent Linear(3, 3) at the output
     assert count_parameters(SpikingCNN1d(SMALL_L, SMALL, 3, neuron="rleaky")) == n + 3 + 3 * 3 + 3
 

@@ -52,7 +52,7 @@ def test_presets_on_square_layout_of_1046(name):
     x = torch.rand(1, 1, 33, 33)
     assert CNN2d(33, 33, arch, 10)(x).shape == (1, 10)
     for neuron in ("leaky", "lapicque", "rleaky"):
-        spk, mem = SpikingCNN2d(33, 33, arch, 10, neuron=neuron, num_steps=2)(x)
+        spk, mem = SpikingCNN2d(33, 33, arch, 10, neuron=neuron, num_steps=2, beta=0.9)(x)
         assert spk.shape == mem.shape == (2, 1, 10)
 
 
@@ -172,5 +172,5 @@ def test_snn2d_refuses_bad_slope(slope):
 def test_snn2d_accepts_numpy_integer_steps_and_int_slope():
     snn = SpikingCNN2d(12, 12, _small(12, 12), 2, num_steps=np.int64(3), slope=np.int64(5))
     assert snn.num_steps == 3 and type(snn.num_steps) is int and snn.slope == 5.0
-    with pytest.raises(ValueError, match="num_steps must be >= 1"):
+    with pytest.raises(ValueError, match="num_steps must be an integer >= 1"):
         SpikingCNN2d(12, 12, _small(12, 12), 2, num_steps=0)

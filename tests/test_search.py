@@ -68,7 +68,7 @@ def test_every_registry_file_loads_with_its_budgets():
             continue
         assert exp.metric == "val_balanced_accuracy" and exp.mode == "max"
         if exp.kind == "snn_k":  # tests/nengo/test_nas.py runs it; here only its file
-            assert exp.environment == "nengo" and exp.weight_transfer and exp.snn["weights"] == "nas"
+            assert exp.environment == "nengo" and exp.weight_transfer and exp.weights == "nas"
             assert all(exp.budget(b).epochs == 1 for b in ("smoke", "small", "paper"))
             assert validate_space(exp, "paper", 1046, 10) == 4 * 5 * 5 * 6  # every combination checked
             continue
@@ -76,7 +76,7 @@ def test_every_registry_file_loads_with_its_budgets():
         smoke, paper = exp.budget("smoke"), exp.budget("paper")
         assert paper.epochs == (50 if exp.kind == "cnn" else 30)
         assert 2 <= smoke.epochs <= 4 and smoke.trials <= 6 and smoke.max_train_rows
-        arch = preset(exp.snn["weights"], 1046) if exp.weight_transfer else None
+        arch = preset(exp.weights, 1046) if exp.weight_transfer else None
         for b in ("smoke", "small", "paper"):
             assert validate_space(exp, b, 1046, 10, n=50, transfer_arch=arch) >= 1
         with pytest.raises(ExperimentError, match="no budget 'huge'"):

@@ -14,9 +14,9 @@ import time
 from pathlib import Path
 
 from spiking.errors import SpikingError
+from spiking.specs.names import DEFAULT_SHARDS, DEVICES, ENCODINGS, NEURONS, PRESET_NAMES, SNN_MODES, ZSCORE_MODES
 
 DEFAULT_DATA_DIR = "../shared/data/tcga-mirna"
-DEFAULT_SHARDS = "data/shards/tcga-mirna-rpm"
 PRESETS = {"shared-tcga": "SHARED_TCGA", "gdc": "GDC_LABEL_SHEET", "none": None}
 
 
@@ -72,7 +72,7 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--top-k", type=int, default=d.data.top_k, help="keep the k most frequent classes (0 = all)")
     g.add_argument("--seed", type=int, default=d.data.seed, help="seed of the split and of training")
     g.add_argument("--no-log2", action="store_true", help="do not apply log2(x+1) (for data already on a log scale)")
-    g.add_argument("--zscore", choices=["feature", "sample", "none"], default=d.data.zscore,
+    g.add_argument("--zscore", choices=ZSCORE_MODES, default=d.data.zscore,
                    help="z-score per feature (fitted on train) or per sample, before min-max to [0,1]")
     from spiking.data.layout import LAYOUTS
 
@@ -88,14 +88,14 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--layout-seed", type=int, default=d.data.layout_seed,
                    help="seed of the random and embedding_2d layouts")
     g = p.add_argument_group("CNN")
-    g.add_argument("--preset", choices=["cnn_pt1", "cnn_pt2"], default=d.cnn.preset, help="CNN_PT preset")
+    g.add_argument("--preset", choices=PRESET_NAMES, default=d.cnn.preset, help="CNN_PT preset")
     g.add_argument("--arch-seed", type=int, default=d.cnn.arch_seed, help="seed of the dependent layer sizes")
     g.add_argument("--cnn-epochs", type=int, default=d.cnn.train.epochs, help="maximum CNN epochs")
     g.add_argument("--cnn-lr", type=float, default=d.cnn.train.lr, help="CNN Adam learning rate")
     g = p.add_argument_group("SNN")
-    g.add_argument("--snn-mode", choices=["transfer", "scratch"], default=d.snn.mode,
+    g.add_argument("--snn-mode", choices=SNN_MODES, default=d.snn.mode,
                    help="transfer: CNN weights + cross-entropy count loss; scratch: MSE count loss")
-    g.add_argument("--neuron", choices=["leaky", "lapicque", "rleaky", "synaptic"], default=d.snn.neuron,
+    g.add_argument("--neuron", choices=NEURONS, default=d.snn.neuron,
                    help="snnTorch neuron model of every LIF layer")
     g.add_argument("--beta", type=float, default=d.snn.beta, help="membrane decay per step")
     g.add_argument("--num-steps", type=int, default=d.snn.num_steps, help="time steps per sample")
@@ -116,14 +116,12 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("training")
     g.add_argument("--batch-size", type=int, default=d.cnn.train.batch_size, help="samples per training step")
     g.add_argument("--patience", type=int, default=None, help="early-stopping patience in epochs for both networks (0 = off; unset: 15 CNN, 5 SNN)")
-    g.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
+    g.add_argument("--device", choices=DEVICES, default=d.cnn.train.device,
                    help="auto uses a CUDA GPU when torch sees one")
     g.add_argument("--no-progress", action="store_true", help="hide the progress bars")
 
 
 def _encodings_arg(text: str) -> tuple[str, ...]:
-    from spiking.models.encoding import ENCODINGS
-
     encs = tuple(e.strip() for e in str(text).split(",") if e.strip())
     if not encs:
         raise argparse.ArgumentTypeError(f"no encoding given; choose one or more of {', '.join(ENCODINGS)}")

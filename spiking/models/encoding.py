@@ -9,7 +9,7 @@ import torch
 from snntorch import spikegen
 
 from spiking.models import ModelError
-from spiking.specs.names import DELTA_THRESHOLD, ENCODINGS, check_encoding
+from spiking.specs.names import DELTA_THRESHOLD, ENCODINGS, check_encoding, check_num_steps
 
 __all__ = ["ENCODINGS", "DELTA_THRESHOLD", "LATENCY_THRESHOLD", "encode", "check_encoding"]
 
@@ -41,9 +41,7 @@ def encode(x: torch.Tensor, encoding: str, num_steps: int, *, delta_threshold: f
     check_encoding(encoding, delta_threshold)
     if x.dim() != 3 or x.size(-1) < 1:
         raise ModelError(f"expected profiles of shape (B, 1, L) with L >= 1, got {tuple(x.shape)}")
-    if isinstance(num_steps, bool) or int(num_steps) != num_steps or num_steps < 1:
-        raise ModelError(f"num_steps must be an integer >= 1, got {num_steps!r}")
-    num_steps = int(num_steps)
+    num_steps = check_num_steps(num_steps, bounded=False)
     if encoding == "direct":
         return x
     if not x.is_floating_point():

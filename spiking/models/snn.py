@@ -5,7 +5,6 @@ Details: docs/modules.md, section ``spiking.models.snn``.
 
 from __future__ import annotations
 
-import math
 from typing import Any, Mapping
 
 import snntorch
@@ -16,7 +15,7 @@ from torch import nn
 from spiking.models import ModelError
 from spiking.models.cnn import CNN1d, CNNArch, add_cnn_layers, coerce_arch, stage_lengths
 from spiking.models.encoding import encode
-from spiking.specs.names import DELTA_THRESHOLD, NEURONS, check_encoding
+from spiking.specs.names import BETA, DELTA_THRESHOLD, NEURONS, NUM_STEPS, check_beta, check_encoding, check_num_steps
 
 __all__ = ["NEURONS", "SpikingCNN1d", "class_scores", "transfer_weights"]
 
@@ -102,14 +101,8 @@ def check_neuron_settings(neuron: str, n_outputs, num_steps, beta, alpha) -> tup
     n_outputs = int(n_outputs)
     if n_outputs < 1:
         raise ModelError(f"n_outputs must be >= 1, got {n_outputs}")
-    num_steps = int(num_steps)
-    if num_steps < 1:
-        raise ModelError(f"num_steps must be >= 1, got {num_steps}")
-    beta = float(beta)
-    if not 0.0 <= beta <= 1.0 or math.isnan(beta):
-        raise ModelError(f"beta must be in [0, 1], got {beta}")
-    if neuron == "lapicque" and not 0.0 < beta < 1.0:
-        raise ModelError(f"lapicque needs 0 < beta < 1, got {beta}")
+    num_steps = check_num_steps(num_steps, bounded=False)
+    beta = check_beta(beta, neuron)
     alpha = float(alpha)
     if neuron == "synaptic" and not 0.0 <= alpha <= 1.0:
         raise ModelError(f"alpha must be in [0, 1], got {alpha}")
@@ -145,8 +138,8 @@ class SpikingCNN1d(nn.Module):
         n_outputs: int,
         *,
         neuron: str = "leaky",
-        beta: float = 0.9,
-        num_steps: int = 10,
+        beta: float = BETA,
+        num_steps: int = NUM_STEPS,
         alpha: float = 0.8,
         slope: float = 25.0,
         encoding: str = "direct",

@@ -26,6 +26,7 @@ from spiking.models.snn import (
     run_neuron,
     transfer_weights,
 )
+from spiking.specs.names import BETA, NUM_STEPS, check_num_steps
 
 __all__ = ["SpikingCNN2d", "transfer_weights_2d"]
 
@@ -36,9 +37,7 @@ def _check_num_steps_and_slope(num_steps, slope) -> None:
     ``check_neuron_settings`` applies ``int(num_steps)`` (2.5 -> 2) and does not
     look at ``slope``. Raises ValueError naming ``num_steps`` / ``slope``.
     """
-    if isinstance(num_steps, (bool, np.bool_)) or not isinstance(num_steps, (numbers.Integral, np.integer)):
-        raise ModelError(f"num_steps must be an integer >= 1, got {num_steps!r} "
-                         f"({type(num_steps).__name__})")
+    check_num_steps(num_steps, bounded=False)
     if isinstance(slope, (bool, np.bool_)) or not isinstance(slope, (numbers.Real, np.floating, np.integer)):
         raise ModelError(f"slope must be a finite number > 0, got {slope!r} ({type(slope).__name__})")
     if not math.isfinite(float(slope)) or float(slope) <= 0:
@@ -75,8 +74,8 @@ class SpikingCNN2d(nn.Module):
         n_outputs: int,
         *,
         neuron: str = "leaky",
-        beta: float = 0.9,
-        num_steps: int = 10,
+        beta: float = BETA,
+        num_steps: int = NUM_STEPS,
         alpha: float = 0.8,
         slope: float = 25.0,
         encoding: str = "direct",

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -50,13 +51,13 @@ def check_networks(exp: AblationExperiment, b: AblationBudget, n_features: int, 
 
     out = {}
     for layout in b.layouts:
-        shape = image_shape(layout, n_features, exp.data["layout_shape"])
+        shape = image_shape(layout, n_features, exp.data.layout_shape)
         if int(np.prod(shape)) < n_features:
             raise SearchError(f"[data] layout_shape {list(shape)} has fewer pixels than the {n_features} features")
         try:
-            arch = preset_for(exp.cnn["preset"], shape, seed=int(exp.cnn["arch_seed"]))
-            build_spiking_cnn(shape, arch, n_classes, neuron=exp.snn["neuron"], beta=float(exp.snn["beta"]),
-                              num_steps=int(exp.snn["num_steps"]))
+            arch = preset_for(exp.cnn.preset, shape, seed=int(exp.cnn.arch_seed))
+            build_spiking_cnn(shape, arch, n_classes, neuron=exp.snn.neuron, beta=float(exp.snn.beta),
+                              num_steps=int(exp.snn.num_steps))
         except ValueError as e:
             raise SearchError(f"layout {layout} ({'x'.join(map(str, shape))}): {e}") from None
         out[layout] = {"input_shape": list(shape), "arch": arch.as_dict()}
@@ -69,23 +70,14 @@ def run_config_for(exp: AblationExperiment, b: AblationBudget, layout: str, seed
     settings, training seeded with ``seed``, the layout's seed = ``seed`` (so ``random`` is another
     permutation per seed and its spread includes the permutation's)."""
     from spiking.specs.run import RunConfig
-    from spiking.specs.train import TrainConfig
 
-    cfg = RunConfig()
-    d = exp.data
-    cfg.data.top_k, cfg.data.fractions, cfg.data.seed = int(d["top_k"]), tuple(d["fractions"]), int(d["seed"])
-    cfg.data.log2, cfg.data.zscore = bool(d["log2"]), str(d["zscore"])
-    cfg.data.layout = layout
-    cfg.data.layout_shape = tuple(d["layout_shape"]) if (d["layout_shape"] and layout == "embedding_2d") else None
-    cfg.data.layout_seed = int(seed)
-    cfg.cnn.preset, cfg.cnn.arch_seed = exp.cnn["preset"], int(exp.cnn["arch_seed"])
-    cfg.cnn.train = TrainConfig(epochs=b.cnn_epochs, batch_size=b.batch_size, lr=float(exp.cnn["lr"]),
-                                patience=int(exp.cnn["patience"]), seed=int(seed), device=device, progress=False)
-    s = cfg.snn
-    s.mode, s.neuron, s.beta, s.num_steps = "transfer", exp.snn["neuron"], float(exp.snn["beta"]), int(exp.snn["num_steps"])
-    s.normalize, s.percentile, s.encodings, s.population = bool(exp.snn["normalize"]), float(exp.snn["percentile"]), ("direct",), 1
-    s.train = TrainConfig(epochs=b.snn_epochs, batch_size=b.batch_size, lr=float(exp.snn["lr"]),
-                          patience=int(exp.snn["patience"]), seed=int(seed), device=device, progress=False)
+    data = replace(exp.data, layout=layout, layout_seed=int(seed),
+                   layout_shape=exp.data.layout_shape if layout == "embedding_2d" else None)
+    per_trial = {"batch_size": b.batch_size, "seed": int(seed), "device": device, "progress": False}
+    cnn = replace(exp.cnn, train=replace(exp.cnn.train, epochs=b.cnn_epochs, **per_trial))
+    snn = replace(exp.snn, mode="transfer", encodings=("direct",), population=1,
+                  train=replace(exp.snn.train, epochs=b.snn_epochs, **per_trial))
+    cfg = RunConfig(data=data, cnn=cnn, snn=snn)
     cfg.validate()
     return cfg
 
@@ -171,7 +163,7 @@ def run_ablation(name: str, *, shards: str, budget: str = "smoke", storage: str 
     if cpus <= 0 or maxc < 1:
         raise SearchError(f"cpus_per_trial must be > 0 and max_concurrent >= 1, got {cpus}, {maxc}")
 
-    data = {**exp.data, "layout": "identity", "layout_shape": None}
+    data = replace(exp.data, layout="identity", layout_shape=None)
     prep_full, prep, dataset_info = load_split(shards, data, b.max_train_rows, seed)
     from spiking.data.preprocess.prepare import split_fingerprint
 

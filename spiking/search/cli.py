@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import argparse
 
-DEFAULT_SHARDS = "data/shards/tcga-mirna-rpm"
+from spiking.specs.names import DEFAULT_SHARDS
 
 
 def add_tune_parser(subparsers) -> argparse.ArgumentParser:

@@ -11,20 +11,22 @@ def load_data(exp, shards: str, budget, seed: int):
     return load_split(shards, exp.data, budget.max_train_rows, seed)
 
 
-def load_split(shards: str, data: dict, max_train_rows: int | None, seed: int):
-    """``(prep_full, prep_used, dataset_info)``: the shards prepared with ``data`` (keys ``top_k``,
-    ``fractions``, ``seed``, ``log2``, ``zscore`` and optionally ``layout``, ``layout_shape``,
-    ``layout_seed``), the train part cut to ``max_train_rows`` (the layout is fitted on the whole
-    train part, before the cut)."""
+def load_split(shards: str, data, max_train_rows: int | None, seed: int):
+    """``(prep_full, prep_used, dataset_info)``: the shards prepared with ``data`` (a
+    :class:`~spiking.specs.run.DataConfig`, or a table of its fields such as a NAS state's ``data``),
+    the train part cut to ``max_train_rows`` (the layout is fitted on the whole train part, before the cut).
+
+    Raises:
+        SpecError: a table with an unknown key; DataError: the shards cannot be read or prepared.
+    """
     from spiking.data.ingest import load_dataset
     from spiking.data.preprocess.prepare import prepare
+    from spiking.specs.run import DataConfig, from_table
 
+    d = data if isinstance(data, DataConfig) else from_table(DataConfig(), data, "data ", keys=DataConfig.TABLE_KEYS)
     ds = load_dataset(shards)
-    d = data
-    shape = d.get("layout_shape")
-    prep = prepare(ds, top_k=int(d["top_k"]), fractions=tuple(d["fractions"]), seed=int(d["seed"]),
-                   log2=bool(d["log2"]), zscore=str(d["zscore"]), layout=str(d.get("layout", "identity")),
-                   layout_shape=tuple(shape) if shape else None, layout_seed=int(d.get("layout_seed", 0)))
+    prep = prepare(ds, top_k=int(d.top_k), fractions=tuple(d.fractions), seed=int(d.seed), log2=bool(d.log2),
+                   zscore=str(d.zscore), **d.layout_kwargs())
     used = subset_train(prep, max_train_rows, seed)
     from spiking.artifacts.results import dataset_block
 

@@ -24,6 +24,7 @@ from spiking.errors import SpikingError
 from spiking.search.frameworks import prepare_nengo_process
 from spiking.search.tuner import ray_init
 from spiking.specs.phenotype import parse_phenotype
+from spiking.specs.run import DataConfig, to_table
 
 DEFAULT_STORAGE = "runs/tune"
 DEFAULT_NAME = "nas"
@@ -75,8 +76,7 @@ class NASSettings:
     seed: int = 42
     cpus_per_individual: float = 1.0
     max_train_rows: int | None = None
-    data: dict = field(default_factory=lambda: {"top_k": 10, "fractions": [0.7, 0.1, 0.2], "seed": 42,
-                                                "log2": True, "zscore": "feature"})
+    data: dict = field(default_factory=lambda: to_table(DataConfig(), ("top_k", "fractions", "seed", "log2", "zscore")))
     require_relu: bool = False
 
     def check(self) -> None:

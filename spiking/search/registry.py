@@ -15,7 +15,9 @@ from importlib import resources
 from typing import TYPE_CHECKING, Any
 
 from spiking.errors import SpikingError
-from spiking.specs.names import NENGO_NEURONS  # noqa: F401  (re-exported)
+from spiking.specs.names import MAX_SEED, NENGO_NEURONS, PRESET_NAMES, check_num_steps, is_int, is_real
+from spiking.specs.run import CNNConfig, DataConfig, SNNConfig, from_table, to_table
+from spiking.specs.train import TrainConfig
 
 # The torch models (CNN_PT and its snnTorch version) are imported inside the functions that check
 # cnn/snn configs, so that this module also imports in the Keras/NengoDL environment (no torch).
@@ -43,10 +45,12 @@ _TOP_KEYS = {"description", "kind", "environment", "arch", "train", "metric", "s
              "exclude", "fixed", "budgets", "snn", "data"}
 _BUDGET_KEYS = {"trials", "epochs", "grace_period", "reduction_factor", "max_concurrent", "n_startup_trials",
                 "max_train_rows", "batch_size", "space", "max_eval_rows"}
-_SNN_DEFAULTS = {"mode": "transfer", "loss": None, "weights": None, "normalize": True, "percentile": 99.9}
-_TRAIN_DEFAULTS = {"lr": 0.001, "batch_size": 64, "patience": 0}
-_DATA_DEFAULTS = {"top_k": 10, "fractions": [0.7, 0.1, 0.2], "seed": 42, "log2": True, "zscore": "feature",
-                  "layout": "identity", "layout_shape": None, "layout_seed": 0}
+#: Keys of a search file's ``[snn]`` and ``[train]`` tables: fields of the run specs
+#: (:mod:`spiking.specs.run`), which own their defaults and checks; ``[snn] weights`` is the search's own.
+SNN_TABLE_KEYS = ("mode", "loss", "normalize", "percentile")
+TRAIN_TABLE_KEYS = ("lr", "batch_size", "patience")
+#: A search trial stops early only through the scheduler (ASHA), so the file's default patience is 0.
+SEARCH_TRAIN = TrainConfig(patience=0)
 
 
 class ExperimentError(SpikingError):
@@ -85,9 +89,9 @@ class Experiment:
     description: str
     kind: str
     arch: str
-    train: dict
-    data: dict
-    snn: dict
+    train: TrainConfig  # lr, batch_size, patience ([train]); epochs come from the budget
+    data: DataConfig
+    snn: SNNConfig  # mode, loss, normalize, percentile ([snn]); neuron, beta, num_steps are the trials'
     fixed: dict
     metric: str
     mode: str
@@ -100,6 +104,7 @@ class Experiment:
     source: str = ""
     raw: dict = field(default_factory=dict, repr=False)
     environment: str = "torch"
+    weights: str | None = None  # [snn] weights: the default weight source of a weight-transfer SNN
 
     def budget(self, name: str) -> Budget:
         """The named budget (``smoke|small|paper``); unknown name -> ExperimentError listing the valid ones."""
@@ -109,16 +114,23 @@ class Experiment:
 
     @property
     def weight_transfer(self) -> bool:
-        return self.kind in ("snn", "snn_k") and self.snn["mode"] == "transfer"
+        return self.kind in ("snn", "snn_k") and self.snn.mode == "transfer"
 
     def loss(self) -> str:
         """The SNN loss (``ce`` for transfer, ``mse`` from scratch unless the file says otherwise)."""
-        return self.snn["loss"] or ("ce" if self.snn["mode"] == "transfer" else "mse")
+        return self.snn.resolved_loss()
+
+    def snn_table(self) -> dict:
+        """The ``[snn]`` table as experiment.json holds it: mode, loss, weights, normalize, percentile."""
+        t = to_table(self.snn, SNN_TABLE_KEYS)
+        return {"mode": t["mode"], "loss": t["loss"], "weights": self.weights, "normalize": t["normalize"],
+                "percentile": t["percentile"]}
 
     def as_dict(self) -> dict:
         return {"name": self.name, "description": self.description, "kind": self.kind,
                 "environment": self.environment, "arch": self.arch,
-                "train": self.train, "data": self.data, "snn": self.snn if self.kind != "cnn" else None,
+                "train": to_table(self.train, TRAIN_TABLE_KEYS), "data": to_table(self.data, DataConfig.TABLE_KEYS),
+                "snn": self.snn_table() if self.kind != "cnn" else None,
                 "fixed": self.fixed, "metric": self.metric, "mode": self.mode, "scheduler": self.scheduler,
                 "search": self.search, "resources": self.resources, "space": self.space,
                 "exclude": self.exclude, "source": self.source}
@@ -196,22 +208,20 @@ def _parse_experiment(name: str, raw: dict, source: str = "") -> Experiment:
         fail("kind = 'snn_k' (the Keras/NengoDL conversion) goes with environment = 'nengo', and only it")
     if arch not in ARCHS:
         fail(f"arch must be one of {ARCHS}, got {arch!r}")
-    train = {**_TRAIN_DEFAULTS, **raw.get("train", {})}
-    if set(train) - set(_TRAIN_DEFAULTS):
-        fail(f"[train] unknown keys {sorted(set(train) - set(_TRAIN_DEFAULTS))}")
-    lr = train["lr"]
-    if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not 0 < lr < 1:
-        fail(f"[train] lr must be a number in (0, 1), got {lr!r}")
-    if not _is_int(train["patience"], 0) or not _is_int(train["batch_size"], 1):
-        fail(f"[train] patience must be an integer >= 0 and batch_size >= 1, got {train['patience']!r}, "
-             f"{train['batch_size']!r}")
+    train = spec_table(SEARCH_TRAIN, raw.get("train", {}), "[train] ", fail, lambda t: t.check("[train] "),
+                       keys=TRAIN_TABLE_KEYS)
     data = check_data(raw.get("data", {}), fail)
-    if data["layout"] != "identity" and environment == "nengo":
+    if data.layout != "identity" and environment == "nengo":
         fail("[data] layout: the Keras/NengoDL pipeline (grammar-search CNN_K) takes the profile in file order; "
              "only layout = 'identity' here")
-    snn = {**_SNN_DEFAULTS, **raw.get("snn", {})}
-    if set(snn) - set(_SNN_DEFAULTS):
-        fail(f"[snn] unknown keys {sorted(set(snn) - set(_SNN_DEFAULTS))}")
+    snn_raw = raw.get("snn", {})
+    if not isinstance(snn_raw, dict):
+        fail(f"[snn] must be a table, got {snn_raw!r}")
+    weights = snn_raw.get("weights")
+    if weights is not None and not isinstance(weights, str):
+        fail(f"[snn] weights must be an experiment name or a URI, got {weights!r}")
+    snn = spec_table(SNNConfig(), {k: v for k, v in snn_raw.items() if k != "weights"}, "[snn] ", fail,
+                     lambda t: t.check("[snn] ", only=SNN_TABLE_KEYS), keys=SNN_TABLE_KEYS)
     fixed = dict(raw.get("fixed", {}))
     metric = raw.get("metric", {})
     if metric.get("name", METRIC) != METRIC or metric.get("mode", "max") != "max":
@@ -243,27 +253,19 @@ def _parse_experiment(name: str, raw: dict, source: str = "") -> Experiment:
         if missing:
             fail(f"arch = 'search' needs {list(CNN_SEARCH_PARAMS)} in [space], missing {missing}")
     if arch == "preset":
-        from spiking.models.cnn import PRESETS
-
-        if fixed.get("preset") not in PRESETS:
-            fail(f"arch = 'preset' needs [fixed] preset in {sorted(PRESETS)}, got {fixed.get('preset')!r}")
+        if fixed.get("preset") not in PRESET_NAMES:
+            fail(f"arch = 'preset' needs [fixed] preset in {sorted(PRESET_NAMES)}, got {fixed.get('preset')!r}")
     if kind == "snn_k":
-        if arch != "transfer" or snn["mode"] != "transfer" or not snn["weights"]:
+        if arch != "transfer" or snn.mode != "transfer" or not weights:
             fail("kind = 'snn_k' converts a trained Keras CNN: arch = 'transfer' and [snn] weights = "
                  "'<spiking nas run name>' or the URI of a saved Keras model")
         if sched["type"] != "fifo":
             fail("kind = 'snn_k' has no epochs to stop early at: [scheduler] type = 'fifo'")
     elif kind == "snn":
-        if snn["mode"] not in ("transfer", "scratch"):
-            fail(f"[snn] mode must be 'transfer' or 'scratch', got {snn['mode']!r}")
-        if (arch == "transfer") != (snn["mode"] == "transfer"):
+        if (arch == "transfer") != (snn.mode == "transfer"):
             fail("arch = 'transfer' goes with [snn] mode = 'transfer' (and only with it)")
-        if snn["loss"] not in (None, "ce", "mse"):
-            fail(f"[snn] loss must be 'ce' or 'mse', got {snn['loss']!r}")
-        if snn["mode"] == "transfer" and not snn["weights"]:
+        if snn.mode == "transfer" and not weights:
             fail("[snn] mode = 'transfer' needs a default weight source: weights = '<cnn experiment>'")
-        if not 0 < float(snn["percentile"]) <= 100:
-            fail(f"[snn] percentile must be in (0, 100], got {snn['percentile']}")
     elif arch == "transfer":
         fail("arch = 'transfer' is for kind = 'snn' or 'snn_k'")
     if search["algorithm"] == "none" and space:
@@ -282,10 +284,10 @@ def _parse_experiment(name: str, raw: dict, source: str = "") -> Experiment:
     budgets = {}
     for bname, b in budget_tables(raw, _BUDGET_KEYS, fail):
         trials, epochs = b.get("trials"), b.get("epochs")
-        if not (_is_int(trials, 1) and _is_int(epochs, 1)):
+        if not (is_int(trials, 1) and is_int(epochs, 1)):
             fail(f"[budgets.{bname}] needs integers trials >= 1 and epochs >= 1")
         for k, low in (("grace_period", 1), ("max_concurrent", 1), ("n_startup_trials", 0), ("batch_size", 1)):
-            if k in b and not _is_int(b[k], low):
+            if k in b and not is_int(b[k], low):
                 fail(f"[budgets.{bname}] {k} must be an integer >= {low}, got {b[k]!r}")
         if "reduction_factor" in b and (isinstance(b["reduction_factor"], bool)
                                         or not isinstance(b["reduction_factor"], (int, float))):
@@ -304,7 +306,7 @@ def _parse_experiment(name: str, raw: dict, source: str = "") -> Experiment:
         mer = b.get("max_eval_rows")
         if mer is not None and (not isinstance(mer, int) or mer < 2):
             fail(f"[budgets.{bname}] max_eval_rows must be an integer >= 2")
-        bs = b.get("batch_size", train["batch_size"])
+        bs = b.get("batch_size", train.batch_size)
         if not isinstance(bs, int) or bs < 1:
             fail(f"[budgets.{bname}] batch_size must be an integer >= 1")
         eff = copy.deepcopy(space)
@@ -318,7 +320,7 @@ def _parse_experiment(name: str, raw: dict, source: str = "") -> Experiment:
     return Experiment(name=name, description=str(raw.get("description", "")), kind=kind, arch=arch, train=train,
                       data=data, snn=snn, fixed=fixed, metric=METRIC, mode="max", scheduler=sched, search=search,
                       resources=res, space=space, exclude=exclude, budgets=budgets, source=source, raw=raw,
-                      environment=environment)
+                      environment=environment, weights=weights)
 
 
 def budget_tables(raw: dict, keys: set, fail) -> list[tuple[str, dict]]:
@@ -338,48 +340,31 @@ def budget_tables(raw: dict, keys: set, fail) -> list[tuple[str, dict]]:
     return out
 
 
-def _is_int(v, low: int | None = None) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool) and (low is None or v >= low)
+def spec_table(spec, table, where: str, fail, check, *, keys=None, train_keys=()):
+    """``spec`` with a file table's values (:func:`spiking.specs.run.from_table`), then
+    ``check(result)`` (the spec's own checks); every SpecError goes to ``fail`` (which names the file)."""
+    from spiking.specs import SpecError
+
+    try:
+        out = from_table(spec, table, where, keys=keys, train_keys=train_keys)
+        check(out)
+    except SpecError as e:
+        fail(str(e))
+    return out
 
 
-def check_layout_shape(shape, fail, what: str = "[data] layout_shape") -> None:
-    """``fail`` unless ``shape`` is None or ``[H, W]`` of positive integers."""
-    if shape is not None and (not isinstance(shape, list) or len(shape) != 2 or not all(_is_int(v, 1) for v in shape)):
-        fail(f"{what} must be [H, W] with positive integers, got {shape!r}")
+def check_data(given: dict, fail, *, check_layout: bool = True) -> DataConfig:
+    """The ``[data]`` table as a :class:`~spiking.specs.run.DataConfig` (its defaults and checks;
+    ``check_layout``: also the layout name with its shape and seed). ``fail(msg)`` raises."""
+    from spiking.specs import SpecError
 
-
-def check_data(given: dict, fail, *, check_layout: bool = True) -> dict:
-    """The ``[data]`` table with its defaults, every value checked (types included): ``top_k`` int >= 0,
-    ``fractions`` three numbers in (0, 1) summing to 1, ``seed`` int, ``log2`` bool, ``zscore``
-    feature|sample|none, ``layout`` a layout name (with ``check_layout``; its ``layout_shape`` and
-    ``layout_seed`` checked against it), ``layout_shape`` [H, W], ``layout_seed`` int >= 0."""
     if not isinstance(given, dict):
         fail(f"[data] must be a table, got {given!r}")
-    data = {**_DATA_DEFAULTS, **given}
-    if set(data) - set(_DATA_DEFAULTS):
-        fail(f"[data] unknown keys {sorted(set(data) - set(_DATA_DEFAULTS))}")
-    if not _is_int(data["top_k"], 0):
-        fail(f"[data] top_k must be an integer >= 0 (0 = all classes), got {data['top_k']!r}")
-    fr = data["fractions"]
-    if (not isinstance(fr, list) or len(fr) != 3 or not all(isinstance(v, (int, float)) and not isinstance(v, bool)
-                                                            and 0 < v < 1 for v in fr) or abs(sum(fr) - 1) > 1e-6):
-        fail(f"[data] fractions must be three numbers in (0, 1) summing to 1 (train, val, test), got {fr!r}")
-    if not _is_int(data["seed"], 0) or data["seed"] > 2**32 - 1:
-        fail(f"[data] seed must be an integer in [0, 2**32 - 1], got {data['seed']!r}")
-    if not isinstance(data["log2"], bool):
-        fail(f"[data] log2 must be true or false, got {data['log2']!r}")
-    if data["zscore"] not in ("feature", "sample", "none"):
-        fail(f"[data] zscore must be 'feature', 'sample' or 'none', got {data['zscore']!r}")
-    check_layout_shape(data["layout_shape"], fail)
-    if not _is_int(data["layout_seed"], 0):
-        fail(f"[data] layout_seed must be an integer >= 0, got {data['layout_seed']!r}")
-    if check_layout:
-        from spiking.data.layout.state import layout_options
-
-        try:
-            layout_options(data["layout"], shape=data["layout_shape"], seed=data["layout_seed"])
-        except (TypeError, ValueError) as e:
-            fail(f"[data] {e}")
+    try:
+        data = from_table(DataConfig(), given, "[data] ", keys=DataConfig.TABLE_KEYS)
+        data.check("[data] ", check_layout=check_layout)
+    except SpecError as e:
+        fail(str(e))
     return data
 
 
@@ -563,9 +548,10 @@ def check_snn_k_config(config: dict) -> None:
     ``synapse`` >= 0 (seconds; 0 = no synaptic filter)."""
     if config.get("neuron") not in NENGO_NEURONS:
         raise ExperimentError(f"neuron must be one of {NENGO_NEURONS}, got {config.get('neuron')!r}")
-    n = config.get("num_steps")
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise ExperimentError(f"num_steps must be an integer >= 1, got {n!r}")
+    try:
+        check_num_steps(config.get("num_steps"))
+    except ValueError as e:
+        raise ExperimentError(str(e)) from None
     if not float(config.get("scale_firing_rates", 0)) > 0:
         raise ExperimentError(f"scale_firing_rates must be > 0, got {config.get('scale_firing_rates')!r}")
     if not float(config.get("synapse", -1)) >= 0:
@@ -620,12 +606,10 @@ def validate_space(exp: Experiment, budget: str | Budget, L, n_classes: int, *, 
 ABLATION_KIND = "layout_ablation"
 
 
-#: Settings of ``[cnn]`` and ``[snn]`` and their defaults (``spiking.specs.run``'s, direct input only).
-_ABLATION_CNN_DEFAULTS = {"preset": "cnn_pt2", "arch_seed": 0, "lr": 1e-3, "batch_size": 64, "patience": 15}
-
-
-_ABLATION_SNN_DEFAULTS = {"neuron": "leaky", "beta": 1.0, "num_steps": 10, "lr": 3e-4, "patience": 5, "normalize": True,
-                 "percentile": 99.9}
+#: Keys of the ablation's ``[cnn]`` and ``[snn]`` tables: fields of :class:`~spiking.specs.run.CNNConfig` /
+#: :class:`~spiking.specs.run.SNNConfig` (which own the defaults and checks) and, flat, of their ``train``.
+ABLATION_CNN_KEYS, ABLATION_CNN_TRAIN_KEYS = ("preset", "arch_seed"), ("lr", "batch_size", "patience")
+ABLATION_SNN_KEYS, ABLATION_SNN_TRAIN_KEYS = ("neuron", "beta", "num_steps", "normalize", "percentile"), ("lr", "patience")
 
 
 _ABLATION_BUDGET_KEYS = {"cnn_epochs", "snn_epochs", "max_train_rows", "batch_size", "seeds", "layouts", "max_concurrent"}
@@ -659,9 +643,9 @@ class AblationExperiment:
 
     name: str
     description: str
-    data: dict
-    cnn: dict
-    snn: dict
+    data: DataConfig
+    cnn: CNNConfig  # epochs, seed and device of its train are set per trial (budget, seed)
+    snn: SNNConfig  # transfer mode, direct input; likewise
     resources: dict
     budgets: dict = field(repr=False)
     source: str = ""
@@ -676,8 +660,12 @@ class AblationExperiment:
         return self.budgets[name]
 
     def as_dict(self) -> dict:
-        return {"name": self.name, "kind": self.kind, "description": self.description, "data": self.data,
-                "cnn": self.cnn, "snn": self.snn, "resources": self.resources, "source": self.source}
+        snn = to_table(self.snn, ABLATION_SNN_KEYS, ABLATION_SNN_TRAIN_KEYS)
+        snn = {k: snn[k] for k in ("neuron", "beta", "num_steps", "lr", "patience", "normalize", "percentile")}
+        return {"name": self.name, "kind": self.kind, "description": self.description,
+                "data": to_table(self.data, DataConfig.TABLE_KEYS),
+                "cnn": to_table(self.cnn, ABLATION_CNN_KEYS, ABLATION_CNN_TRAIN_KEYS), "snn": snn,
+                "resources": self.resources, "source": self.source}
 
 
 def parse_ablation(name: str, raw: dict, source: str = "") -> AblationExperiment:
@@ -690,21 +678,9 @@ def parse_ablation(name: str, raw: dict, source: str = "") -> AblationExperiment
     return guarded_parse(_parse_ablation, name, raw, source)
 
 
-def _real(v) -> bool:
-    import math
-
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-
-
 def _parse_ablation(name: str, raw: dict, source: str = "") -> AblationExperiment:
     from spiking.data.layout import LAYOUTS
-    from spiking.data.layout.state import MAX_SEED, layout_options
-
-    try:  # the torch environment; in the Keras/NengoDL one the file is checked where it runs
-        from spiking.models.cnn import PRESETS
-        from spiking.models.snn import NEURONS
-    except ImportError:
-        PRESETS, NEURONS = None, None
+    from spiking.data.layout.state import layout_options
 
     where = source or name
 
@@ -721,7 +697,7 @@ def _parse_ablation(name: str, raw: dict, source: str = "") -> AblationExperimen
         return tuple(v)
 
     def seeds_of(v, what):
-        if (not isinstance(v, list) or not v or not all(_is_int(x, 0) and x <= MAX_SEED for x in v)
+        if (not isinstance(v, list) or not v or not all(is_int(x, 0) and x <= MAX_SEED for x in v)
                 or len(set(v)) != len(v)):
             fail(f"{what} must be a non-empty list of distinct integers in [0, {MAX_SEED}], got {v!r}")
         return tuple(v)
@@ -733,45 +709,21 @@ def _parse_ablation(name: str, raw: dict, source: str = "") -> AblationExperimen
     layouts = layouts_of(raw.get("layouts"), "layouts")
     seeds = seeds_of(raw.get("seeds"), "seeds")
     data = check_data(raw.get("data", {}), fail, check_layout=False)  # layout_shape: the embedding_2d image
-    if data["layout"] != "identity" or "layout_seed" in raw.get("data", {}):
+    if data.layout != "identity" or "layout_seed" in raw.get("data", {}):
         fail("[data] layout / layout_seed: the ablation compares the layouts of `layouts`, each trial's seed is its "
              "layout seed; leave them unset")
-    if data["layout_shape"] is not None:
+    if data.layout_shape is not None:
         try:
-            layout_options("embedding_2d", shape=data["layout_shape"])
+            layout_options("embedding_2d", shape=data.layout_shape)
         except ValueError as e:
             fail(f"[data] layout_shape: {e}")
-    cnn = {**_ABLATION_CNN_DEFAULTS, **raw.get("cnn", {})}
-    if set(cnn) - set(_ABLATION_CNN_DEFAULTS):
-        fail(f"[cnn] unknown keys {sorted(set(cnn) - set(_ABLATION_CNN_DEFAULTS))}")
-    if not isinstance(cnn["preset"], str) or (PRESETS is not None and cnn["preset"] not in PRESETS):
-        fail(f"[cnn] preset must be one of {sorted(PRESETS)}, got {cnn['preset']!r}")
-    snn = {**_ABLATION_SNN_DEFAULTS, **raw.get("snn", {})}
-    if set(snn) - set(_ABLATION_SNN_DEFAULTS):
-        fail(f"[snn] unknown keys {sorted(set(snn) - set(_ABLATION_SNN_DEFAULTS))}")
-    if NEURONS is not None and snn["neuron"] not in NEURONS:
-        fail(f"[snn] neuron must be one of {NEURONS}, got {snn['neuron']!r}")
-    if not (_is_int(cnn["arch_seed"], 0) and cnn["arch_seed"] <= MAX_SEED):
-        fail(f"[cnn] arch_seed must be an integer in [0, {MAX_SEED}], got {cnn['arch_seed']!r}")
-    if not _is_int(cnn["batch_size"], 1):
-        fail(f"[cnn] batch_size must be an integer >= 1, got {cnn['batch_size']!r}")
-    if not isinstance(snn["normalize"], bool):
-        fail(f"[snn] normalize must be true or false, got {snn['normalize']!r}")
-    if not (_real(snn["beta"]) and _real(snn["percentile"]) and _is_int(snn["num_steps"])):
-        fail(f"[snn] beta and percentile must be numbers and num_steps an integer, got {snn['beta']!r}, "
-             f"{snn['percentile']!r}, {snn['num_steps']!r}")
-    for sec, d in (("cnn", cnn), ("snn", snn)):
-        if not (_real(d["lr"]) and 0 < d["lr"] < 1):
-            fail(f"[{sec}] lr must be in (0, 1), got {d['lr']!r}")
-        if isinstance(d["patience"], bool) or not isinstance(d["patience"], int) or d["patience"] < 0:
-            fail(f"[{sec}] patience must be an integer >= 0, got {d['patience']!r}")
-    if not (0 <= float(snn["beta"]) <= 1) or not (isinstance(snn["num_steps"], int) and 1 <= snn["num_steps"] <= 1000):
-        fail(f"[snn] needs beta in [0, 1] and an integer num_steps in [1, 1000], got {snn['beta']}, {snn['num_steps']}")
-    if not 0 < float(snn["percentile"]) <= 100:
-        fail(f"[snn] percentile must be in (0, 100], got {snn['percentile']}")
+    cnn = spec_table(CNNConfig(), raw.get("cnn", {}), "[cnn] ", fail, lambda c: c.check("[cnn] "),
+                     keys=ABLATION_CNN_KEYS, train_keys=ABLATION_CNN_TRAIN_KEYS)
+    snn = spec_table(SNNConfig(encodings=("direct",)), raw.get("snn", {}), "[snn] ", fail,
+                     lambda c: c.check("[snn] "), keys=ABLATION_SNN_KEYS, train_keys=ABLATION_SNN_TRAIN_KEYS)
     res = {"cpus_per_trial": 1, "max_concurrent": 1, **raw.get("resources", {})}
-    if (set(res) - {"cpus_per_trial", "max_concurrent"} or not _real(res["cpus_per_trial"])
-            or not res["cpus_per_trial"] > 0 or not _is_int(res["max_concurrent"], 1)):
+    if (set(res) - {"cpus_per_trial", "max_concurrent"} or not is_real(res["cpus_per_trial"])
+            or not res["cpus_per_trial"] > 0 or not is_int(res["max_concurrent"], 1)):
         fail(f"[resources] takes cpus_per_trial > 0 and max_concurrent >= 1, got {res}")
 
     budgets = {}
@@ -782,12 +734,12 @@ def _parse_ablation(name: str, raw: dict, source: str = "") -> AblationExperimen
         mtr = b.get("max_train_rows")
         if mtr is not None and (isinstance(mtr, bool) or not isinstance(mtr, int) or mtr < 2):
             fail(f"[budgets.{bname}] max_train_rows must be an integer >= 2")
-        bs = b.get("batch_size", cnn["batch_size"])
+        bs = b.get("batch_size", cnn.train.batch_size)
         if isinstance(bs, bool) or not isinstance(bs, int) or bs < 1:
             fail(f"[budgets.{bname}] batch_size must be an integer >= 1")
         bseeds = seeds_of(b["seeds"], f"[budgets.{bname}] seeds") if "seeds" in b else seeds
         blayouts = layouts_of(b["layouts"], f"[budgets.{bname}] layouts") if "layouts" in b else layouts
-        if data["layout_shape"] is not None and "embedding_2d" not in blayouts:
+        if data.layout_shape is not None and "embedding_2d" not in blayouts:
             fail(f"[data] layout_shape is the embedding_2d image, but [budgets.{bname}] runs no embedding_2d")
         maxc = b.get("max_concurrent", res["max_concurrent"])
         if isinstance(maxc, bool) or not isinstance(maxc, int) or maxc < 1:

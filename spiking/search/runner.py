@@ -136,10 +136,10 @@ def load_transfer(exp: Experiment, located: tuple, prep, split_sha: str) -> dict
     cnn = build_cnn(prep.input_shape, arch, C)
     cnn.load_state_dict(ckpt["state_dict"])
     scales = None
-    if exp.snn["normalize"]:
-        scales = activation_scales(cnn, prep.X["train"][:NORMALIZE_ROWS], float(exp.snn["percentile"]))
+    if exp.snn.normalize:
+        scales = activation_scales(cnn, prep.X["train"][:NORMALIZE_ROWS], float(exp.snn.percentile))
     return {"state_dict": {k: v.detach().cpu() for k, v in cnn.state_dict().items()}, "arch": arch.as_dict(),
-            "scales": scales, "percentile": float(exp.snn["percentile"]), "source": label,
+            "scales": scales, "percentile": float(exp.snn.percentile), "source": label,
             "split_verified": src_sha is not None,
             "source_val_balanced_accuracy": ckpt.get("val_balanced_accuracy")}
 
@@ -303,7 +303,7 @@ def run_experiment(name: str, *, shards: str, budget: str = "smoke", storage: st
                               "or another --storage")
         replace_existing = True  # deleted only once every other check has passed
 
-    source = weights or (exp.snn["weights"] if exp.weight_transfer else None)
+    source = weights or (exp.weights if exp.weight_transfer else None)
     located = locate_weights(source, fs, root) if source else None
 
     cpus = float(cpus_per_trial if cpus_per_trial is not None else exp.resources["cpus_per_trial"])
@@ -354,9 +354,9 @@ def run_experiment(name: str, *, shards: str, budget: str = "smoke", storage: st
                    "y_val": prep.y["val"], "L": L, "input_shape": list(prep.input_shape),
                    "layout": prep.layout_state(), "n_classes": C, "kind": exp.kind, "arch": exp.arch,
                    "loss": exp.loss() if exp.kind == "snn" else None,
-                   "mode": exp.snn["mode"] if exp.kind == "snn" else None, "transfer": transfer,
-                   "epochs": b.epochs, "seed": seed, "lr": exp.train["lr"], "batch_size": b.batch_size,
-                   "patience": exp.train["patience"], "cpus_per_trial": cpus, "gpus_per_trial": gpus,
+                   "mode": exp.snn.mode if exp.kind == "snn" else None, "transfer": transfer,
+                   "epochs": b.epochs, "seed": seed, "lr": exp.train.lr, "batch_size": b.batch_size,
+                   "patience": exp.train.patience, "cpus_per_trial": cpus, "gpus_per_trial": gpus,
                    "split_sha256": split_sha, "fail_at_epoch": int(os.environ.get(FAIL_AT_EPOCH_VAR) or 0)}
         return tune.with_resources(tune.with_parameters(train_trial, payload=payload), {"cpu": cpus, "gpu": gpus})
 

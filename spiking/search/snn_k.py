@@ -191,7 +191,7 @@ def run_snn_k(name: str = "snn_k", *, shards: str, budget: str = "smoke", storag
         if not overwrite:
             raise SearchError(f"experiment folder {exp_uri} already holds a search; use --resume to continue it, "
                               "--overwrite to start over, or another --storage")
-    sfs, spath, label, src_sha = locate_keras_weights(weights or exp.snn["weights"], fs, root)
+    sfs, spath, label, src_sha = locate_keras_weights(weights or exp.weights, fs, root)
 
     prep_full, prep, dataset_info = load_split(shards, exp.data, b.max_train_rows, seed)
     split_sha = split_fingerprint(prep_full)

@@ -5,6 +5,7 @@ Models, specs, the command line and the experiment files all take their choices 
 
 from __future__ import annotations
 
+from spiking.data.layout.state import MAX_SEED  # noqa: F401  (re-exported: the data layer owns it)
 from spiking.data.preprocess.scaling import ZSCORE_MODES  # noqa: F401  (re-exported: the data layer owns it)
 from spiking.specs import SpecError
 
@@ -22,8 +23,61 @@ MAX_NUM_STEPS = 1000
 MIN_SIDE_2D = 6
 #: CNN_PT presets of the study (architectures in ``spiking.models.cnn.PRESETS``).
 PRESET_NAMES = ("cnn_pt1", "cnn_pt2")
+#: How a spiking CNN gets its weights: from the trained CNN, or trained from random initialisation.
+SNN_MODES = ("transfer", "scratch")
+#: Loss of the spiking CNN on its output spike counts (cross-entropy or mean squared error).
+SNN_LOSSES = ("ce", "mse")
+#: Default membrane decay per time step: 1.0 = integrate-and-fire (no leak), the neuron of
+#: rate-based weight transfer (Diehl et al. 2015; Rueckauer et al. 2017).
+BETA = 1.0
+#: Where training runs: ``auto`` picks a CUDA GPU when torch sees one.
+DEVICES = ("auto", "cpu", "cuda")
+#: Default time steps per sample.
+NUM_STEPS = 10
+#: Shards folder written by ``spiking ingest`` when none is given (the Makefile's SHARDS agrees: tested).
+DEFAULT_SHARDS = "data/shards/tcga-mirna-rpm"
+
 #: NengoDL spiking neuron types an snn_k conversion may use (``spiking.keras.conversion.NEURON_TYPES``).
 NENGO_NEURONS = ("SpikingRectifiedLinear", "LIF", "RegularSpiking", "PoissonSpiking")
+
+
+def is_int(v, low: int | None = None, high: int | None = None) -> bool:
+    """True for a Python or numpy integer (not a bool) in ``[low, high]``."""
+    import numbers
+
+    return (isinstance(v, numbers.Integral) and not isinstance(v, bool) and (low is None or v >= low)
+            and (high is None or v <= high))
+
+
+def is_real(v) -> bool:
+    """True for a finite int or float (not a bool)."""
+    import math
+    import numbers
+
+    return isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def check_num_steps(num_steps, what: str = "num_steps", *, bounded: bool = True) -> int:
+    """``num_steps`` as an int; SpecError unless it is an integer >= 1 (bools and floats such as 2.5
+    or 3.0 refused) and, when ``bounded`` (the run settings), <= :data:`MAX_NUM_STEPS` (the spikes of
+    every step are held in memory at once). The models check unbounded."""
+    if not is_int(num_steps, 1):
+        raise SpecError(f"{what} must be an integer >= 1, got {num_steps!r} ({type(num_steps).__name__})")
+    if bounded and num_steps > MAX_NUM_STEPS:
+        raise SpecError(f"{what} must be in [1, {MAX_NUM_STEPS}], got {num_steps!r} (the spikes of every step are "
+                        "held in memory at once)")
+    return int(num_steps)
+
+
+def check_beta(beta, neuron: str = "leaky", what: str = "beta") -> float:
+    """``beta`` as a float; SpecError unless it is a number in [0, 1], and in (0, 1) for the Lapicque
+    neuron (snnTorch derives its capacitance C = 1/ln(1/beta), infinite at 1 and 0 at 0)."""
+    if not is_real(beta) or not 0.0 <= beta <= 1.0:
+        raise SpecError(f"{what} (membrane decay per step) must be a number in [0, 1], got {beta!r}")
+    if neuron == "lapicque" and not 0.0 < beta < 1.0:
+        raise SpecError(f"the Lapicque neuron needs 0 < {what} < 1 (snnTorch derives C = 1/ln(1/beta)), got {beta}; "
+                        "e.g. beta 0.9 (--beta 0.9)")
+    return float(beta)
 
 
 def check_encoding(encoding: str, delta_threshold: float = DELTA_THRESHOLD) -> None:

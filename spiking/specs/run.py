@@ -1,14 +1,93 @@
-"""Run configuration: every setting of a main-job run, saved as ``config.json`` in the run folder."""
+"""Run configuration: every setting of a main-job run, saved as ``config.json`` in the run folder.
+
+The same dataclasses hold the settings of the TOML experiments and the layout ablation
+(:func:`from_table`), so each default and each check is written once (in ``check``).
+"""
 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
+from typing import Any, Callable, Iterable, Mapping
 
 from spiking.specs import SpecError
-from spiking.specs.names import MAX_NUM_STEPS  # noqa: F401  (re-exported)
+from spiking.specs.names import (  # noqa: F401  (MAX_NUM_STEPS re-exported)
+    BETA,
+    DEFAULT_SHARDS,
+    DELTA_THRESHOLD,
+    MAX_NUM_STEPS,
+    MAX_SEED,
+    MIN_SIDE_2D,
+    NEURONS,
+    NUM_STEPS,
+    PRESET_NAMES,
+    SNN_LOSSES,
+    SNN_MODES,
+    ZSCORE_MODES,
+    check_beta,
+    check_encoding,
+    check_num_steps,
+    is_int,
+    is_real,
+)
 from spiking.specs.train import TrainConfig
+
+#: Fields held as tuples in the specs and as lists in JSON/TOML.
+_TUPLE_FIELDS = ("fractions", "encodings", "layout_shape")
+
+
+def from_table(spec, table: Any, where: str, *, keys: Iterable[str] | None = None,
+               train_keys: Iterable[str] = ()):
+    """A copy of ``spec`` (a spec instance: its values are the defaults) with the values of a
+    TOML/JSON table; lists become tuples. ``keys``: the spec fields the table may set (default: all
+    but ``train``); ``train_keys``: fields of ``spec.train`` the table holds flat (the ablation's
+    ``[cnn] lr``). Values are not checked here: call the result's ``check``.
+
+    Raises:
+        SpecError: the table is not a table, or has a key outside ``keys`` and ``train_keys``
+            (``where`` names it, e.g. ``"[data] "``).
+    """
+    keys = [f.name for f in fields(spec) if f.name != "train"] if keys is None else list(keys)
+    train_keys = list(train_keys)
+    if not isinstance(table, Mapping):
+        raise SpecError(f"{where.strip()} must be a table, got {table!r}")
+    unknown = set(table) - set(keys) - set(train_keys)
+    if unknown:
+        raise SpecError(f"{where}unknown keys {sorted(unknown)}; allowed: {sorted(set(keys) | set(train_keys))}")
+    own = {k: (tuple(v) if k in _TUPLE_FIELDS and isinstance(v, list) else v) for k, v in table.items() if k in keys}
+    out = replace(spec, **own)
+    flat = {k: table[k] for k in train_keys if k in table}
+    if flat:
+        out = replace(out, train=replace(spec.train, **flat))
+    return out
+
+
+def to_table(spec, keys: Iterable[str], train_keys: Iterable[str] = ()) -> dict:
+    """The inverse of :func:`from_table`: ``{key: value}`` in ``keys`` order (tuples as lists)."""
+    out = {k: (list(v) if isinstance(v, tuple) else v) for k, v in ((k, getattr(spec, k)) for k in keys)}
+    out.update({k: getattr(spec.train, k) for k in train_keys})
+    return out
+
+
+def _run_checks(spec, checks: dict[str, tuple[Callable[[Any], bool], str]], where: str,
+                only: Iterable[str] | None) -> None:
+    for name in (checks if only is None else only):
+        if name not in checks:
+            continue
+        ok, rule = checks[name]
+        v = getattr(spec, name)
+        if not ok(v):
+            raise SpecError(f"{where}{name} {rule}, got {v!r}")
+
+
+def _layout_shape_ok(v) -> bool:
+    return v is None or (isinstance(v, (tuple, list)) and len(v) == 2 and all(is_int(x, 1) for x in v))
+
+
+def _fractions_ok(v) -> bool:
+    return (isinstance(v, (tuple, list)) and len(v) == 3 and all(is_real(x) and 0 < x < 1 for x in v)
+            and abs(sum(v) - 1) <= 1e-6)
 
 
 @dataclass
@@ -25,7 +104,7 @@ class DataConfig:
     smallest square); layout_seed: seed of ``random`` and ``embedding_2d``.
     """
 
-    shards: str = "data/shards/tcga-mirna-rpm"
+    shards: str = DEFAULT_SHARDS
     top_k: int = 10
     fractions: tuple[float, float, float] = (0.7, 0.1, 0.2)
     seed: int = 42
@@ -34,6 +113,35 @@ class DataConfig:
     layout: str = "identity"
     layout_shape: tuple[int, int] | None = None
     layout_seed: int = 0
+
+    #: Fields of an experiment file's ``[data]`` table (the shards are given at run time).
+    TABLE_KEYS = ("top_k", "fractions", "seed", "log2", "zscore", "layout", "layout_shape", "layout_seed")
+    CHECKS = {
+        "top_k": (lambda v: is_int(v, 0), "must be an integer >= 0 (0 keeps all classes)"),
+        "fractions": (_fractions_ok, "must be three numbers in (0, 1) summing to 1 (train, val, test)"),
+        "seed": (lambda v: is_int(v, 0, MAX_SEED), f"must be an integer in [0, {MAX_SEED}]"),
+        "log2": (lambda v: isinstance(v, bool), "must be true or false"),
+        "zscore": (lambda v: v in ZSCORE_MODES, f"must be one of {', '.join(ZSCORE_MODES)}"),
+        "layout_shape": (_layout_shape_ok, "must be [H, W] with positive integers"),
+        "layout_seed": (lambda v: is_int(v, 0, MAX_SEED), f"must be an integer in [0, {MAX_SEED}]"),
+    }
+
+    def check(self, where: str = "", *, check_layout: bool = True) -> None:
+        """Raise SpecError naming the first invalid setting (prefixed by ``where``); with
+        ``check_layout`` the layout name with its shape and seed (:func:`spiking.data.layout.state.layout_options`)
+        and the 2-D CNN's smallest image side (:data:`MIN_SIDE_2D`)."""
+        _run_checks(self, self.CHECKS, where, None)
+        if not check_layout:
+            return
+        from spiking.data.layout.state import layout_options
+
+        try:
+            layout_options(self.layout, shape=self.layout_shape, seed=self.layout_seed)
+        except ValueError as e:
+            raise SpecError(f"{where}{e}") from None
+        if self.layout_shape is not None and min(self.layout_shape) < MIN_SIDE_2D:
+            raise SpecError(f"{where}image shape {self.layout_shape[0]}x{self.layout_shape[1]}: the 2-D CNN needs "
+                            f"both sides >= {MIN_SIDE_2D}")
 
     def layout_kwargs(self) -> dict:
         """Keywords of :func:`spiking.data.preprocess.prepare.prepare` for the layout."""
@@ -55,6 +163,16 @@ class CNNConfig:
     arch_seed: int = 0
     train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=60, batch_size=64, lr=1e-3, patience=15))
 
+    CHECKS = {
+        "preset": (lambda v: v in PRESET_NAMES, f"must be one of {', '.join(PRESET_NAMES)} (unknown CNN preset)"),
+        "arch_seed": (lambda v: is_int(v, 0, MAX_SEED), f"must be an integer in [0, {MAX_SEED}]"),
+    }
+
+    def check(self, where: str = "", *, train_where: str | None = None) -> None:
+        """Raise SpecError naming the first invalid setting (its training settings included)."""
+        _run_checks(self, self.CHECKS, where, None)
+        self.train.check(where if train_where is None else train_where)
+
 
 @dataclass
 class SNNConfig:
@@ -72,15 +190,49 @@ class SNNConfig:
 
     mode: str = "transfer"
     neuron: str = "leaky"
-    beta: float = 1.0
-    num_steps: int = 10
+    beta: float = BETA
+    num_steps: int = NUM_STEPS
     population: int = 1
     loss: str | None = None
     normalize: bool = True
     percentile: float = 99.9
     encodings: tuple[str, ...] = ("direct", "rate", "latency", "delta")
-    delta_threshold: float = 0.1
+    delta_threshold: float = DELTA_THRESHOLD
     train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=10, batch_size=64, lr=3e-4, patience=5))
+
+    CHECKS = {
+        "mode": (lambda v: v in SNN_MODES, "must be transfer or scratch"),
+        "neuron": (lambda v: v in NEURONS, f"must be one of {', '.join(NEURONS)} (unknown neuron)"),
+        "population": (lambda v: is_int(v, 1), "(output neurons per class) must be an integer >= 1"),
+        "loss": (lambda v: v is None or v in SNN_LOSSES, "must be ce or mse"),
+        "normalize": (lambda v: isinstance(v, bool), "must be true or false"),
+        "percentile": (lambda v: is_real(v) and 0 < v <= 100, "must be a number in (0, 100]"),
+    }
+
+    def check(self, where: str = "", *, only: Iterable[str] | None = None, train_where: str | None = None) -> None:
+        """Raise SpecError naming the first invalid setting (prefixed by ``where``). ``only``: check
+        just these fields (an experiment file sets some, its trials the others); else all of them,
+        the training settings and the rules between them (population coding only from scratch,
+        at least one distinct encoding, the delta threshold of a delta encoding)."""
+        names = [f.name for f in fields(self)] if only is None else list(only)
+        _run_checks(self, self.CHECKS, where, names)
+        if "neuron" in names or "beta" in names:
+            check_beta(self.beta, self.neuron, what=f"{where}beta")
+        if "num_steps" in names:
+            check_num_steps(self.num_steps, what=f"{where}num_steps")
+        if only is not None:
+            return
+        if self.mode == "transfer" and self.population != 1:
+            raise SpecError("population coding changes the output layer, so it cannot take the CNN's weights; "
+                            "use --snn-mode scratch")
+        if not self.encodings:
+            raise SpecError("give at least one SNN input encoding")
+        if len(set(self.encodings)) != len(self.encodings):
+            raise SpecError(f"SNN encodings repeat: {list(self.encodings)}")
+        for enc in self.encodings:
+            # the delta threshold only matters (and is only checked) when a delta network is trained
+            check_encoding(enc, self.delta_threshold if enc == "delta" else DELTA_THRESHOLD)
+        self.train.check(where if train_where is None else train_where)
 
     def resolved_loss(self) -> str:
         """``ce`` for weight transfer, ``mse`` from scratch, unless ``loss`` says otherwise."""
@@ -110,69 +262,16 @@ class RunConfig:
         """Check every setting before any work starts.
 
         Raises:
-            ValueError: naming the first invalid setting.
+            SpecError: naming the first invalid setting.
         """
-        import math
-
-        from spiking.specs.names import NEURONS
-
         d, s = self.data, self.snn
-        if d.top_k < 0:
-            raise SpecError(f"--top-k must be >= 0 (0 keeps all classes), got {d.top_k}")
-        if d.zscore not in ("feature", "sample", "none"):
-            raise SpecError(f"zscore must be feature, sample or none, got {d.zscore!r}")
-        from spiking.data.layout.state import layout_options
-
-        layout_options(d.layout, shape=d.layout_shape, seed=d.layout_seed)  # name, seed range, shape, pixel bound
-        from spiking.specs.names import MIN_SIDE_2D
-
-        if d.layout_shape is not None and min(d.layout_shape) < MIN_SIDE_2D:
-            raise SpecError(f"image shape {d.layout_shape[0]}x{d.layout_shape[1]}: the 2-D CNN needs both sides "
-                             f">= {MIN_SIDE_2D}")
+        d.check()
         if d.is_2d and set(s.encodings) != {"direct"}:
             raise SpecError(f"the {d.layout} layout makes 2-D images, whose spiking network (SpikingCNN2d) takes "
-                             f"only the direct input encoding; got encodings {list(s.encodings)} "
-                             "(pass --encodings direct)")
-        for name, t in (("CNN", self.cnn.train), ("SNN", s.train)):
-            if t.epochs < 1:
-                raise SpecError(f"{name} epochs must be >= 1, got {t.epochs}")
-            if t.batch_size < 1:
-                raise SpecError(f"batch size must be >= 1, got {t.batch_size}")
-            if not (math.isfinite(t.lr) and t.lr > 0):
-                raise SpecError(f"{name} learning rate must be a positive finite number, got {t.lr}")
-            if t.patience < 0:
-                raise SpecError(f"patience must be >= 0, got {t.patience}")
-        if self.cnn.preset not in ("cnn_pt1", "cnn_pt2"):
-            raise SpecError(f"unknown CNN preset {self.cnn.preset!r} (cnn_pt1, cnn_pt2)")
-        if s.mode not in ("transfer", "scratch"):
-            raise SpecError(f"SNN mode must be transfer or scratch, got {s.mode!r}")
-        if s.neuron not in NEURONS:
-            raise SpecError(f"unknown neuron {s.neuron!r}; valid: {NEURONS}")
-        if not (0.0 <= s.beta <= 1.0):
-            raise SpecError(f"beta (membrane decay per step) must be in [0, 1], got {s.beta}")
-        if s.neuron == "lapicque" and s.beta >= 1.0:
-            raise SpecError("the Lapicque neuron needs beta < 1 (snnTorch derives C = 1/ln(1/beta)); pass --beta 0.9")
-        if not 1 <= s.num_steps <= MAX_NUM_STEPS:
-            raise SpecError(f"num_steps must be in [1, {MAX_NUM_STEPS}], got {s.num_steps} (the spikes of every step "
-                             "are held in memory at once)")
-        if s.population < 1:
-            raise SpecError(f"population (output neurons per class) must be >= 1, got {s.population}")
-        if s.mode == "transfer" and s.population != 1:
-            raise SpecError("population coding changes the output layer, so it cannot take the CNN's weights; "
-                             "use --snn-mode scratch")
-        if s.loss not in (None, "ce", "mse"):
-            raise SpecError(f"SNN loss must be ce or mse, got {s.loss!r}")
-        from spiking.specs.names import DELTA_THRESHOLD, check_encoding
-
-        if not s.encodings:
-            raise SpecError("give at least one SNN input encoding")
-        if len(set(s.encodings)) != len(s.encodings):
-            raise SpecError(f"SNN encodings repeat: {list(s.encodings)}")
-        for enc in s.encodings:
-            # the delta threshold only matters (and is only checked) when a delta network is trained
-            check_encoding(enc, s.delta_threshold if enc == "delta" else DELTA_THRESHOLD)
-        if not 0 < s.percentile <= 100:
-            raise SpecError(f"percentile must be in (0, 100], got {s.percentile}")
+                            f"only the direct input encoding; got encodings {list(s.encodings)} "
+                            "(pass --encodings direct)")
+        self.cnn.check("CNN ")
+        s.check("SNN ")
 
     @classmethod
     def from_dict(cls, d: dict) -> "RunConfig":
