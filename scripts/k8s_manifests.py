@@ -32,6 +32,8 @@ DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
 IMAGE_LINE = re.compile(r"^[ \t\r\f\v]*image:[ \t\r\f\v]*&image[ \t\r\f\v]+([^ \t\r\f\v]*)")
 IMAGE_ANCHOR = re.compile(r"(image:[ \t\r\f\v]*)&image[ \t\r\f\v].*$")
 NENGO_ENVIRONMENT = re.compile(r'^environment *= *"nengo"', re.M)
+# The placeholders of k8s/rayjob.yaml, in the order render_rayjob replaces them (that of its arguments).
+PLACEHOLDERS = ("__NAME__", "__IMAGE__", "__EXP__", "__BUDGET__", "__STORAGE__", "__SHARDS__", "__GPUS__", "__ARGS__")
 
 
 class ManifestError(ValueError):
@@ -92,9 +94,7 @@ def render_rayjob(name: str, image: str, exp: str, budget: str, storage: str, sh
     check_rayjob(name, image, exp, budget, storage, shards, gpus, args)
     text = _read(RAYJOB_TEMPLATE) if template is None else template
     # One after the other, as the sed -e expressions did.
-    for placeholder, value in (("__NAME__", name), ("__IMAGE__", image), ("__EXP__", exp), ("__BUDGET__", budget),
-                               ("__STORAGE__", storage), ("__SHARDS__", shards), ("__GPUS__", gpus),
-                               ("__ARGS__", args)):
+    for placeholder, value in zip(PLACEHOLDERS, (name, image, exp, budget, storage, shards, gpus, args)):
         text = text.replace(placeholder, value)
     return text
 
