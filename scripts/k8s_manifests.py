@@ -40,6 +40,11 @@ class ManifestError(ValueError):
     """A value the manifests refuse; its message is one line for the user."""
 
 
+def _shown(value: str) -> str:
+    """`value` for a one-line message: a newline or other unprintable character escaped (\\n)."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in value)
+
+
 def _read(path: Path) -> str:
     with open(path, encoding="utf-8", newline="") as f:
         return f.read()
@@ -58,7 +63,7 @@ def nengo_experiments() -> list[str]:
 def check_image(image: str) -> None:
     """Refuse an image reference (IMAGE:TAG) with characters other than letters, digits, - _ . / : @ (ManifestError)."""
     if not SAFE_IMAGE.fullmatch(image):
-        raise ManifestError(f"IMAGE and TAG may hold only letters, digits and - _ . / : @, got: {image}")
+        raise ManifestError(f"IMAGE and TAG may hold only letters, digits and - _ . / : @, got: {_shown(image)}")
 
 
 def check_rayjob(name: str, image: str, exp: str, budget: str, storage: str, shards: str, gpus: str,
@@ -66,7 +71,7 @@ def check_rayjob(name: str, image: str, exp: str, budget: str, storage: str, sha
     """Raise ManifestError for the first value `make submit K8S=1` refuses, in the Makefile's order."""
     names = experiments()
     if exp not in names:
-        raise ManifestError(f"unknown experiment EXP={exp}; valid: {' '.join(names)}")
+        raise ManifestError(f"unknown experiment EXP={_shown(exp)}; valid: {' '.join(names)}")
     if exp in nengo_experiments():
         raise ManifestError(
             f"EXP={exp} runs in the Keras/NengoDL environment, which the cluster's images do not provide (its "
@@ -74,17 +79,17 @@ def check_rayjob(name: str, image: str, exp: str, budget: str, storage: str, sha
             "without K8S=1")
     if not DNS_LABEL.fullmatch(name):
         raise ManifestError("RAYJOB must be a Kubernetes name (lower-case letters, digits, -; at most 63, starting "
-                            f"and ending with a letter or digit), got: {name}")
+                            f"and ending with a letter or digit), got: {_shown(name)}")
     values = {"BUDGET": budget, "STORAGE": storage, "SHARDS": shards, "GPUS_PER_TRIAL": gpus}
-    bad = [f"{k}={v}" for k, v in values.items() if not SAFE.fullmatch(v)]
-    bad += [f"ARGS={args}"] if not SAFE_ARGS.fullmatch(args) else []
+    bad = [f"{k}={_shown(v)}" for k, v in values.items() if not SAFE.fullmatch(v)]
+    bad += [f"ARGS={_shown(args)}"] if not SAFE_ARGS.fullmatch(args) else []
     if bad:
         raise ManifestError("BUDGET, STORAGE, SHARDS, GPUS_PER_TRIAL and ARGS may hold only letters, digits and "
                             f"- _ . / : = (ARGS also spaces), got: {bad[0]}")
     if "://" not in storage:
-        raise ManifestError(f"K8S=1 needs an object-store STORAGE (s3://...), not {storage}")
+        raise ManifestError(f"K8S=1 needs an object-store STORAGE (s3://...), not {_shown(storage)}")
     if "://" not in shards:
-        raise ManifestError(f"K8S=1 needs SHARDS in object storage (s3://...), not {shards}")
+        raise ManifestError(f"K8S=1 needs SHARDS in object storage (s3://...), not {_shown(shards)}")
     check_image(image)
 
 
