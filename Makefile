@@ -33,31 +33,30 @@ endif
 GPUS_PER_TRIAL ?= 0.25
 # The RayJob's name: one per experiment (e.g. spiking-snn-pt1); pass RAYJOB=... to run one again.
 RAYJOB ?= spiking-$(subst _,-,$(EXP))
+# Renders and checks the manifests (k8s/rayjob.yaml, raycluster.yaml): any python3, no venv needed.
+K8S_MANIFESTS := python3 scripts/k8s_manifests.py
 # The image: IMAGE and TAG default to the two halves of the one value in raycluster.yaml (its `&image` anchor).
-IMAGE_REF := $(shell sed -n 's/^[[:space:]]*image:[[:space:]]*&image[[:space:]]\{1,\}\([^[:space:]]*\).*$$/\1/p' raycluster.yaml)
-IMAGE  ?= $(shell echo '$(IMAGE_REF)' | sed 's/:[^:/]*$$//')
-TAG    ?= $(shell echo '$(IMAGE_REF)' | sed -n 's/^.*:\([^:/]*\)$$/\1/p')
+IMAGE_PARTS := $(shell $(K8S_MANIFESTS) image-ref --split)
+IMAGE  ?= $(word 1,$(IMAGE_PARTS))
+TAG    ?= $(word 2,$(IMAGE_PARTS))
 PLATFORM ?= linux/amd64
 VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
-# raycluster.yaml with the anchor's value replaced by IMAGE:TAG.
-RENDER_RAYCLUSTER = sed 's|\(image:[[:space:]]*\)&image[[:space:]].*$$|\1\&image $(IMAGE):$(TAG)|' raycluster.yaml
-# Values pasted into the sed script of RENDER_RAYJOB may only hold these characters (no quote, |, &, $, ;):
-# whatever is left after removing them (strip_chars) makes submit K8S=1 refuse.
-SAFE_CHARS := a b c d e f g h i j k l m n o p q r s t u v w x y z A B C D E F G H I J K L M N O P Q R S T U V W X Y Z \
-	0 1 2 3 4 5 6 7 8 9 - _ . / : =
-DNS_CHARS  := a b c d e f g h i j k l m n o p q r s t u v w x y z 0 1 2 3 4 5 6 7 8 9 -
-strip_chars = $(if $(2),$(call strip_chars,$(subst $(firstword $(2)),,$(1)),$(wordlist 2,$(words $(2)),$(2))),$(1))
-EXPERIMENTS := $(basename $(notdir $(wildcard spiking/search/experiments/*.toml)))
 # Experiments that run in the Keras/NengoDL environment (environment = "nengo" in their file).
 NENGO_EXPERIMENTS := $(basename $(notdir $(shell grep -l '^environment *= *"nengo"' spiking/search/experiments/*.toml)))
 IS_NENGO  = $(filter $(EXP),$(NENGO_EXPERIMENTS))
 EXP_VENV  = $(if $(IS_NENGO),$(NENGO_VENV),$(VENV))
 EXP_STAMP = $(if $(IS_NENGO),$(NENGO_STAMP),$(STAMP))
 EXP_ENV   = $(if $(IS_NENGO),$(NENGO_ENV) )
-# k8s/rayjob.yaml with its __PLACEHOLDERS__ filled in.
-RENDER_RAYJOB = sed -e 's|__NAME__|$(RAYJOB)|g' -e 's|__IMAGE__|$(IMAGE):$(TAG)|g' \
-	-e 's|__EXP__|$(EXP)|g' -e 's|__BUDGET__|$(BUDGET)|g' -e 's|__STORAGE__|$(STORAGE)|g' \
-	-e 's|__SHARDS__|$(SHARDS)|g' -e 's|__GPUS__|$(GPUS_PER_TRIAL)|g' -e 's|__ARGS__|$(ARGS)|g' k8s/rayjob.yaml
+# A value as one shell word ('...'): the script checks what it may hold.
+quote = '$(subst ','\'',$(1))'
+# The RayJob's values for the script (each --opt=VALUE: ARGS may start with --).
+RAYJOB_OPTS = --name=$(call quote,$(RAYJOB)) --image=$(call quote,$(IMAGE):$(TAG)) --exp=$(call quote,$(EXP)) \
+	--budget=$(call quote,$(BUDGET)) --storage=$(call quote,$(STORAGE)) --shards=$(call quote,$(SHARDS)) \
+	--gpus=$(call quote,$(GPUS_PER_TRIAL)) --args=$(call quote,$(ARGS))
+# The script's subcommand $(1) piped to kubectl (the verb follows): it checks the values first, and also as
+# make expands the recipe (--check, in $(shell)), so that a refused value stops make, make -n included.
+k8s_kubectl = $(call refuse,$(shell $(K8S_MANIFESTS) $(1) --check 2>&1))$(K8S_MANIFESTS) $(1) --kubectl
+refuse = $(if $(1),$(error $(1)))
 
 STORAGE ?= runs/tune
 SHARDS ?= data/shards/tcga-mirna-rpm
@@ -102,7 +101,7 @@ demo: $(STAMP) ## install if needed, then run the main job on the shared TCGA mi
 # -p no:nengo: nengo registers a pytest plugin (for its own test suite) that pytest 9 refuses.
 pytest_rc = rc=$$?; if [ $$rc -eq 5 ]; then echo "no tests collected"; rc=0; fi
 test: $(STAMP) $(NENGO_STAMP) ## lint (ruff), then both test suites: torch (.venv) and Keras/NengoDL (.venv-nengo, tests/nengo)
-	$(VENV)/bin/ruff check spiking tests benchmarks
+	$(VENV)/bin/ruff check spiking tests benchmarks scripts
 	$(PY) -m pytest -q tests --ignore=tests/nengo -m "not nengo"; $(pytest_rc); rc_torch=$$rc; \
 	$(NENGO_ENV) $(NENGO_VENV)/bin/python -m pytest -q -p no:nengo tests/nengo -m nengo; $(pytest_rc); \
 	if [ $$rc_torch -ne 0 ]; then exit $$rc_torch; fi; exit $$rc
@@ -121,13 +120,7 @@ nas: $(NENGO_STAMP) ## grammar-based architecture search of CNN_K (Fast-DENSER E
 
 submit: $(if $(filter 1,$(K8S)),,$(EXP_STAMP)) ## run EXP as a Ray job: RAY_ADDRESS's cluster, else local; K8S=1: a RayJob on the Kubernetes cluster
 ifeq ($(K8S),1)
-	$(if $(filter-out 1,$(words $(EXP)))$(filter-out $(EXPERIMENTS),$(EXP)),$(error unknown experiment EXP=$(EXP); valid: $(EXPERIMENTS)))
-	$(if $(IS_NENGO),$(error EXP=$(EXP) runs in the Keras/NengoDL environment, which the cluster's images do not provide (its TensorFlow 2.12 excludes ray[default]); run it with make tune EXP=$(EXP) or make submit EXP=$(EXP) without K8S=1))
-	$(if $(strip $(call strip_chars,$(RAYJOB),$(DNS_CHARS))),$(error RAYJOB must be a Kubernetes name (lower-case letters, digits, -), got: $(RAYJOB)))
-	$(if $(strip $(call strip_chars,$(BUDGET)$(STORAGE)$(SHARDS)$(GPUS_PER_TRIAL)$(ARGS),$(SAFE_CHARS))),$(error BUDGET, STORAGE, SHARDS, GPUS_PER_TRIAL and ARGS may hold only letters, digits and - _ . / : =))
-	$(if $(findstring ://,$(STORAGE)),,$(error K8S=1 needs an object-store STORAGE (s3://...), not $(STORAGE)))
-	$(if $(findstring ://,$(SHARDS)),,$(error K8S=1 needs SHARDS in object storage (s3://...), not $(SHARDS)))
-	$(RENDER_RAYJOB) | kubectl create -f -
+	$(call k8s_kubectl,rayjob $(RAYJOB_OPTS)) create
 	@echo "RayJob $(RAYJOB) created: make logs EXP=$(EXP) follows it, make dashboard shows it on http://127.0.0.1:8265"
 else ifdef RAY_ADDRESS
 	$(EXP_VENV)/bin/ray job submit --address $(RAY_ADDRESS) --runtime-env-json '$(RUNTIME_ENV)' -- \
@@ -148,7 +141,7 @@ deploy: ## kubectl apply -k k8s/ (namespace, secret, MinIO, bucket), then rayclu
 	@test -f k8s/secret.yaml || { echo "k8s/secret.yaml is missing: cp k8s/secret.template.yaml k8s/secret.yaml, then fill in its values" >&2; exit 1; }
 	@if grep -q CHANGE-ME k8s/secret.yaml; then echo "k8s/secret.yaml still holds CHANGE-ME placeholders" >&2; exit 1; fi
 	kubectl apply -k k8s/
-	$(RENDER_RAYCLUSTER) | kubectl apply -f -
+	$(call k8s_kubectl,raycluster --image=$(call quote,$(IMAGE):$(TAG))) apply
 
 dashboard: ## forward the cluster's Ray dashboard to http://127.0.0.1:8265 (Ctrl-C ends it)
 	kubectl port-forward -n $(NAMESPACE) --address 127.0.0.1 svc/$(CLUSTER)-head-svc 8265:8265

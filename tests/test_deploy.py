@@ -385,10 +385,28 @@ def test_rayjob_template_has_the_fields_kuberay_requires():
     assert pod["restartPolicy"] == "Never"
     assert pod["containers"][0]["image"] == "__IMAGE__"
     assert "command" not in pod["containers"][0], "KubeRay fills in `ray job submit`"
-    # every placeholder of the template is one the Makefile substitutes, and vice versa
+    # every placeholder of the template is one scripts/k8s_manifests.py substitutes, and vice versa
     placeholders = set(re.findall(r"__[A-Z]+__", yaml.safe_dump(rj)))
-    substituted = set(re.findall(r"s\|(__[A-Z]+__)\|", (ROOT / "Makefile").read_text()))
+    substituted = set(re.findall(r'"(__[A-Z]+__)"', (ROOT / "scripts" / "k8s_manifests.py").read_text()))
     assert placeholders == substituted and "__EXP__" in placeholders
+
+
+@pytest.mark.parametrize("version", K8S_VERSIONS)
+def test_rendered_rayjob_submitter_pod_validates_offline(version, no_network):
+    """The RayJob as make submit K8S=1 would create it: its submitter pod template against the schemas."""
+    import kubernetes_validate
+
+    out = subprocess.run([sys.executable, "scripts/k8s_manifests.py", "rayjob", "--name=spiking-snn-pt1",
+                          "--image=reg.io/x/spiking:1.0", "--exp=snn_pt1", "--budget=smoke", "--storage=s3://b/t",
+                          "--shards=s3://b/s", "--gpus=0.25", "--args=--resume --overwrite"],
+                         cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    [rj] = [d for d in yaml.safe_load_all(out) if d]
+    assert "__" not in out.split("apiVersion:", 1)[1], "every placeholder filled in"
+    template = rj["spec"]["submitterPodTemplate"]
+    assert template["spec"]["containers"][0]["image"] == "reg.io/x/spiking:1.0"
+    obj = {"apiVersion": "v1", "kind": "PodTemplate", "metadata": {"name": rj["metadata"]["name"]},
+           "template": template}
+    kubernetes_validate.validate(obj, version, strict=True)
 
 
 def test_kustomization_lists_the_stack_but_never_the_template_or_raycluster():

@@ -1,8 +1,9 @@
 """The Makefile's targets print the commands they would run (make -n); nothing is executed.
 
-The only commands run for real are the `sed` renderings of the Kubernetes manifests that
-`make -n` prints (what `make submit K8S=1` / `make deploy` would pipe to kubectl), so the
-manifests that would be sent can be checked.
+The only commands run for real are the scripts/k8s_manifests.py renderings of the Kubernetes
+manifests that `make -n` prints, without their `--kubectl VERB` (what `make submit K8S=1` /
+`make deploy` would send to kubectl), so the manifests that would be sent can be checked; and
+`make submit K8S=1` itself, with a stand-in kubectl on PATH.
 """
 
 from __future__ import annotations
@@ -35,13 +36,22 @@ def _dry(*args: str, env_extra: dict | None = None) -> str:
 
 
 def _render(dry_output: str, marker: str) -> list[dict]:
-    """Run the command line of `make -n` output that pipes into `marker` (up to the pipe), parse its YAML."""
-    lines = [ln for ln in dry_output.splitlines() if marker in ln]
+    """Run the command line of `make -n` output that ends in `marker` (without it), parse its YAML."""
+    lines = [ln for ln in dry_output.splitlines() if ln.endswith(f" {marker}")]
     assert len(lines) == 1, dry_output
-    cmd = lines[0].split(f"| {marker}")[0]
-    assert cmd.startswith("sed "), cmd  # only ever run a sed rendering
+    cmd = lines[0][:-len(marker) - 1]
+    assert cmd.startswith("python3 scripts/k8s_manifests.py "), cmd  # only ever run a rendering
     out = subprocess.run(["bash", "-c", cmd], cwd=ROOT, capture_output=True, text=True, check=True).stdout
     return [d for d in yaml.safe_load_all(out) if d]
+
+
+def _fake_kubectl(tmp_path: Path) -> tuple[dict, Path]:
+    """A PATH whose `kubectl` saves its arguments and stdin under tmp_path (the env to pass, the stdin's file)."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "kubectl").write_text(f'#!/bin/sh\necho "$@" > {tmp_path}/argv\ncat > {tmp_path}/stdin\n')
+    (bin_dir / "kubectl").chmod(0o755)
+    return {"PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}, tmp_path / "stdin"
 
 
 def test_submit_goes_to_the_cluster_when_ray_address_is_set():
@@ -66,10 +76,10 @@ def test_submit_passes_extra_tune_options():
 
 def test_submit_k8s_creates_a_rayjob_for_the_experiment():
     out = _dry("submit", "EXP=snn_pt1", "K8S=1", env_extra={"RAY_ADDRESS": "http://127.0.0.1:8265"})
-    assert "| kubectl create -f -" in out
-    assert "ray job submit" not in out and "spiking tune" not in out.split("|")[-1]
-    assert "pip install" not in out, "submitting to the cluster needs no local environment"
-    [job] = _render(out, "kubectl create -f -")
+    assert "--kubectl create" in out
+    assert "ray job submit" not in out and "spiking tune" not in out
+    assert "pip install" not in out and ".venv" not in out, "submitting to the cluster needs no local environment"
+    [job] = _render(out, "--kubectl create")
     assert job["kind"] == "RayJob" and job["metadata"]["name"] == "spiking-snn-pt1"
     assert job["metadata"]["namespace"] == "spiking"
     ep = job["spec"]["entrypoint"]
@@ -84,7 +94,7 @@ def test_submit_k8s_creates_a_rayjob_for_the_experiment():
 def test_submit_k8s_takes_budget_storage_image_and_name():
     out = _dry("submit", "EXP=cnn_pt2", "K8S=1", "BUDGET=paper", "STORAGE=s3://other/tune", "IMAGE=reg.io/x/spiking",
                "TAG=9.9", "RAYJOB=again-1", "ARGS=--resume")
-    [job] = _render(out, "kubectl create -f -")
+    [job] = _render(out, "--kubectl create")
     assert job["metadata"]["name"] == "again-1"
     assert job["spec"]["entrypoint"].startswith("spiking tune cnn_pt2 --budget paper --storage s3://other/tune ")
     assert job["spec"]["entrypoint"].endswith("--resume")
@@ -100,9 +110,9 @@ def test_submit_k8s_refuses_local_storage():
 def test_deploy_applies_kustomize_then_the_raycluster_with_the_image():
     out = _dry("deploy", "TAG=7.7.7")
     assert "kubectl apply -k k8s/" in out
-    assert out.index("kubectl apply -k k8s/") < out.index("| kubectl apply -f -")
+    assert out.index("kubectl apply -k k8s/") < out.index("--kubectl apply")
     assert "k8s/secret.yaml" in out and "CHANGE-ME" in out, "refuses a missing or unfilled secret"
-    [rc] = _render(out, "kubectl apply -f -")
+    [rc] = _render(out, "--kubectl apply")
     images = {rc["spec"]["headGroupSpec"]["template"]["spec"]["containers"][0]["image"]}
     images |= {g["template"]["spec"]["containers"][0]["image"] for g in rc["spec"]["workerGroupSpecs"]}
     assert images == {"registry.example.com/spiking:7.7.7"}, "TAG changes every Ray container's image"
@@ -159,15 +169,37 @@ def test_help_lists_every_target_once(target):
 
 
 def test_submit_k8s_refuses_unsafe_values_before_any_command(tmp_path):
-    """Values are pasted into a sed script: a quote in EXP once ran an injected command."""
+    """Values once went into a sed script: a quote in EXP ran an injected command. Now they are
+    shell-quoted for the script, which refuses them; make stops (make -n too) before kubectl."""
     marker = tmp_path / "pwned"
+    path, stdin = _fake_kubectl(tmp_path)
     for args, words in (([f"EXP=x'; touch {marker}; echo '"], "unknown experiment"),
                         (["EXP=unknown_exp"], "unknown experiment"),
+                        (["EXP=snn_pt1 cnn_pt2"], "unknown experiment"),
                         (["EXP=snn_pt1", "RAYJOB=Bad;x"], "Kubernetes name"),
-                        (["EXP=snn_pt1", "ARGS=--resume'|x"], "may hold only")):
-        r = _run("submit", "K8S=1", *args, check=False)
-        assert r.returncode != 0 and words in r.stderr, (args, r.stderr)
-        assert "kubectl" not in r.stdout
-    assert not marker.exists()
+                        (["EXP=snn_pt1", "ARGS=--resume'|x"], "may hold only"),
+                        (["EXP=snn_pt1", "BUDGET=small paper"], "may hold only"),
+                        (["EXP=snn_pt1", "SHARDS=data/shards"], "K8S=1 needs SHARDS in object storage")):
+        for dry in ([], ["-n"]):
+            r = _run(*dry, "submit", "K8S=1", *args, env_extra=path, check=False)
+            assert r.returncode != 0 and words in r.stderr, (args, r.stderr)
+            assert "kubectl" not in r.stdout and r.stdout == "", (args, r.stdout)
+    assert not marker.exists() and not stdin.exists()
     ok = _run("-n", "submit", "K8S=1", "EXP=snn_pt1", "ARGS=--resume --overwrite").stdout
     assert "--resume --overwrite" in ok
+
+
+def test_submit_k8s_pipes_the_rendered_rayjob_to_kubectl_create(tmp_path):
+    path, stdin = _fake_kubectl(tmp_path)
+    r = _run("submit", "K8S=1", "EXP=snn_pt1", "ARGS=--resume --overwrite", env_extra=path)
+    assert (tmp_path / "argv").read_text().split() == ["create", "-f", "-"]
+    assert "RayJob spiking-snn-pt1 created" in r.stdout
+    [job] = [d for d in yaml.safe_load_all(stdin.read_text()) if d]
+    assert job["metadata"]["name"] == "spiking-snn-pt1"
+    assert job["spec"]["entrypoint"].endswith("--gpus-per-trial 0.25 --resume --overwrite")
+
+
+def test_deploy_refuses_an_unsafe_image_before_any_command():
+    r = _run("-n", "deploy", "TAG=1|x", check=False)
+    assert r.returncode != 0 and "IMAGE and TAG may hold only" in r.stderr
+    assert "kubectl" not in r.stdout
