@@ -13,9 +13,9 @@ import pytest
 
 from spiking.cli.main import main
 from spiking.report import ReportError, build_report
-from spiking.report.build import summary_table
 from spiking.report.figures import normalize_confusion, pareto_front, pick_neurons, spike_raster, spread_neurons
 from spiking.report.render import PNG_MAGIC
+from spiking.report.tables import summary_table
 
 FAST = ["--top-k", "5", "--cnn-epochs", "2", "--snn-epochs", "1", "--num-steps", "4", "--batch-size", "32",
         "--patience", "0", "--device", "cpu", "--no-progress", "--seed", "3", "--encodings", "direct,delta"]

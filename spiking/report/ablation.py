@@ -1,10 +1,14 @@
-"""The layout ablation's table (README/report) and figures, from its scored networks."""
+"""The layout ablation's table (README/report), figures (from its scored networks) and report section."""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
+
+from spiking.report.inputs import ReportInputs
+from spiking.report.render import Image, Note, Section, Table, Text
 
 
 def _pct(mean, sd) -> str:
@@ -101,3 +105,36 @@ def _accuracy_figure(rows: list[dict], path: Path) -> Path:
     ax.legend(loc="lower right")
     fig.savefig(path)
     return path
+
+
+def section_ablation(inp: ReportInputs, out: Path) -> Section:
+    """The layout ablation (``spiking tune layout_ablation``): its table, the accuracy figure and,
+    per layout, the feature map, one test sample's image and the mean training image per class
+    (the PNGs the ablation wrote in ``figures/``)."""
+    ab = inp.results["ablation"]
+    sec = Section("Layout ablation")
+    baseline = next((m for m in inp.results["models"] if m.get("name") == "logreg"), None)
+    seeds = ab.get("seeds") or []
+    sec.add(Table(ABLATION_HEADER, table_rows(ab.get("rows") or [], baseline),
+                  caption=f"Test balanced accuracy, mean ± sd ({ab.get('sd', 'sample sd')}) over seeds {seeds}; "
+                          "SynOps and energy per inference are means (45 nm convention); each network scored once."))
+    figs = inp.root / "figures"
+    rows_used = ab.get("train_rows")
+    if rows_used is not None:
+        sec.add(Text(f"Every network and the logistic regression trained on {rows_used} training rows "
+                     f"(budget {(ab.get('budget') or {}).get('name', '?')})."))
+    shown = [("accuracy.png", "Test balanced accuracy per layout: bars mean, whiskers sd, dots single seeds "
+                              "(the y axis does not start at 0; its start is in the title).")]
+    for layout in ab.get("layouts") or []:
+        shown += [(f"{layout}_feature_map.png", f"{layout}: which miRNA sits where (table in the ablation's "
+                                                f"figures/{layout}_feature_map.csv)."),
+                  (f"{layout}_sample.png", f"{layout}: the first test sample's image (scaled values in [0, 1])."),
+                  (f"{layout}_class_means.png", f"{layout}: mean training image per class (scaled values in [0, 1]).")]
+    for name, caption in shown:
+        if (figs / name).is_file():
+            shutil.copyfile(figs / name, out / f"ablation_{name}")
+            sec.add(Image(out / f"ablation_{name}", caption))
+        else:
+            sec.add(Note(f"{name} is missing from {figs}."))
+    return sec
+
