@@ -209,3 +209,27 @@ def test_no_source_file_is_ignored_by_git(tmp_path):
         (tmp_path / f).touch()
     out = subprocess.run(["git", "check-ignore", *files], cwd=tmp_path, capture_output=True, text=True)
     assert out.stdout.split() == [], f"ignored by .gitignore: {out.stdout.split()}"
+
+
+def test_no_private_attributes_of_project_modules_are_used_across_modules():
+    """``module._name`` (attribute access, which the import check does not see) across project modules."""
+    import re
+
+    root = Path(spiking.__file__).resolve().parent
+    bad = []
+    for path in root.rglob("*.py"):
+        tree = ast.parse(path.read_text())
+        aliases = {}
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                for a in node.names:
+                    if a.name.startswith("spiking"):
+                        aliases[a.asname or a.name.split(".")[0]] = a.name
+            elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("spiking"):
+                for a in node.names:
+                    aliases[a.asname or a.name] = f"{node.module}.{a.name}"
+        for node in ast.walk(tree):
+            if (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in aliases
+                    and re.match(r"_[a-z]", node.attr)):
+                bad.append(f"{path.relative_to(root.parent)}:{node.lineno} {node.value.id}.{node.attr}")
+    assert bad == []

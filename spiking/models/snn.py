@@ -109,6 +109,20 @@ def check_neuron_settings(neuron: str, n_outputs, num_steps, beta, alpha) -> tup
     return n_outputs, num_steps, beta, alpha
 
 
+def clear_neuron_states(net: nn.Module) -> None:
+    """Drop the states snnTorch keeps on the neuron modules (``LIF_NAMES``) of a spiking CNN after a forward
+    (they reference the autograd graph: memory, and deepcopy would fail)."""
+    for name in LIF_NAMES:
+        lif = getattr(net, name)
+        buffers = dict(lif.named_buffers(recurse=False))
+        for attr in _STATE_ATTRS:
+            if attr in buffers:  # assigning a tensor to a buffer's name replaces the buffer (nn.Module)
+                t = buffers[attr]
+                setattr(lif, attr, torch.zeros(0, device=t.device, dtype=t.dtype))
+        if "reset" in lif.__dict__:
+            lif.reset = None
+
+
 class SpikingCNN1d(nn.Module):
     """Spiking CNN_PT (snnTorch): input as direct current at every step, or as input spikes.
 
@@ -190,19 +204,6 @@ class SpikingCNN1d(nn.Module):
         self.record_spikes: bool = False
         self.last_spike_counts: dict[str, torch.Tensor] | None = None
 
-    def _clear_states(self) -> None:
-        """Drop the states snnTorch keeps on the neuron modules after a forward
-        (they reference the autograd graph: memory, and deepcopy would fail)."""
-        for name in LIF_NAMES:
-            lif = getattr(self, name)
-            buffers = dict(lif.named_buffers(recurse=False))
-            for attr in _STATE_ATTRS:
-                if attr in buffers:  # assigning a tensor to a buffer's name replaces the buffer (nn.Module)
-                    t = buffers[attr]
-                    setattr(lif, attr, torch.zeros(0, device=t.device, dtype=t.dtype))
-            if "reset" in lif.__dict__:
-                lif.reset = None
-
     def _layers(self, x: torch.Tensor, keep: bool) -> dict[str, tuple[torch.Tensor, torch.Tensor | None]]:
         """Spikes (and membranes when ``keep``) of every layer: ``{name: (spk, mem)}``,
         LIF layers ``(T, B, C, len)`` / ``(T, B, n_outputs)``, ``"input"`` ``(T, B, 1, L)``
@@ -229,7 +230,7 @@ class SpikingCNN1d(nn.Module):
             cur4 = self.fc(out["lif3"][0].flatten(2))                       # (T, B, n_outputs)
             out["lif_out"] = run_neuron(self.lif_out, kind, cur4, T, static=False, keep_mem=True)
         finally:
-            self._clear_states()
+            clear_neuron_states(self)
         return out
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -22,6 +22,7 @@ from spiking.models.snn import (
     NEURONS,
     SpikingCNN1d,
     check_neuron_settings,
+    clear_neuron_states,
     make_neuron,
     run_neuron,
     transfer_weights,
@@ -125,7 +126,6 @@ class SpikingCNN2d(nn.Module):
         self.last_spike_counts: dict[str, torch.Tensor] | None = None
 
     # Identical state handling to the 1-D network (it only uses the lif* names).
-    _clear_states = SpikingCNN1d._clear_states
 
     def _layers(self, x: torch.Tensor, keep: bool) -> dict[str, tuple[torch.Tensor, torch.Tensor | None]]:
         """``{name: (spk, mem)}``: LIF layers ``(T, B, C, h, w)`` / ``(T, B, n_outputs)``."""
@@ -143,7 +143,7 @@ class SpikingCNN2d(nn.Module):
             cur4 = self.fc(out["lif3"][0].flatten(2))                       # (T, B, n_outputs)
             out["lif_out"] = run_neuron(self.lif_out, kind, cur4, T, static=False, keep_mem=True)
         finally:
-            self._clear_states()
+            clear_neuron_states(self)
         return out
 
     # The 1-D network's forward (spike counts per layer when record_spikes) and trace() work on

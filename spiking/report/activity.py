@@ -32,7 +32,7 @@ def _rates(entry: dict, model, trace, num_steps: int | None, n_features: int | N
         return ({k: float(v) / (neurons[k] * num_steps) for k, v in spikes.items() if k in neurons},
                 "results.json mean_spikes_per_sample / (neurons x steps), mean over the test samples")
     if trace is not None:
-        return ({k: float(np.abs(fg._np(v["spikes"])).mean()) for k, v in trace.items() if "spikes" in v},
+        return ({k: float(np.abs(fg.as_numpy(v["spikes"])).mean()) for k, v in trace.items() if "spikes" in v},
                 "the traced test sample only")
     return None
 

@@ -270,8 +270,8 @@ def spike_raster(trace: Mapping[str, Mapping], path: str | Path, *, sample: int 
     fig = _figure(max(6.0, 2.6 * len(layers)), 4.2)
     axes = np.atleast_1d(fig.subplots(1, len(layers), squeeze=False)[0])
     for ax, name in zip(axes, layers):
-        spk = _np(trace[name]["spikes"])[:, sample, :]              # (T, n)
-        mem = _np(trace[name]["mem"])[:, sample, :] if "mem" in trace[name] else None
+        spk = as_numpy(trace[name]["spikes"])[:, sample, :]              # (T, n)
+        mem = as_numpy(trace[name]["mem"])[:, sample, :] if "mem" in trace[name] else None
         T, n = spk.shape
         idx = pick_neurons(spk, max_neurons, mem)
         img = spk[:, idx].T                                           # (k, T)
@@ -315,8 +315,8 @@ def membrane_traces(trace: Mapping[str, Mapping], path: str | Path, *, sample: i
     fig = _figure(max(6.0, 3.0 * len(layers)), 3.6)
     axes = np.atleast_1d(fig.subplots(1, len(layers), squeeze=False)[0])
     for ax, name in zip(axes, layers):
-        mem = _np(trace[name]["mem"])[:, sample, :]
-        spk = _np(trace[name]["spikes"])[:, sample, :] if "spikes" in trace[name] else np.zeros_like(mem)
+        mem = as_numpy(trace[name]["mem"])[:, sample, :]
+        spk = as_numpy(trace[name]["spikes"])[:, sample, :] if "spikes" in trace[name] else np.zeros_like(mem)
         T = mem.shape[0]
         t = np.arange(1, T + 1)
         chosen = pick_neurons(spk, n_neurons, mem) if name == "lif_out" else spread_neurons(spk, n_neurons, mem)
@@ -540,7 +540,7 @@ def nas_accuracy_parameters(parameters: Sequence[float], fitness: Sequence[float
     return _save(fig, path)
 
 
-def _np(x) -> np.ndarray:
+def as_numpy(x) -> np.ndarray:
     """A tensor or array as a float numpy array (detached, on the CPU)."""
     if hasattr(x, "detach"):
         x = x.detach().cpu().float().numpy()
