@@ -389,6 +389,15 @@ class Results(Block):
                                                       "models": (ModelResult, True), "run": (RunInfo, False)}
 
     @classmethod
+    def build(cls, dataset: dict, split: dict, models: list[dict], *, search: dict | None = None,
+              ablation: dict | None = None, run: dict | None = None) -> Results:
+        """The typed results of a producer's plain blocks (``run``: ``{"name", "config"}``), each model
+        entry's keys kept in their order. Values are checked when written (:func:`write_results`)."""
+        return cls(dataset=DatasetInfo.from_dict(dataset), split=SplitInfo.from_dict(split),
+                   models=[ModelResult.from_dict(m) for m in models], search=search, ablation=ablation,
+                   run=None if run is None else RunInfo.from_dict(run))
+
+    @classmethod
     def parse(cls, doc: Any, source: Any = "results") -> Results:
         """:func:`check_results`, then the typed document. Raises ArtifactError naming ``source``."""
         return cls.from_dict(check_results(doc, source))
