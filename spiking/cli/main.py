@@ -228,7 +228,7 @@ def _train(cfg, run_dir: Path, which: str) -> None:
 
 
 def _evaluate(run_dir: Path) -> dict:
-    from spiking.artifacts.results import dataset_block, format_table, write_results
+    from spiking.artifacts.results import RunInfo, dataset_block, format_table, write_results
     from spiking.data.ingest import locate_shards
     from spiking.data.preprocess.prepare import load_prepared
     from spiking.evaluation.evaluate import evaluate_run
@@ -237,9 +237,10 @@ def _evaluate(run_dir: Path) -> dict:
     cfg = RunConfig.load(run_dir / "config.json")
     ds = _load_shards(locate_shards(cfg.data.shards, run_dir) or cfg.data.shards)
     prep = load_prepared(ds, run_dir)
-    results = evaluate_run(run_dir, prep, dataset_block(ds.manifest, prep, cfg.data.shards), seed=cfg.data.seed)
-    results["run"] = {"name": run_dir.name, "config": cfg.to_dict()}
-    write_results(results, run_dir / "results.json")
+    typed = evaluate_run(run_dir, prep, dataset_block(ds.manifest, prep, cfg.data.shards), seed=cfg.data.seed)
+    typed.run = RunInfo(name=run_dir.name, config=cfg.to_dict())
+    write_results(typed, run_dir / "results.json")
+    results = typed.to_dict()
     print(f"\nTest split ({prep.split_info['sizes']['test']} samples, touched once):")
     print(format_table(results["models"]))
     for m in results["models"]:

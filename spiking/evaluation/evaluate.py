@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from spiking.artifacts.checkpoint import load_model, network_inputs, snn_name
+from spiking.artifacts.results import Results
 from spiking.data.preprocess.prepare import split_fingerprint
 from spiking.evaluation.baseline import evaluate_logreg, fit_logistic_regression  # noqa: F401  (evaluate_logreg re-exported)
 from spiking.evaluation.metrics import EvaluationError, classification_metrics
@@ -128,8 +129,9 @@ def network_files(run_dir: str | Path) -> list[Path]:
     return [run_dir / f"{n}.pt" for n in names if (run_dir / f"{n}.pt").exists()]
 
 
-def evaluate_run(run_dir: str | Path, prep, dataset_info: dict, seed: int = 42) -> dict:
-    """Results of every network saved in ``run_dir`` plus the baseline, in the results.json schema."""
+def evaluate_run(run_dir: str | Path, prep, dataset_info: dict, seed: int = 42) -> Results:
+    """Results of every network saved in ``run_dir`` plus the baseline (``dataset``, ``split``, ``models``
+    of :class:`spiking.artifacts.results.Results`; the caller adds ``run``)."""
     run_dir = Path(run_dir)
     models = []
     for f in network_files(run_dir):
@@ -142,4 +144,4 @@ def evaluate_run(run_dir: str | Path, prep, dataset_info: dict, seed: int = 42) 
     add_energy_ratios(models)
     models.append(evaluate_logreg(prep, seed=seed))
     counts = {c: int(np.sum(prep.y["test"] == i)) for i, c in enumerate(prep.class_names)}
-    return {"dataset": dataset_info, "split": {**prep.split_info, "test_class_counts": counts}, "models": models}
+    return Results.build(dataset_info, {**prep.split_info, "test_class_counts": counts}, models)

@@ -9,6 +9,9 @@ import json
 from pathlib import Path
 from typing import Any
 
+from spiking.artifacts import ArtifactError
+from spiking.artifacts.results import JsonShape, describe, read_results
+from spiking.artifacts.results import is_num as is_num  # re-exported: spiking.report.build uses it
 from spiking.data.ingest.shards import locate_shards
 from spiking.errors import SpikingError
 
@@ -59,139 +62,19 @@ def detect_kind(root: Path) -> str:
     raise ReportError(f"{root} is neither {KINDS[0]}, nor {KINDS[1]}, nor {KINDS[2]}")
 
 
-def is_num(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool)
-
-
-def _kind(v: Any) -> str:
-    if is_num(v):
-        return f"the number {v!r}"
-    if isinstance(v, str):
-        return f"the string {v[:40]!r}" + ("..." if len(v) > 40 else "")
-    return {dict: "an object", list: "a list", bool: f"the boolean {str(v).lower()}",
-            type(None): "null"}.get(type(v), type(v).__name__)
-
-
-class _Shape:
+class _Shape(JsonShape):
     """Checks the structure of one JSON file; every failure is a ReportError naming the file and the field."""
 
     def __init__(self, path: Path):
-        self.path = path
-
-    def fail(self, where: str, what: str):
-        raise ReportError(f"{self.path}: {where} {what}" if where else f"{self.path}: {what}")
-
-    def obj(self, v: Any, where: str, optional: bool = True) -> dict:
-        """``v`` as a dict (``{}`` for an optional null/absent value)."""
-        if v is None and optional:
-            return {}
-        if not isinstance(v, dict):
-            self.fail(where, f"must be a JSON object, not {_kind(v)}" if where else
-                      f"must hold a JSON object, not {_kind(v)}")
-        return v
-
-    def arr(self, v: Any, where: str, optional: bool = True) -> list:
-        if v is None and optional:
-            return []
-        if not isinstance(v, list):
-            self.fail(where, f"must be a list, not {_kind(v)}")
-        return v
-
-    def num(self, d: dict, key: str, where: str, minimum: float | None = None) -> None:
-        """``d[key]`` is absent, null or a number (>= ``minimum``)."""
-        v = d.get(key)
-        if v is None:
-            return
-        w = f"{where}.{key}" if where else key
-        if not is_num(v):
-            self.fail(w, f"must be a number, not {_kind(v)}")
-        if minimum is not None and not v >= minimum:  # NaN fails too
-            self.fail(w, f"must be >= {minimum:g}, not {v!r}")
-
-    def text(self, d: dict, key: str, where: str) -> None:
-        v = d.get(key)
-        if v is not None and not isinstance(v, str):
-            self.fail(f"{where}.{key}" if where else key, f"must be a string, not {_kind(v)}")
+        super().__init__(path, ReportError)
 
 
-def _check_matrix(c: _Shape, cm: Any, where: str, n: int) -> None:
-    ok = (isinstance(cm, list) and len(cm) == n
-          and all(isinstance(r, list) and len(r) == n and all(is_num(v) and v >= 0 for v in r) for r in cm))
-    if not ok:
-        got = _kind(cm) if not isinstance(cm, list) else f"a list of {len(cm)} rows"
-        c.fail(where, f"must be a {n} x {n} matrix of counts (a row and a column per class of dataset.classes), "
-                      f"not {got}" + (" with other lengths or values" if isinstance(cm, list) and len(cm) == n else ""))
-
-
-def _check_results(results: Any, path: Path) -> dict:
-    c = _Shape(path)
-    if not isinstance(results, dict) or not isinstance(results.get("models"), list) or not results["models"]:
-        raise ReportError(f"{path} holds no model results (a 'models' list is expected)")
-    d = c.obj(results.get("dataset"), "dataset")
-    classes = d.get("classes")
-    if not isinstance(classes, list) or not classes:
-        raise ReportError(f"{path} lacks dataset.classes")
-    if not all(isinstance(x, str) or is_num(x) for x in classes):
-        c.fail("dataset.classes", "must be a list of class names")
-    c.num(d, "n_features", "dataset", minimum=1)
-    c.text(d, "shards", "dataset")
-    split = c.obj(results.get("split"), "split")
-    c.obj(split.get("sizes"), "split.sizes")
-    counts = c.obj(split.get("test_class_counts"), "split.test_class_counts")
-    for k in counts:
-        c.num(counts, k, "split.test_class_counts", minimum=0)
-    search = c.obj(results.get("search"), "search")
-    for k in ("best", "tradeoff"):
-        c.obj(search.get(k), f"search.{k}")
-    c.obj(results.get("run"), "run")
-    for i, m in enumerate(results["models"]):
-        if not isinstance(m, dict) or "name" not in m or "test" not in m:
-            raise ReportError(f"{path}: a model entry lacks 'name' or 'test'")
-        if not isinstance(m["name"], str) or not m["name"]:
-            c.fail(f"models[{i}].name", f"must be a non-empty string, not {_kind(m['name'])}")
-        w = f"models[{i}] ({m['name']})"
-        t = c.obj(m["test"], f"{w}.test", optional=False)
-        for k in ("accuracy", "balanced_accuracy", "macro_f1"):
-            c.num(t, k, f"{w}.test")
-        if t.get("confusion_matrix") is not None:
-            _check_matrix(c, t["confusion_matrix"], f"{w}.test.confusion_matrix", len(classes))
-        c.num(m, "parameters", w, minimum=0)
-        c.num(m, "train_seconds", w, minimum=0)
-        eff = c.obj(m.get("efficiency"), f"{w}.efficiency")
-        for k in ("energy_pj", "macs", "synops", "input_spikes", "energy_ratio_vs_cnn"):
-            c.num(eff, k, f"{w}.efficiency", minimum=0)
-        c.num(eff, "num_steps", f"{w}.efficiency", minimum=1)
-        c.text(eff, "encoding", f"{w}.efficiency")
-        c.text(eff, "convention", f"{w}.efficiency")
-        for j, n in enumerate(c.arr(eff.get("neurons"), f"{w}.efficiency.neurons")):
-            wn = f"{w}.efficiency.neurons[{j}]"
-            n = c.obj(n, wn, optional=False)
-            for k in ("layer", "firing_rate"):
-                if n.get(k) is None:
-                    c.fail(wn, f"lacks '{k}'")
-            c.num(n, "firing_rate", wn, minimum=0)
-        c.num(eff, "n_steps", f"{w}.efficiency", minimum=1)
-        s = c.obj(m.get("snn"), f"{w}.snn")
-        c.num(s, "num_steps", f"{w}.snn", minimum=1)
-        c.num(s, "n_steps", f"{w}.snn", minimum=1)
-        c.num(s, "scale_firing_rates", f"{w}.snn", minimum=0)
-        c.num(s, "synapse", f"{w}.snn", minimum=0)
-        c.text(s, "framework", f"{w}.snn")
-        c.text(s, "neuron", f"{w}.snn")
-        hz = c.obj(m.get("firing_rates_hz"), f"{w}.firing_rates_hz")
-        for k in hz:
-            c.num(hz, k, f"{w}.firing_rates_hz", minimum=0)
-        c.num(m, "mean_firing_rate_hz", w, minimum=0)
-        for j, n in enumerate(c.arr(m.get("conversion_notes"), f"{w}.conversion_notes")):
-            if not isinstance(n, str):
-                c.fail(f"{w}.conversion_notes[{j}]", f"must be a string, not {_kind(n)}")
-        c.num(s, "population", f"{w}.snn", minimum=1)
-        c.num(s, "delta_threshold", f"{w}.snn", minimum=0)
-        c.text(s, "encoding", f"{w}.snn")
-        spikes = c.obj(m.get("mean_spikes_per_sample"), f"{w}.mean_spikes_per_sample")
-        for k in spikes:
-            c.num(spikes, k, f"{w}.mean_spikes_per_sample", minimum=0)
-    return results
+def _read_results(path: Path) -> dict:
+    """The checked ``results.json`` (:func:`spiking.artifacts.results.read_results`) as a plain dict."""
+    try:
+        return read_results(path).to_dict()
+    except ArtifactError as e:
+        raise ReportError(str(e)) from None
 
 
 def _check_config(cfg: Any, path: Path) -> dict:
@@ -246,7 +129,7 @@ def _check_nas(nas: Any, path: Path) -> dict:
         c.num(s, k, "settings", minimum=0)
     for j, o in enumerate(c.arr(s.get("objectives"), "settings.objectives")):
         if not isinstance(o, str):
-            c.fail(f"settings.objectives[{j}]", f"must be a string, not {_kind(o)}")
+            c.fail(f"settings.objectives[{j}]", f"must be a string, not {describe(o)}")
     c.obj(nas.get("rates"), "rates")
     return nas
 
@@ -260,7 +143,7 @@ def _check_rows(rows: Any, path: Path, what: str = "rows") -> list:
         w = f"[{i}]"
         r = c.obj(r, w, optional=False)
         if not isinstance(r.get("id"), str) or not r["id"]:
-            c.fail(f"{w}.id", f"must be a non-empty string, not {_kind(r.get('id'))}")
+            c.fail(f"{w}.id", f"must be a non-empty string, not {describe(r.get('id'))}")
         c.num(r, "generation", w, minimum=0)
         for k in ("parameters", "macs", "epochs", "seconds"):
             c.num(r, k, w, minimum=0)
@@ -270,7 +153,7 @@ def _check_rows(rows: Any, path: Path, what: str = "rows") -> list:
             c.text(r, k, w)
         for j, m in enumerate(c.arr(r.get("mutations"), f"{w}.mutations")):
             if not isinstance(m, str):
-                c.fail(f"{w}.mutations[{j}]", f"must be a string, not {_kind(m)}")
+                c.fail(f"{w}.mutations[{j}]", f"must be a string, not {describe(m)}")
     return rows
 
 
@@ -290,7 +173,7 @@ class ReportInputs:
     def __init__(self, root: Path, kind: str, source: str | None = None):
         self.root, self.kind = root, kind
         self.source = source or str(root)  # what the report calls the folder (the URI of a copied-down one)
-        self.results = _check_results(_read_json(root / "results.json", "results"), root / "results.json")
+        self.results = _read_results(root / "results.json")
         self.classes: list[str] = [str(c) for c in self.results["dataset"]["classes"]]
         self.config = self.experiment = self.trials = self.nas = self.rows = None
         self.front: list | None = None

@@ -259,7 +259,7 @@ def export_ablation(exp: AblationExperiment, b: AblationBudget, grid, *, fs, exp
     (see the module doc); ``prep`` holds the rows the networks were trained on (the logistic
     regression is fitted on the same). Prints a line per scored trial when ``verbose``.
     Raises SearchError when no trial finished."""
-    from spiking.artifacts.results import format_table, write_results
+    from spiking.artifacts.results import Results, format_table, write_results
     from spiking.evaluation.evaluate import add_energy_ratios, evaluate_logreg, evaluate_network
 
     networks, trials = [], []
@@ -300,15 +300,15 @@ def export_ablation(exp: AblationExperiment, b: AblationBudget, grid, *, fs, exp
         rows = summarize(networks, b.layouts)
         counts = {c: int(np.sum(prep.y["test"] == i)) for i, c in enumerate(prep.class_names)}
         models = [n["entry"] for n in networks] + [baseline]
-        results = {"dataset": dataset_info, "split": {**prep.split_info, "test_class_counts": counts},
-                   "models": models,
-                   "ablation": {"experiment": exp.name, "budget": b.as_dict(), "layouts": list(b.layouts),
-                                "seeds": list(b.seeds), "rows": rows, "sd": "sample standard deviation (ddof=1)",
-                                "train_rows": int(len(prep.y["train"])),
-                                "n_trials": len(trials), "n_errors": sum(t["error"] is not None for t in trials),
-                                "networks": meta.get("networks")},
-                   "run": {"name": exp.name, "config": {"experiment": exp.name, "budget": b.name, "seed": seed}}}
-        path = write_results(results, Path(tmp) / "results.json")
+        typed = Results.build(dataset_info, {**prep.split_info, "test_class_counts": counts}, models,
+                              ablation={"experiment": exp.name, "budget": b.as_dict(), "layouts": list(b.layouts),
+                                        "seeds": list(b.seeds), "rows": rows, "sd": "sample standard deviation (ddof=1)",
+                                        "train_rows": int(len(prep.y["train"])),
+                                        "n_trials": len(trials), "n_errors": sum(t["error"] is not None for t in trials),
+                                        "networks": meta.get("networks")},
+                              run={"name": exp.name, "config": {"experiment": exp.name, "budget": b.name, "seed": seed}})
+        path = write_results(typed, Path(tmp) / "results.json")
+        results = typed.to_dict()
         st.write_bytes(fs, st.join(fs, exp_dir, "results.json"), path.read_bytes())
         from spiking.report.ablation import markdown_table, write_figures
 

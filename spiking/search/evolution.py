@@ -331,11 +331,11 @@ def run_nas(*, shards: str, storage: str | None = None, name: str = DEFAULT_NAME
             raise NASError(f"{st.to_uri(fs, state_file)} names parent {state['parent']!r}, which is not among its rows")
         results_file = st.join(fs, folder, "results.json")
         if start_gen >= s.generations and st.is_file(fs, results_file):
-            from spiking.artifacts.results import format_table
+            from spiking.artifacts.results import format_table, read_results
 
             log(f"{uri} finished all {s.generations} generations already: nothing to resume; its results "
                 "(the test split is not scored again)")
-            results = _read_json(fs, results_file)
+            results = read_results(results_file, fs=fs).to_dict()
             return {"path": uri, "rows": rows, "best": parent_row, "front": _read_json(fs, st.join(fs, folder, "front.json")),
                     "results": results, "table": format_table(results["models"]), "seconds": time.perf_counter() - t0}
         where = f"parent {parent_row['id']}, fitness {parent_row['fitness']:.4f}" if parent_row else "no parent yet"
@@ -495,7 +495,7 @@ def lineage_seconds(rows: list[dict], row: dict) -> float:
 def _score_on_test(fs, folder: str, best: dict, prep, rows: list[dict], meta: dict, dataset_info: dict,
                    front: list[dict]) -> dict:
     """Score the best network ONCE on the test split beside the logistic regression; write results."""
-    from spiking.artifacts.results import format_table, write_results
+    from spiking.artifacts.results import Results, format_table, write_results
     from spiking.evaluation.baseline import evaluate_logreg
     from spiking.evaluation.metrics import classification_metrics
     from spiking.keras.fit import load_keras
@@ -518,14 +518,14 @@ def _score_on_test(fs, folder: str, best: dict, prep, rows: list[dict], meta: di
                  "search": {k: best[k] for k in ("id", "generation", "fitness", "val_balanced_accuracy", "epochs")}}
         models = [entry, evaluate_logreg(prep, seed=int(meta["settings"]["seed"]))]
         counts = {c: int(np.sum(prep.y["test"] == i)) for i, c in enumerate(prep.class_names)}
-        results = {"dataset": dataset_info, "split": {**prep.split_info, "test_class_counts": counts},
-                   "models": models,
-                   "search": {"kind": "nas", "method": "Fast-DENSER (1+lambda) ES", "budget": meta["budget"],
-                              "settings": meta["settings"], "n_individuals": len(rows),
-                              "n_failed": sum(1 for r in rows if r.get("error")), "best": best, "front": front,
-                              "path": st.to_uri(fs, folder), "split_sha256": meta["split_sha256"]},
-                   "run": {"name": meta["name"], "config": {"nas": meta["name"], "seed": meta["settings"]["seed"]}}}
-        local_res = write_results(results, Path(tmp) / "results.json")
+        typed = Results.build(dataset_info, {**prep.split_info, "test_class_counts": counts}, models,
+                              search={"kind": "nas", "method": "Fast-DENSER (1+lambda) ES", "budget": meta["budget"],
+                                      "settings": meta["settings"], "n_individuals": len(rows),
+                                      "n_failed": sum(1 for r in rows if r.get("error")), "best": best, "front": front,
+                                      "path": st.to_uri(fs, folder), "split_sha256": meta["split_sha256"]},
+                              run={"name": meta["name"], "config": {"nas": meta["name"], "seed": meta["settings"]["seed"]}})
+        local_res = write_results(typed, Path(tmp) / "results.json")
+        results = typed.to_dict()
         st.write_bytes(fs, st.join(fs, folder, "results.json"), local_res.read_bytes())
     table = format_table(models)
     st.write_text(fs, st.join(fs, folder, "results.txt"), table + "\n")

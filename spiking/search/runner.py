@@ -182,7 +182,7 @@ def export_and_evaluate(exp: Experiment, b: Budget, trials: list[dict], *, fs, r
     Every trial's energy per inference is estimated on validation rows (:func:`trial_efficiency`,
     written to trials.json); the exported networks' ``efficiency`` is counted on test, and for a
     weight-transfer SNN search the energy ratio is taken against the source CNN."""
-    from spiking.artifacts.results import format_table, write_results
+    from spiking.artifacts.results import Results, format_table, write_results
     from spiking.evaluation.evaluate import add_energy_ratios, evaluate_logreg, evaluate_network
     from spiking.models.operations import count_operations
 
@@ -230,16 +230,13 @@ def export_and_evaluate(exp: Experiment, b: Budget, trials: list[dict], *, fs, r
         models.append(evaluate_logreg(prep, seed=seed))
         counts = {c: int(np.sum(prep.y["test"] == i)) for i, c in enumerate(prep.class_names)}
         public = [public_trial(t) for t in trials]
-        results = {
-            "dataset": dataset_info,
-            "split": {**prep.split_info, "test_class_counts": counts},
-            "models": models,
-            "search": {**meta, "n_trials": len(trials), "n_errors": sum(t["error"] is not None for t in trials),
-                       "n_stopped_early": sum(t["stopped_early"] for t in trials),
-                       "best": exported["best"], "tradeoff": exported.get("tradeoff")},
-            "run": {"name": exp.name, "config": {"experiment": exp.name, "budget": b.name, "seed": seed}},
-        }
-        local = write_results(results, Path(tmp) / "results.json")
+        typed = Results.build(dataset_info, {**prep.split_info, "test_class_counts": counts}, models,
+                              search={**meta, "n_trials": len(trials), "n_errors": sum(t["error"] is not None for t in trials),
+                                      "n_stopped_early": sum(t["stopped_early"] for t in trials),
+                                      "best": exported["best"], "tradeoff": exported.get("tradeoff")},
+                              run={"name": exp.name, "config": {"experiment": exp.name, "budget": b.name, "seed": seed}})
+        local = write_results(typed, Path(tmp) / "results.json")
+        results = typed.to_dict()
         st.write_bytes(fs, st.join(fs, exp_dir, "results.json"), local.read_bytes())
     table = format_table(models)
     st.write_text(fs, st.join(fs, exp_dir, "results.txt"), table + "\n")

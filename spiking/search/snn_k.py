@@ -78,8 +78,10 @@ def source_train_seconds(fs, model_path: str) -> float | None:
     res = st.join(fs, folder, "results.json")
     if not st.is_file(fs, res):
         return None
-    cnn = next((m for m in json.loads(st.read_text(fs, res)).get("models", []) if m.get("name") == "cnn_k"), None)
-    return None if cnn is None else cnn.get("train_seconds")
+    from spiking.artifacts.results import read_results
+
+    cnn = next((m for m in read_results(res, fs=fs).models if m.name == "cnn_k"), None)
+    return None if cnn is None else cnn.train_seconds
 
 
 def eval_rows(y: np.ndarray, max_rows: int | None, seed: int) -> np.ndarray:
@@ -248,9 +250,9 @@ def run_snn_k(name: str = "snn_k", *, shards: str, budget: str = "smoke", storag
                                   "the same budget, seed, shards and --weights, or start over with --overwrite")
         res_path = st.join(fs, exp_dir, "results.json")
         if st.is_file(fs, res_path):  # finished: the test split is not scored again
-            from spiking.artifacts.results import format_table
+            from spiking.artifacts.results import format_table, read_results
 
-            results = json.loads(st.read_text(fs, res_path))
+            results = read_results(res_path, fs=fs).to_dict()
             print(f"{exp_uri} is finished: nothing to resume; its saved results")
             return {"experiment": exp.name, "budget": b.name, "storage": st.to_uri(fs, root), "path": exp_uri,
                     "results": results, "table": format_table(results["models"]),
@@ -282,7 +284,7 @@ def run_snn_k(name: str = "snn_k", *, shards: str, budget: str = "smoke", storag
 
 def _export(exp, b, trials, *, fs, exp_dir, model, prep, dataset_info, seed, meta, source_label,
             source_seconds) -> dict:
-    from spiking.artifacts.results import format_table, write_results
+    from spiking.artifacts.results import Results, format_table, write_results
     from spiking.evaluation.baseline import evaluate_logreg
     from spiking.evaluation.metrics import classification_metrics
     from spiking.keras.conversion import plot_layer_activity
@@ -328,12 +330,13 @@ def _export(exp, b, trials, *, fs, exp_dir, model, prep, dataset_info, seed, met
     models.append(evaluate_logreg(prep, seed=seed))
     counts = {c: int(np.sum(y == i)) for i, c in enumerate(names)}
     public = [public_trial(t) for t in trials]
-    results = {"dataset": dataset_info, "split": {**prep.split_info, "test_class_counts": counts}, "models": models,
-               "search": {**meta, "n_trials": len(trials), "n_errors": sum(t["error"] is not None for t in trials),
-                          "n_stopped_early": 0, "best": exported["best"], "tradeoff": exported["tradeoff"]},
-               "run": {"name": exp.name, "config": {"experiment": exp.name, "budget": b.name, "seed": seed}}}
+    typed = Results.build(dataset_info, {**prep.split_info, "test_class_counts": counts}, models,
+                          search={**meta, "n_trials": len(trials), "n_errors": sum(t["error"] is not None for t in trials),
+                                  "n_stopped_early": 0, "best": exported["best"], "tradeoff": exported["tradeoff"]},
+                          run={"name": exp.name, "config": {"experiment": exp.name, "budget": b.name, "seed": seed}})
+    results = typed.to_dict()
     with tempfile.TemporaryDirectory(prefix="spiking-snnk-") as tmp:
-        local = write_results(results, Path(tmp) / "results.json")
+        local = write_results(typed, Path(tmp) / "results.json")
         st.write_bytes(fs, st.join(fs, exp_dir, "results.json"), local.read_bytes())
         png = Path(tmp) / "activity.png"
         scale = float(best["config"]["scale_firing_rates"])
