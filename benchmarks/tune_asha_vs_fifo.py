@@ -10,14 +10,12 @@ end unless ``--keep``). Prints a Markdown table:
 
     scheduler | wall s | trials | epochs trained (sum) | stopped early | best val bal. acc | ...
 
-How the scheduler is switched off: ``run_experiment`` takes an experiment *name* and reads
-it with ``registry.load_experiment`` (no path argument, no scheduler argument). This script
+How the scheduler is switched off: ``run_experiment`` takes a parsed experiment. This script
 takes the file's content as read (``load_experiment("cnn_search").raw``), sets
 ``[scheduler] type = "fifo"`` (a value the registry accepts: ``SCHEDULERS = ("asha",
 "fifo")``) and the budget overrides from the command line, re-checks it with
-``registry.parse_experiment``, and, for the duration of one call, replaces the name
-``load_experiment`` inside ``spiking.search.runner`` by a function returning that in-memory
-experiment (``unittest.mock.patch.object``). Nothing on disk is changed. The ASHA run goes
+``registry.parse_experiment`` and passes that in-memory experiment to ``run_experiment``.
+Nothing on disk is changed. The ASHA run goes
 through the same path (scheduler type left at "asha") so both runs see the same budget.
 
 Equal seed does not mean identical trials beyond the first ``n_startup_trials``: those are
@@ -43,7 +41,6 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from unittest import mock
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
@@ -88,20 +85,14 @@ def run_one(scheduler: str, args, overrides: dict, storage: Path) -> dict:
     exp = build_experiment(scheduler, args.budget, overrides)
     b = exp.budget(args.budget)
 
-    def patched_load(name: str):
-        if name != EXPERIMENT:
-            return load_experiment(name)
-        return exp
-
     print(f"\n=== {EXPERIMENT} scheduler={scheduler}: {b.trials} trials x {b.epochs} epochs, "
           f"max_train_rows={b.max_train_rows}, batch_size={b.batch_size}, grace_period={b.grace_period}, "
           f"reduction_factor={b.reduction_factor:g}, max_concurrent={b.max_concurrent}, seed={args.seed}",
           flush=True)
     t0 = time.perf_counter()
-    with mock.patch.object(runner, "load_experiment", patched_load):
-        out = runner.run_experiment(EXPERIMENT, shards=args.shards, budget=args.budget, storage=str(storage),
-                                    seed=args.seed, ray_num_cpus=args.ray_cpus, max_concurrent=args.max_concurrent,
-                                    cpus_per_trial=args.cpus_per_trial, verbose=args.verbose)
+    out = runner.run_experiment(exp, shards=args.shards, budget=args.budget, storage=str(storage),
+                                seed=args.seed, ray_num_cpus=args.ray_cpus, max_concurrent=args.max_concurrent,
+                                cpus_per_trial=args.cpus_per_trial, verbose=args.verbose)
     wall = time.perf_counter() - t0
     spec = out["results"]["search"]["spec"]
     assert spec["scheduler"]["type"] == scheduler, spec["scheduler"]  # what the runner actually ran

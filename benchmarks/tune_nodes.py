@@ -160,9 +160,6 @@ def run_one(workers: int, args, overrides: dict, storage: Path) -> dict:
     exp = build_experiment(args.scheduler, args.budget, overrides)
     b = exp.budget(args.budget)
 
-    def patched_load(name: str):
-        return exp if name == EXPERIMENT else load_experiment(name)
-
     print(f"\n=== {workers} worker node(s): {EXPERIMENT} {args.budget}, scheduler {args.scheduler}, "
           f"{b.trials} trials x {b.epochs} epochs, max_train_rows={b.max_train_rows}, batch_size={b.batch_size}, "
           f"max_concurrent={b.max_concurrent}, seed={args.seed}", flush=True)
@@ -185,9 +182,8 @@ def run_one(workers: int, args, overrides: dict, storage: Path) -> dict:
 
     with SimulatedCluster(workers) as sim:
         t0 = time.perf_counter()
-        with mock.patch.object(runner, "load_experiment", patched_load), \
-                mock.patch.object(runner, "build_tuner", timed_build_tuner):
-            out = runner.run_experiment(EXPERIMENT, shards=args.shards, budget=args.budget, storage=str(storage),
+        with mock.patch.object(runner, "build_tuner", timed_build_tuner):
+            out = runner.run_experiment(exp, shards=args.shards, budget=args.budget, storage=str(storage),
                                         seed=args.seed, cpus_per_trial=1, verbose=args.verbose)
         wall = time.perf_counter() - t0
         worker_ids, start_s = sim.worker_ids, sim.start_seconds

@@ -34,7 +34,6 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from unittest import mock
 
 import pytest
 import torch
@@ -289,15 +288,11 @@ def test_search_survives_a_killed_worker_node(ray_cluster, shards, tmp_path):
     exp_dir = tmp_path / "store" / EXPERIMENT
     killer = NodeKiller(cluster, workers, exp_dir, timeout=KILL_TIMEOUT_S)
 
-    def patched_load(name: str):
-        return exp if name == EXPERIMENT else load_experiment(name)
-
     killer.start()
     try:
-        with mock.patch.object(runner, "load_experiment", patched_load):
-            # Ray is initialised (connected to the cluster): run_experiment uses it and leaves it running.
-            out = runner.run_experiment(EXPERIMENT, shards=shards, budget="smoke", storage=str(tmp_path / "store"),
-                                        seed=42, cpus_per_trial=1, max_concurrent=2, max_failures=3, verbose=0)
+        # Ray is initialised (connected to the cluster): run_experiment uses it and leaves it running.
+        out = runner.run_experiment(exp, shards=shards, budget="smoke", storage=str(tmp_path / "store"),
+                                    seed=42, cpus_per_trial=1, max_concurrent=2, max_failures=3, verbose=0)
     finally:
         killer.stop.set()
         killer.join(timeout=30)

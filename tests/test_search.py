@@ -435,10 +435,11 @@ def _s3_keys(s3, bucket: str, prefix: str) -> set[str]:
 
 
 def test_weight_source_from_another_split_is_refused(searched, shards):
-    from spiking.search.runner import load_data, load_transfer, locate_weights, split_fingerprint
+    from spiking.search.data import load_split
+    from spiking.search.runner import load_transfer, locate_weights, split_fingerprint
 
     exp = load_experiment("snn_pt2")
-    prep, used, _ = load_data(exp, shards, exp.budget("smoke"), 42)
+    prep, used, _ = load_split(shards, exp.data, exp.budget("smoke").max_train_rows, 42)
     fs, root = open_storage(str(searched["storage"]))
     located = locate_weights("cnn_pt2", fs, root)
     assert load_transfer(exp, located, used, split_fingerprint(prep))["split_verified"]

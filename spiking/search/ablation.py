@@ -14,14 +14,12 @@ from pathlib import Path
 import numpy as np
 
 from spiking.artifacts import storage as st
+from spiking.search.lifecycle import SearchRun
 from spiking.search.registry import ABLATION_KIND as KIND  # noqa: F401  (re-exported)
 from spiking.search.registry import AblationBudget, AblationExperiment, parse_ablation  # noqa: F401  (re-exported)
 from spiking.search.tuner import (
-    EXPERIMENT_FILE,
     SearchError,
-    has_experiment_state,
     ray_init,
-    saved_experiment,
     trial_dirname,
 )
 
@@ -120,7 +118,7 @@ def ablation_trial(config: dict, payload: dict) -> None:
 
 
 # --------------------------------------------------------------------------- the driver
-def run_ablation(name: str, *, shards: str, budget: str = "smoke", storage: str | None = None, resume: bool = False,
+def run_ablation(exp, *, shards: str, budget: str = "smoke", storage: str | None = None, resume: bool = False,
                  overwrite: bool = False, cpus_per_trial: float | None = None, max_concurrent: int | None = None,
                  ray_num_cpus: int | None = None, verbose: int = 1, max_failures: int = 1, seed: int = 42) -> dict:
     """Run the ``layout_ablation`` experiment ``name`` and export its results (see the module doc).
@@ -142,41 +140,16 @@ def run_ablation(name: str, *, shards: str, budget: str = "smoke", storage: str 
         ValueError (``SearchError``, ``StorageError``, ``ExperimentError``): anything that stops the
         ablation before a trial starts, or every trial failing.
     """
-    t0 = time.perf_counter()
-    from spiking.search.data import load_split
-    from spiking.search.registry import load_experiment
-
-    exp = load_experiment(name)
-    if getattr(exp, "kind", None) != KIND:
-        raise SearchError(f"experiment {name!r} is not a layout ablation (kind {exp.kind!r})")
-    b = exp.budget(budget)
-    fs, root = st.open_storage(storage)
-    exp_dir = st.join(fs, root, exp.name)
-    exp_uri = st.to_uri(fs, exp_dir)
-    if resume:
-        saved_experiment(fs, exp_dir, b.name, seed)
-    elif has_experiment_state(fs, exp_dir) and not overwrite:
-        raise SearchError(f"experiment folder {exp_uri} already holds an ablation; use --resume to continue it, "
-                          "--overwrite to start over, or another --storage")
-    cpus = float(cpus_per_trial if cpus_per_trial is not None else exp.resources["cpus_per_trial"])
-    maxc = int(max_concurrent if max_concurrent is not None else b.max_concurrent)
-    if cpus <= 0 or maxc < 1:
-        raise SearchError(f"cpus_per_trial must be > 0 and max_concurrent >= 1, got {cpus}, {maxc}")
-
-    data = replace(exp.data, layout="identity", layout_shape=None)
-    prep_full, prep, dataset_info = load_split(shards, data, b.max_train_rows, seed)
-    from spiking.data.preprocess.prepare import split_fingerprint
-
-    split_sha = split_fingerprint(prep_full)
+    run = SearchRun.open(exp, kinds=(KIND,), budget=budget, storage=storage, seed=seed, resume=resume,
+                         overwrite=overwrite, what="an ablation", driver=": it is not a layout ablation")
+    exp, b, fs, root, exp_dir = run.exp, run.budget, run.fs, run.root, run.path
+    cpus, maxc = run.resources(cpus_per_trial, max_concurrent)
+    prep_full, prep, dataset_info, split_sha = run.load_data(
+        shards, replace(exp.data, layout="identity", layout_shape=None))
     archs = check_networks(exp, b, prep.n_features, len(prep.class_names))
-    meta = {"experiment": exp.name, "kind": KIND, "description": exp.description, "budget": b.as_dict(),
-            "seed": seed, "storage": st.to_uri(fs, root), "path": exp_uri, "shards": str(shards),
-            "cpus_per_trial": cpus, "max_concurrent": maxc, "split_sha256": split_sha,
-            "train_rows": int(len(prep.y["train"])), "networks": archs, "spec": exp.as_dict()}
-    if not resume:
-        if overwrite and st.exists(fs, exp_dir):
-            fs.delete_dir(exp_dir)
-        st.write_text(fs, st.join(fs, exp_dir, EXPERIMENT_FILE), json.dumps(meta, indent=2, default=str) + "\n")
+    meta = run.meta(shards, cpus, maxc, kind=KIND, split_sha256=split_sha, train_rows=int(len(prep.y["train"])),
+                    networks=archs)
+    run.start(meta)
 
     payload = {"X_train": prep.features("train"), "y_train": prep.y["train"], "ids_train": prep.ids["train"],
                "X_val": prep.features("val"), "y_val": prep.y["val"], "ids_val": prep.ids["val"],
@@ -208,7 +181,7 @@ def run_ablation(name: str, *, shards: str, budget: str = "smoke", storage: str 
     # prep: the networks' training rows (the budget's subset); the baseline is fitted on the same rows
     out = export_ablation(exp, b, grid, fs=fs, exp_dir=exp_dir, prep=prep, dataset_info=dataset_info,
                           meta=meta, seed=seed, verbose=verbose)
-    return {"experiment": exp.name, "budget": b.name, "path": exp_uri, **out, "seconds": time.perf_counter() - t0}
+    return run.finish(out, storage=False)
 
 
 def _sd(values: list[float]) -> float | None:

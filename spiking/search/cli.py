@@ -65,12 +65,12 @@ def cmd_tune(a) -> int:
     if exp.environment == "nengo":
         from spiking.search.snn_k import cmd_snn_k
 
-        return cmd_snn_k(a)
+        return cmd_snn_k(a, exp)
     if exp.kind == "layout_ablation":
-        return cmd_ablation(a)
+        return cmd_ablation(a, exp)
     from spiking.search.runner import run_experiment
 
-    out = run_experiment(a.experiment, shards=a.shards, budget=a.budget, storage=a.storage, resume=a.resume,
+    out = run_experiment(exp, shards=a.shards, budget=a.budget, storage=a.storage, resume=a.resume,
                          cpus_per_trial=a.cpus_per_trial, max_concurrent=a.max_concurrent, seed=a.seed,
                          gpus_per_trial=a.gpus_per_trial,
                          weights=a.weights, overwrite=a.overwrite, ray_num_cpus=a.ray_cpus,
@@ -89,7 +89,7 @@ def cmd_tune(a) -> int:
     return 0
 
 
-def cmd_ablation(a) -> int:
+def cmd_ablation(a, exp=None) -> int:
     """``spiking tune layout_ablation``: :func:`spiking.search.ablation.run_ablation`, then its table."""
     from spiking.search.tuner import SearchError
 
@@ -99,7 +99,7 @@ def cmd_ablation(a) -> int:
         raise SearchError("the layout ablation runs its trials on CPU (no --gpus-per-trial)")
     from spiking.search.ablation import run_ablation
 
-    out = run_ablation(a.experiment, shards=a.shards, budget=a.budget, storage=a.storage, resume=a.resume,
+    out = run_ablation(exp or a.experiment, shards=a.shards, budget=a.budget, storage=a.storage, resume=a.resume,
                        overwrite=a.overwrite, cpus_per_trial=a.cpus_per_trial, max_concurrent=a.max_concurrent,
                        ray_num_cpus=a.ray_cpus, verbose=0 if a.quiet else 1, seed=a.seed)
     ab = out["results"]["ablation"]

@@ -5,12 +5,6 @@ from __future__ import annotations
 from spiking.data.splits import subset_train
 
 
-def load_data(exp, shards: str, budget, seed: int):
-    """``(prep_full, prep_used, dataset_info)`` of experiment ``exp``'s ``[data]`` split of ``shards``;
-    prep_used has the budget's train-row limit applied (``budget.max_train_rows``)."""
-    return load_split(shards, exp.data, budget.max_train_rows, seed)
-
-
 def load_split(shards: str, data, max_train_rows: int | None, seed: int):
     """``(prep_full, prep_used, dataset_info)``: the shards prepared with ``data`` (a
     :class:`~spiking.specs.run.DataConfig`, or a table of its fields such as a NAS state's ``data``),

@@ -9,7 +9,6 @@ import io
 import json
 import os
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +16,7 @@ import torch
 
 from spiking.artifacts import storage as st
 from spiking.data.splits import subset_train  # noqa: F401  (re-exported)
-from spiking.search.data import load_data
+from spiking.search.lifecycle import SearchRun
 from spiking.search.registry import (
     METRIC,
     Budget,
@@ -246,14 +245,16 @@ def export_and_evaluate(exp: Experiment, b: Budget, trials: list[dict], *, fs, r
 
 
 # --------------------------------------------------------------------------- entry point
-def run_experiment(name: str, *, shards: str, budget: str = "smoke", storage: str | None = None, resume: bool = False,
+def run_experiment(exp, *, shards: str, budget: str = "smoke", storage: str | None = None, resume: bool = False,
                    cpus_per_trial: float | None = None, max_concurrent: int | None = None, seed: int = 42,
                    gpus_per_trial: float | None = None,
                    weights: str | None = None, overwrite: bool = False, ray_num_cpus: int | None = None,
                    verbose: int = 1, max_failures: int = 1) -> dict:
-    """Run experiment ``name`` (see :func:`spiking.search.list_experiments`) and export its results.
+    """Run a cnn or snn experiment and export its results.
 
     Args:
+        exp: the parsed experiment (:func:`spiking.search.registry.load_experiment` or
+            ``parse_experiment``), or the name of a registered one.
         shards: Parquet shards written by ``spiking ingest`` (local path or URI).
         budget: ``smoke`` (minutes on 2 CPU cores), ``small`` or ``paper`` (the study's epochs).
         storage: local folder or ``s3://bucket/prefix`` (default ``runs/tune``); the
@@ -278,38 +279,18 @@ def run_experiment(name: str, *, shards: str, budget: str = "smoke", storage: st
         ValueError (``SearchError``, ``StorageError``, ``ExperimentError``): anything that
         stops the experiment before a trial starts, with a message saying why.
     """
-    t0 = time.perf_counter()
-    exp = load_experiment(name)
-    if exp.kind == "layout_ablation":
-        raise SearchError(f"{name!r} is a layout ablation: run it with spiking.search.ablation.run_ablation "
-                          f"(`spiking tune {name}`)")
-    b = exp.budget(budget)
+    run = SearchRun.open(exp, kinds=("cnn", "snn"), budget=budget, storage=storage, seed=seed, resume=resume,
+                         overwrite=overwrite, driver=": a layout ablation runs with spiking.search.ablation.run_ablation, "
+                         "an snn_k conversion with spiking.search.snn_k.run_snn_k (`spiking tune` picks the driver)")
+    exp, b, fs, root = run.exp, run.budget, run.fs, run.root
     if weights is not None and not exp.weight_transfer:
-        raise SearchError(f"experiment {name!r} does not transfer weights; --weights is only for "
+        raise SearchError(f"experiment {exp.name!r} does not transfer weights; --weights is only for "
                           f"{[n for n in list_experiments() if load_experiment(n).weight_transfer]}")
-    fs, root = st.open_storage(storage)
-    exp_dir = st.join(fs, root, exp.name)
-    exp_uri = st.to_uri(fs, exp_dir)
-    if resume:
-        saved = saved_experiment(fs, exp_dir, b.name, seed)
-    replace_existing = False
-    if not resume and has_experiment_state(fs, exp_dir):
-        if not overwrite:
-            raise SearchError(f"experiment folder {exp_uri} already holds a search; use --resume "
-                              "(resume=True) to continue it, --overwrite (overwrite=True) to start over, "
-                              "or another --storage")
-        replace_existing = True  # deleted only once every other check has passed
 
     source = weights or (exp.weights if exp.weight_transfer else None)
     located = locate_weights(source, fs, root) if source else None
-
-    cpus = float(cpus_per_trial if cpus_per_trial is not None else exp.resources["cpus_per_trial"])
-    maxc = int(max_concurrent if max_concurrent is not None else b.max_concurrent)
-    if cpus <= 0 or maxc < 1:
-        raise SearchError(f"cpus_per_trial must be > 0 and max_concurrent >= 1, got {cpus}, {maxc}")
-
-    prep_full, prep, dataset_info = load_data(exp, shards, b, seed)
-    split_sha = split_fingerprint(prep_full)
+    cpus, maxc = run.resources(cpus_per_trial, max_concurrent)
+    prep_full, prep, dataset_info, split_sha = run.load_data(shards)
     L, C = prep.n_features, len(prep.class_names)
     transfer = load_transfer(exp, located, prep, split_sha) if located else None
     from spiking.models.cnn import CNNArch
@@ -317,24 +298,18 @@ def run_experiment(name: str, *, shards: str, budget: str = "smoke", storage: st
     n_checked = validate_space(exp, b, prep.input_shape, C, seed=seed,
                                transfer_arch=CNNArch.from_dict(transfer["arch"]) if transfer else None)
 
-    meta = {"experiment": exp.name, "description": exp.description, "budget": b.as_dict(), "seed": seed,
-            "storage": st.to_uri(fs, root), "path": exp_uri, "shards": str(shards),
-            "cpus_per_trial": cpus, "max_concurrent": maxc, "configs_checked": n_checked,
-            "split_sha256": split_sha, "train_rows": int(len(prep.y["train"])),
-            "weights": None if transfer is None else {k: transfer[k] for k in
-                                                      ("source", "arch", "scales", "split_verified",
-                                                       "source_val_balanced_accuracy")},
-            "spec": exp.as_dict()}
+    meta = run.meta(shards, cpus, maxc, configs_checked=n_checked, split_sha256=split_sha,
+                    train_rows=int(len(prep.y["train"])),
+                    weights=None if transfer is None else {k: transfer[k] for k in
+                                                           ("source", "arch", "scales", "split_verified",
+                                                            "source_val_balanced_accuracy")})
     if resume:
-        before = (saved.get("weights") or {}).get("source")
+        before = (run.saved.get("weights") or {}).get("source")
         now = (meta["weights"] or {}).get("source")
         if before != now:
-            raise SearchError(f"{exp_uri} was started with weights from {before}, not {now}; resume it with "
+            raise SearchError(f"{run.uri} was started with weights from {before}, not {now}; resume it with "
                               f"--weights {before}")
-    else:
-        if replace_existing:
-            fs.delete_dir(exp_dir)
-        st.write_text(fs, st.join(fs, exp_dir, EXPERIMENT_FILE), json.dumps(meta, indent=2, default=str) + "\n")
+    run.start(meta)
 
     # Tune warns at every forced experiment snapshot (one per num_to_keep checkpoints); short epochs make that noise.
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
@@ -362,8 +337,7 @@ def run_experiment(name: str, *, shards: str, budget: str = "smoke", storage: st
                         build=build_tuner)  # this module's name: benchmarks patch runner.build_tuner
     out = export_and_evaluate(exp, b, trials, fs=fs, root=root, prep=prep, dataset_info=dataset_info, seed=seed,
                               meta=meta, transfer=transfer)
-    return {"experiment": exp.name, "budget": b.name, "storage": st.to_uri(fs, root), "path": exp_uri,
-            **out, "seconds": time.perf_counter() - t0}
+    return run.finish(out)
 
 
 __all__ = ["run_experiment", "SearchError", "ExperimentError", "locate_weights", "pick_best", "pick_tradeoff",

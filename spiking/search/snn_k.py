@@ -17,7 +17,8 @@ import numpy as np
 from spiking.artifacts import storage as st
 from spiking.data.splits import flat_samples
 from spiking.search.frameworks import prepare_nengo_process
-from spiking.search.registry import METRIC, load_experiment, validate_space
+from spiking.search.lifecycle import SearchRun
+from spiking.search.registry import METRIC, validate_space
 from spiking.search.tuner import SearchError, fit_trials, pick_best, pick_tradeoff, public_trial
 
 SOURCE_MODEL = "best_model.keras"
@@ -155,7 +156,7 @@ def snn_k_trial(config: dict, payload: dict) -> None:
                  "synops": eff["synops"], "rows": int(len(payload["y_val"]))})
 
 
-def run_snn_k(name: str = "snn_k", *, shards: str, budget: str = "smoke", storage: str | None = None,
+def run_snn_k(exp="snn_k", *, shards: str, budget: str = "smoke", storage: str | None = None,
               resume: bool = False, overwrite: bool = False, weights: str | None = None, seed: int = 42,
               cpus_per_trial: float | None = None, max_concurrent: int | None = None,
               ray_num_cpus: int | None = None, verbose: int = 1, max_failures: int = 1) -> dict:
@@ -172,31 +173,13 @@ def run_snn_k(name: str = "snn_k", *, shards: str, budget: str = "smoke", storag
         experiment before a trial starts, with the reason.
     """
     prepare_nengo_process()
-    from spiking.data.preprocess.prepare import split_fingerprint
-    from spiking.search.data import load_split
 
-    t0 = time.perf_counter()
-    exp = load_experiment(name)
-    if exp.kind != "snn_k":
-        raise SearchError(f"experiment {name!r} is not a NengoDL conversion (kind {exp.kind!r})")
-    b = exp.budget(budget)
-    fs, root = st.open_storage(storage)
-    exp_dir = st.join(fs, root, exp.name)
-    exp_uri = st.to_uri(fs, exp_dir)
-    custom_fs = None if st.is_local(fs) else fs
-    if resume:
-        from ray import tune
-
-        if not tune.Tuner.can_restore(exp_dir, storage_filesystem=custom_fs):
-            raise SearchError(f"nothing to resume at {exp_uri} (no Tune experiment state there)")
-    elif st.is_file(fs, st.join(fs, exp_dir, EXPERIMENT_FILE)):
-        if not overwrite:
-            raise SearchError(f"experiment folder {exp_uri} already holds a search; use --resume to continue it, "
-                              "--overwrite to start over, or another --storage")
+    run = SearchRun.open(exp, kinds=("snn_k",), budget=budget, storage=storage, seed=seed, resume=resume,
+                         overwrite=overwrite, driver=": it is not a NengoDL conversion")
+    exp, b, fs, root, exp_dir, exp_uri = run.exp, run.budget, run.fs, run.root, run.path, run.uri
     sfs, spath, label, src_sha = locate_keras_weights(weights or exp.weights, fs, root)
 
-    prep_full, prep, dataset_info = load_split(shards, exp.data, b.max_train_rows, seed)
-    split_sha = split_fingerprint(prep_full)
+    prep_full, prep, dataset_info, split_sha = run.load_data(shards)
     if src_sha is not None and src_sha != split_sha:
         raise SearchError(f"weight source {label} was trained on a different split than this experiment's (its "
                           "test samples may have been training samples of CNN_K); use the same [data] settings "
@@ -224,23 +207,15 @@ def run_snn_k(name: str = "snn_k", *, shards: str, budget: str = "smoke", storag
         print(f"warning: weight source {label} has no nas.json beside it: whether it was trained on this split "
               "cannot be checked (its test samples may have been its training samples)")
     n_checked = validate_space(exp, b, L, C, seed=seed)
-    cpus = float(cpus_per_trial if cpus_per_trial is not None else exp.resources["cpus_per_trial"])
-    maxc = int(max_concurrent if max_concurrent is not None else b.max_concurrent)
-    if cpus <= 0 or maxc < 1:
-        raise SearchError(f"cpus_per_trial must be > 0 and max_concurrent >= 1, got {cpus}, {maxc}")
+    cpus, maxc = run.resources(cpus_per_trial, max_concurrent)
     val_rows = eval_rows(prep.y["val"], b.max_eval_rows, seed)
     n_val = len(val_rows)
-    meta = {"experiment": exp.name, "description": exp.description, "budget": b.as_dict(), "seed": seed,
-            "storage": st.to_uri(fs, root), "path": exp_uri, "shards": str(shards), "cpus_per_trial": cpus,
-            "max_concurrent": maxc, "configs_checked": n_checked, "split_sha256": split_sha,
-            "val_rows_per_trial": int(n_val), "weights": {"source": label, "split_verified": src_sha is not None,
-                                                          "sha256": hashlib.sha256(model_bytes).hexdigest()},
-            "spec": exp.as_dict()}
+    meta = run.meta(shards, cpus, maxc, configs_checked=n_checked, split_sha256=split_sha,
+                    val_rows_per_trial=int(n_val),
+                    weights={"source": label, "split_verified": src_sha is not None,
+                             "sha256": hashlib.sha256(model_bytes).hexdigest()})
     if resume:
-        try:
-            saved = json.loads(st.read_text(fs, st.join(fs, exp_dir, EXPERIMENT_FILE)))
-        except (OSError, ValueError) as e:
-            raise SearchError(f"{exp_uri}/{EXPERIMENT_FILE} is missing or damaged ({e}); cannot resume") from None
+        saved = run.saved
         for what, before, now in (("budget", saved.get("budget", {}).get("name"), b.name),
                                   ("seed", saved.get("seed"), seed),
                                   ("split", saved.get("split_sha256"), split_sha),
@@ -254,15 +229,10 @@ def run_snn_k(name: str = "snn_k", *, shards: str, budget: str = "smoke", storag
 
             results = read_results(res_path, fs=fs).to_dict()
             print(f"{exp_uri} is finished: nothing to resume; its saved results")
-            return {"experiment": exp.name, "budget": b.name, "storage": st.to_uri(fs, root), "path": exp_uri,
-                    "results": results, "table": format_table(results["models"]),
-                    "best": results["search"]["best"], "tradeoff": results["search"]["tradeoff"],
-                    "trials": json.loads(st.read_text(fs, st.join(fs, exp_dir, "trials.json"))),
-                    "seconds": time.perf_counter() - t0}
-    else:
-        if overwrite and st.exists(fs, exp_dir):
-            fs.delete_dir(exp_dir)
-        st.write_text(fs, st.join(fs, exp_dir, EXPERIMENT_FILE), json.dumps(meta, indent=2, default=str) + "\n")
+            return run.finish({"results": results, "table": format_table(results["models"]),
+                               "best": results["search"]["best"], "tradeoff": results["search"]["tradeoff"],
+                               "trials": json.loads(st.read_text(fs, st.join(fs, exp_dir, "trials.json")))})
+    run.start(meta)
 
     def make_trainable():
         from ray import tune
@@ -278,8 +248,7 @@ def run_snn_k(name: str = "snn_k", *, shards: str, budget: str = "smoke", storag
         t["val"] = {k: last.get(k) for k in ("val_accuracy", "mean_firing_rate_hz", "energy_pj", "synops", "rows")}
     out = _export(exp, b, trials, fs=fs, exp_dir=exp_dir, model=model, prep=prep, dataset_info=dataset_info,
                   seed=seed, meta=meta, source_label=label, source_seconds=source_train_seconds(sfs, spath))
-    return {"experiment": exp.name, "budget": b.name, "storage": st.to_uri(fs, root), "path": exp_uri, **out,
-            "seconds": time.perf_counter() - t0}
+    return run.finish(out)
 
 
 def _export(exp, b, trials, *, fs, exp_dir, model, prep, dataset_info, seed, meta, source_label,
@@ -353,11 +322,11 @@ def _export(exp, b, trials, *, fs, exp_dir, model, prep, dataset_info, seed, met
 
 
 
-def cmd_snn_k(a) -> int:
+def cmd_snn_k(a, exp=None) -> int:
     """``spiking tune snn_k`` (called by :func:`spiking.search.cli.cmd_tune`); returns the exit code."""
     if a.gpus_per_trial:
         print("note: snn_k trials run NengoDL on CPU here; --gpus-per-trial is ignored")
-    out = run_snn_k(a.experiment, shards=a.shards, budget=a.budget, storage=a.storage, resume=a.resume,
+    out = run_snn_k(exp or a.experiment, shards=a.shards, budget=a.budget, storage=a.storage, resume=a.resume,
                     overwrite=a.overwrite, weights=a.weights, seed=a.seed, cpus_per_trial=a.cpus_per_trial,
                     max_concurrent=a.max_concurrent, ray_num_cpus=a.ray_cpus, verbose=0 if a.quiet else 1)
     s = out["results"]["search"]

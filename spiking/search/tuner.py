@@ -55,8 +55,9 @@ def saved_experiment(fs, exp_dir: str, budget: str, seed: int) -> dict:
         raise SearchError(f"{exp_uri} was not started by spiking tune ({EXPERIMENT_FILE} missing); cannot resume it")
     saved = json.loads(st.read_text(fs, saved_path))
     if saved.get("budget", {}).get("name") != budget or saved.get("seed") != seed:
-        raise SearchError(f"{exp_uri} was started with budget {saved.get('budget', {}).get('name')!r} and seed "
-                          f"{saved.get('seed')}; resume it with the same budget and seed")
+        raise SearchError(f"{exp_uri} was started with another budget or seed (budget "
+                          f"{saved.get('budget', {}).get('name')!r}, seed {saved.get('seed')}; now {budget!r}, {seed}); "
+                          "resume it with the same budget and seed")
     return saved
 
 
