@@ -16,6 +16,7 @@ from spiking.specs.names import (  # noqa: F401  (MAX_NUM_STEPS re-exported)
     BETA,
     DEFAULT_SHARDS,
     DELTA_THRESHOLD,
+    ENCODINGS,
     MAX_NUM_STEPS,
     MAX_SEED,
     MIN_SIDE_2D,
@@ -196,7 +197,7 @@ class SNNConfig:
     loss: str | None = None
     normalize: bool = True
     percentile: float = 99.9
-    encodings: tuple[str, ...] = ("direct", "rate", "latency", "delta")
+    encodings: tuple[str, ...] = ENCODINGS
     delta_threshold: float = DELTA_THRESHOLD
     train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=10, batch_size=64, lr=3e-4, patience=5))
 

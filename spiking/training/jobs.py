@@ -21,6 +21,7 @@ from spiking.data.preprocess.prepare import split_fingerprint
 from spiking.models.build import build_cnn, build_spiking_cnn, preset_for, transfer_weights_any
 from spiking.models.cnn import CNNArch
 from spiking.models.conversion import activation_scales, normalize_weights
+from spiking.specs.names import SNN_MODES
 from spiking.training import TrainingError
 from spiking.training.loop import History, train
 from spiking.training.objectives import CNNObjective, SpikeCountObjective
@@ -114,8 +115,8 @@ def train_snn(prep, cfg, run_dir: str | Path, cnn: torch.nn.Module | None = None
     s = cfg.snn
     name = snn_name(encoding)
     C = len(prep.class_names)
-    if s.mode not in ("transfer", "scratch"):
-        raise TrainingError(f"SNN mode must be 'transfer' or 'scratch', got {s.mode!r}")
+    if s.mode not in SNN_MODES:
+        raise TrainingError(f"SNN mode must be one of {SNN_MODES}, got {s.mode!r}")
     if s.mode == "transfer":
         if cnn is None:
             raise TrainingError("SNN mode 'transfer' needs a trained CNN (train the CNN first)")

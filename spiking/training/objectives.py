@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from snntorch import functional as SF
 
+from spiking.specs.names import SNN_LOSSES
 from spiking.training import TrainingError
 
 
@@ -48,8 +49,8 @@ class SpikeCountObjective:
 
     def __init__(self, n_classes: int, loss: str = "ce", population: int = 1,
                  correct_rate: float = 0.8, incorrect_rate: float = 0.2):
-        if loss not in ("ce", "mse"):
-            raise TrainingError(f"SNN loss must be 'ce' or 'mse', got {loss!r}")
+        if loss not in SNN_LOSSES:
+            raise TrainingError(f"SNN loss must be one of {SNN_LOSSES}, got {loss!r}")
         if population < 1:
             raise TrainingError(f"population must be >= 1, got {population}")
         self.n_classes = n_classes
