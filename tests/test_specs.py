@@ -143,3 +143,14 @@ def test_experiment_json_keeps_its_format(name):
     if exp.kind != "cnn":
         assert list(d["snn"]) == ["mode", "loss", "weights", "normalize", "percentile"]
         assert d["snn"]["weights"] == exp.raw["snn"].get("weights")
+
+
+@pytest.mark.parametrize("threshold", [0.0, -0.1, 1.5, float("nan")])
+def test_a_bad_delta_threshold_is_refused_before_training_whatever_the_encodings(threshold):
+    """The spiking CNN checks its threshold for every encoding: the run settings must refuse it first
+    (it once passed with --encodings direct and failed after the CNN had trained)."""
+    with pytest.raises(SpecError, match="delta threshold"):
+        RunConfig(snn=replace(SNNConfig(), encodings=("direct",), delta_threshold=threshold)).validate()
+    with pytest.raises(ValueError, match="delta threshold"):
+        SpikingCNN1d(64, {"w1": 1, "wd1": 2, "h1": 1, "w2": 1, "wd2": 2, "h2": 1, "w3": 1, "wd3": 2, "h3": 1}, 3,
+                     delta_threshold=threshold)

@@ -231,8 +231,8 @@ class SNNConfig:
         if len(set(self.encodings)) != len(self.encodings):
             raise SpecError(f"SNN encodings repeat: {list(self.encodings)}")
         for enc in self.encodings:
-            # the delta threshold only matters (and is only checked) when a delta network is trained
-            check_encoding(enc, self.delta_threshold if enc == "delta" else DELTA_THRESHOLD)
+            # every spiking CNN checks its delta threshold (the models' check_encoding), whichever its encoding
+            check_encoding(enc, self.delta_threshold)
         self.train.check(where if train_where is None else train_where)
 
     def resolved_loss(self) -> str:
