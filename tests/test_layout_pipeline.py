@@ -79,7 +79,7 @@ def test_runs_record_their_layout_in_every_network(runs):
         by = _by_name(runs[run])
         assert by["cnn"]["layout"] == {"name": name, "input_shape": saved["shape"]}
     sq = _by_name(runs["sq"])
-    assert set(sq) == {"cnn", "snn", "logreg"}  # a 2-D layout trains the direct-input SNN only
+    assert set(sq) == {"cnn", "snn", "logreg", "linear_svm", "random_forest"}  # 2-D: the direct-input SNN only
     side = runs["sq"]["dataset"]["n_features"]
     assert sq["cnn"]["layout"]["input_shape"][0] ** 2 >= side > (sq["cnn"]["layout"]["input_shape"][0] - 1) ** 2
 

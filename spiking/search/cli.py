@@ -14,7 +14,18 @@ from __future__ import annotations
 
 import argparse
 
-from spiking.specs.names import DEFAULT_SHARDS
+from spiking.specs.names import DEFAULT_SHARDS, MAX_SEED
+
+
+def _seed_arg(text: str) -> int:
+    """A seed in [0, MAX_SEED] (argparse type)."""
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"the seed must be an integer, got {text!r}") from None
+    if not 0 <= v <= MAX_SEED:
+        raise argparse.ArgumentTypeError(f"the seed must be in [0, {MAX_SEED}], got {v}")
+    return v
 
 
 def add_tune_parser(subparsers) -> argparse.ArgumentParser:
@@ -46,7 +57,7 @@ def add_tune_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--weights", default=None,
                    help="weight source of a weight-transfer SNN: a CNN experiment name or a checkpoint URI "
                         "(default: the experiment's, e.g. cnn_pt2 in the same storage)")
-    p.add_argument("--seed", type=int, default=42, help="seed of the search, the architectures and training")
+    p.add_argument("--seed", type=_seed_arg, default=42, help="seed of the search, the architectures and training")
     p.add_argument("--ray-cpus", type=int, default=None, help="CPUs of the embedded Ray (when RAY_ADDRESS is unset)")
     p.add_argument("--quiet", action="store_true", help="no Ray Tune progress tables")
     p.set_defaults(func=cmd_tune)

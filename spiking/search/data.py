@@ -19,8 +19,8 @@ def load_split(shards: str, data, max_train_rows: int | None, seed: int):
 
     d = data if isinstance(data, DataConfig) else from_table(DataConfig(), data, "data ", keys=DataConfig.TABLE_KEYS)
     ds = load_dataset(shards)
-    prep = prepare(ds, top_k=int(d.top_k), fractions=tuple(d.fractions), seed=int(d.seed), log2=bool(d.log2),
-                   zscore=str(d.zscore), **d.layout_kwargs())
+    prep = prepare(ds, top_k=int(d.top_k), log2=bool(d.log2), zscore=str(d.zscore), **d.split_kwargs(),
+                   **d.layout_kwargs())
     used = subset_train(prep, max_train_rows, seed)
     from spiking.artifacts.results import dataset_block
 

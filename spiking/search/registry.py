@@ -184,7 +184,9 @@ def guarded_parse(parse, name: str, raw: dict, source: str = ""):
         raise ExperimentError(f"{source or name}: an experiment file is a TOML table, got {type(raw).__name__}")
     try:
         return parse(name, raw, source)
-    except (TypeError, AttributeError, OverflowError, KeyError) as e:
+    except SpikingError:
+        raise
+    except (TypeError, ValueError, AttributeError, OverflowError, KeyError) as e:
         raise ExperimentError(f"{source or name}: a value has the wrong type or is missing "
                               f"({type(e).__name__}: {e})") from None
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from spiking.data.layout.state import MAX_SEED  # noqa: F401  (re-exported: the data layer owns it)
 from spiking.data.preprocess.scaling import ZSCORE_MODES  # noqa: F401  (re-exported: the data layer owns it)
+from spiking.data.preprocess.split import DEFAULT_FOLDS, MAX_FOLDS, MIN_FOLDS  # noqa: F401  (re-exported)
 from spiking.specs import SpecError
 
 #: snnTorch neuron models of the spiking CNNs (``snntorch.Leaky``, ``Lapicque``, ``RLeaky``, ``Synaptic``).

@@ -17,8 +17,10 @@ from spiking.specs.names import (  # noqa: F401  (MAX_NUM_STEPS re-exported)
     DEFAULT_SHARDS,
     DELTA_THRESHOLD,
     ENCODINGS,
+    MAX_FOLDS,
     MAX_NUM_STEPS,
     MAX_SEED,
+    MIN_FOLDS,
     MIN_SIDE_2D,
     NEURONS,
     NUM_STEPS,
@@ -102,7 +104,9 @@ class DataConfig:
     1-D, the study's), ``square`` (file order padded to a square image, the study's 2-D option),
     ``random`` (a fixed permutation, the control), ``correlation_1d``, ``embedding_2d``), fitted
     on the training part only; layout_shape: ``(H, W)`` image of ``embedding_2d`` (None = the
-    smallest square); layout_seed: seed of ``random`` and ``embedding_2d``.
+    smallest square); layout_seed: seed of ``random`` and ``embedding_2d``; cv: folds of a stratified,
+    grouped cross-validation (0 = one held-out split by ``fractions``; >= 2: the test part is fold
+    ``fold`` and ``fractions`` only sets the validation share of the other folds).
     """
 
     shards: str = DEFAULT_SHARDS
@@ -114,6 +118,8 @@ class DataConfig:
     layout: str = "identity"
     layout_shape: tuple[int, int] | None = None
     layout_seed: int = 0
+    cv: int = 0
+    fold: int = 0
 
     #: Fields of an experiment file's ``[data]`` table (the shards are given at run time).
     TABLE_KEYS = ("top_k", "fractions", "seed", "log2", "zscore", "layout", "layout_shape", "layout_seed")
@@ -125,6 +131,9 @@ class DataConfig:
         "zscore": (lambda v: v in ZSCORE_MODES, f"must be one of {', '.join(ZSCORE_MODES)}"),
         "layout_shape": (_layout_shape_ok, "must be [H, W] with positive integers"),
         "layout_seed": (lambda v: is_int(v, 0, MAX_SEED), f"must be an integer in [0, {MAX_SEED}]"),
+        "cv": (lambda v: v == 0 or is_int(v, MIN_FOLDS, MAX_FOLDS),
+               f"(cross-validation folds) must be 0 (a held-out split) or an integer in [{MIN_FOLDS}, {MAX_FOLDS}]"),
+        "fold": (lambda v: is_int(v, 0, MAX_FOLDS - 1), "must be an integer >= 0, below the number of folds"),
     }
 
     def check(self, where: str = "", *, check_layout: bool = True) -> None:
@@ -132,6 +141,9 @@ class DataConfig:
         ``check_layout`` the layout name with its shape and seed (:func:`spiking.data.layout.state.layout_options`)
         and the 2-D CNN's smallest image side (:data:`MIN_SIDE_2D`)."""
         _run_checks(self, self.CHECKS, where, None)
+        if self.fold and self.fold >= max(self.cv, 1):
+            raise SpecError(f"{where}fold {self.fold} does not exist: " + (f"{self.cv}-fold cross-validation has folds "
+                            f"0 to {self.cv - 1}" if self.cv else "fold needs cv >= 2"))
         if not check_layout:
             return
         from spiking.data.layout.state import layout_options
@@ -143,6 +155,10 @@ class DataConfig:
         if self.layout_shape is not None and min(self.layout_shape) < MIN_SIDE_2D:
             raise SpecError(f"{where}image shape {self.layout_shape[0]}x{self.layout_shape[1]}: the 2-D CNN needs "
                             f"both sides >= {MIN_SIDE_2D}")
+
+    def split_kwargs(self) -> dict:
+        """Keywords of :func:`spiking.data.preprocess.prepare.prepare` for the split (held-out or fold)."""
+        return {"fractions": tuple(self.fractions), "seed": int(self.seed), "cv": int(self.cv), "fold": int(self.fold)}
 
     def layout_kwargs(self) -> dict:
         """Keywords of :func:`spiking.data.preprocess.prepare.prepare` for the layout."""

@@ -8,6 +8,9 @@ from dataclasses import dataclass
 from spiking.specs import SpecError
 from spiking.specs.names import DEVICES, MAX_SEED, is_int, is_real
 
+#: The largest batch accepted (far above any data set here; beyond it the data loader fails).
+MAX_BATCH_SIZE = 1_000_000
+
 
 @dataclass
 class TrainConfig:
@@ -29,12 +32,12 @@ class TrainConfig:
 
     def check(self, where: str = "") -> None:
         """Raise SpecError naming the first setting outside its domain, prefixed by ``where``
-        (e.g. ``"CNN "`` or ``"[train] "``): integers epochs >= 1, batch_size >= 1, patience >= 0,
+        (e.g. ``"CNN "`` or ``"[train] "``): integers epochs >= 1, batch_size in [1, MAX_BATCH_SIZE], patience >= 0,
         seed in [0, 2**32 - 1]; lr a finite number in (0, 1)."""
         if not is_int(self.epochs, 1):
             raise SpecError(f"{where}epochs must be an integer >= 1, got {self.epochs!r}")
-        if not is_int(self.batch_size, 1):
-            raise SpecError(f"{where}batch_size must be an integer >= 1, got {self.batch_size!r}")
+        if not is_int(self.batch_size, 1, MAX_BATCH_SIZE):
+            raise SpecError(f"{where}batch_size must be an integer in [1, {MAX_BATCH_SIZE:,}], got {self.batch_size!r}")
         if not (is_real(self.lr) and 0 < self.lr < 1):
             raise SpecError(f"{where}learning rate lr must be a finite number in (0, 1), got {self.lr!r}")
         if not is_int(self.patience, 0):

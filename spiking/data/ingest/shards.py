@@ -486,6 +486,8 @@ def load_dataset(path: str | os.PathLike) -> Dataset:
             t = pq.read_table(spath, filesystem=fs)
         except FileNotFoundError as exc:
             raise IngestError(f"{spath}: shard listed in {MANIFEST} is missing") from exc
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, OSError) as exc:  # empty or damaged file
+            raise IngestError(f"{spath}: not a readable Parquet shard ({exc}); ingest the data again") from None
         if t.num_rows != int(shard["rows"]):
             raise IngestError(f"{spath}: {t.num_rows} rows, manifest says {shard['rows']}")
         tables.append(t)

@@ -14,7 +14,7 @@ from sklearn.pipeline import Pipeline
 
 from spiking.data.preprocess.classes import top_k_classes
 from spiking.data.preprocess.scaling import make_preprocessor
-from spiking.data.preprocess.split import stratified_split
+from spiking.data.preprocess.split import kfold_split, stratified_split
 from spiking.data import DataError
 
 
@@ -82,33 +82,52 @@ def split_fingerprint(prep: "Prepared") -> str:
     return split_digest(prep.class_names, prep.feature_names, prep.ids)
 
 
+def task_labels(dataset, top_k: int = 10):
+    """The rows and labels of the task: ``(keep, y, groups, classes)`` with ``keep`` a boolean mask
+    over the dataset's rows (the ``top_k`` most frequent classes; 0 = all), ``y`` int64 class
+    indices of the kept rows, ``groups`` their group ids (a sample without one is its own group;
+    None when the dataset has no group column) and ``classes`` the class names in index order."""
+    classes = top_k_classes(dataset.y, top_k)
+    keep = np.isin(dataset.y, classes)
+    groups = dataset.groups[keep] if dataset.groups is not None else None
+    if groups is not None:
+        # An empty group (patient unknown) must not merge all such samples into one group.
+        groups = np.where(groups == "", np.char.add("sample:", dataset.ids[keep].astype(str)), groups)
+    index = {c: i for i, c in enumerate(classes)}
+    y = np.array([index[v] for v in dataset.y[keep]], dtype=np.int64)
+    return keep, y, groups, classes
+
+
 def prepare(dataset, *, top_k: int = 10, fractions=(0.7, 0.1, 0.2), seed: int = 42,
             log2: bool = True, zscore: str = "feature", layout: str = "identity", layout_shape=None,
-            layout_seed: int = 0) -> Prepared:
+            layout_seed: int = 0, cv: int = 0, fold: int = 0) -> Prepared:
     """Select classes, split by class and group, fit scaling on the training part only, then fit
     the spatial layout on the scaled training part only and lay out every part.
 
     Args:
         dataset: ``spiking.data.ingest.Dataset`` (X (n, L) float32, y, ids, groups).
-        top_k, fractions, seed, log2, zscore, layout, layout_shape, layout_seed: see
-            ``spiking.specs.run.DataConfig``.
+        top_k, fractions, seed, log2, zscore, layout, layout_shape, layout_seed, cv, fold: see
+            ``spiking.specs.run.DataConfig``. ``cv`` >= 2: the test part is fold ``fold`` of a
+            ``cv``-fold cross-validation (:func:`~spiking.data.preprocess.split.kfold_split`), the
+            validation part ``fractions[1] / (fractions[0] + fractions[1])`` of the other folds.
 
     Raises:
-        ValueError: too few classes or samples for the split; an invalid layout setting.
+        DataError: too few classes or samples for the split or folds (naming the class); an invalid
+            layout setting.
     """
     from spiking.data.layout.state import layout_options
 
     layout_options(layout, shape=layout_shape, seed=layout_seed)  # settings checked before any work
-    classes = top_k_classes(dataset.y, top_k)
-    keep = np.isin(dataset.y, classes)
-    X, y_str, ids = dataset.X[keep], dataset.y[keep], dataset.ids[keep]
-    groups = dataset.groups[keep] if dataset.groups is not None else None
-    if groups is not None:
-        # An empty group (patient unknown) must not merge all such samples into one group.
-        groups = np.where(groups == "", np.char.add("sample:", ids.astype(str)), groups)
-    index = {c: i for i, c in enumerate(classes)}
-    y = np.array([index[v] for v in y_str], dtype=np.int64)
-    split = stratified_split(y, groups, fractions=fractions, seed=seed)
+    keep, y, groups, classes = task_labels(dataset, top_k)
+    X, ids = dataset.X[keep], dataset.ids[keep]
+    if cv:
+        split = kfold_split(y, groups, n_folds=cv, fold=fold, val_fraction=fractions[1] / (fractions[0] + fractions[1]),
+                            seed=seed, class_names=classes)
+        method = (f"sklearn StratifiedGroupKFold: test = fold {fold} of {cv}, validation = one fold of the other "
+                  "folds")
+    else:
+        split = stratified_split(y, groups, fractions=fractions, seed=seed)
+        method = "sklearn StratifiedGroupKFold (test fold, then validation fold of the rest)"
     pre = make_preprocessor(log2=log2, zscore=zscore).fit(X[split.train])
     parts = {"train": split.train, "val": split.val, "test": split.test}
     Xs = {p: pre.transform(X[i]).astype(np.float32) for p, i in parts.items()}
@@ -120,7 +139,9 @@ def prepare(dataset, *, top_k: int = 10, fractions=(0.7, 0.1, 0.2), seed: int = 
     Xs = lay_out(Xs, fitted)
     info = {"sizes": split.sizes(), "seed": seed, "fractions": list(fractions),
             "grouped_by": (getattr(dataset, "manifest", None) or {}).get("group_column", "group") if groups is not None else None,
-            "method": "sklearn StratifiedGroupKFold (test fold, then validation fold of the rest)"}
+            "method": method}
+    if cv:
+        info["cv"] = {"folds": int(cv), "fold": int(fold)}
     return Prepared(X=Xs, y={p: y[i] for p, i in parts.items()}, ids={p: ids[i] for p, i in parts.items()},
                     class_names=classes, feature_names=list(dataset.feature_names), preprocessor=pre,
                     split_info=info, layout=fitted)
@@ -184,6 +205,6 @@ def load_prepared(dataset, run_dir: str | Path) -> Prepared:
                              f"{len(split['feature_names'])}")
         fitted = None if state.get("name") == "identity" else layout
     X = lay_out(X, fitted)
-    info = {k: split[k] for k in ("sizes", "seed", "fractions", "grouped_by", "method") if k in split}
+    info = {k: split[k] for k in ("sizes", "seed", "fractions", "grouped_by", "method", "cv") if k in split}
     return Prepared(X=X, y=y, ids=ids, class_names=split["class_names"], feature_names=split["feature_names"],
                     preprocessor=pre, split_info=info, layout=fitted)
