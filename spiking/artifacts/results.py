@@ -163,6 +163,13 @@ def check_results(doc: Any, source: Any) -> dict:
         c.num(s, "population", f"{w}.snn", minimum=1)
         c.num(s, "delta_threshold", f"{w}.snn", minimum=0)
         c.text(s, "encoding", f"{w}.snn")
+        b = c.obj(m.get("baseline"), f"{w}.baseline")
+        c.text(b, "method", f"{w}.baseline")
+        c.obj(b.get("chosen"), f"{w}.baseline.chosen")
+        c.obj(b.get("grid"), f"{w}.baseline.grid")
+        scores = c.obj(b.get("val_balanced_accuracy"), f"{w}.baseline.val_balanced_accuracy")
+        for k in scores:
+            c.num(scores, k, f"{w}.baseline.val_balanced_accuracy", minimum=0)
         spikes = c.obj(m.get("mean_spikes_per_sample"), f"{w}.mean_spikes_per_sample")
         for k in spikes:
             c.num(spikes, k, f"{w}.mean_spikes_per_sample", minimum=0)
@@ -336,7 +343,9 @@ class ModelResult(Block):
     for an SNN ``snn, mean_spikes_per_sample`` (LIF layer -> spikes), maybe ``warnings``. Keras CNN_K:
     ``source`` (snn_k) or ``best_epoch, architecture`` (phenotype text; nas). NengoDL conversions:
     ``snn, firing_rates_hz, mean_firing_rate_hz, conversion_notes``. Searches add ``search`` (the
-    trial or individual), the layout ablation ``ablation`` (``layout, seed, role, file``)."""
+    trial or individual), the layout ablation ``ablation`` (``layout, seed, role, file``). Classic
+    baselines (:mod:`spiking.evaluation.baseline`): ``baseline`` (``method, tuned_on, grid, chosen,
+    val_balanced_accuracy``)."""
 
     name: str
     test: TestMetrics
@@ -356,6 +365,7 @@ class ModelResult(Block):
     warnings: list[str] | None = None
     search: dict | None = None
     ablation: dict | None = None
+    baseline: dict | None = None
     ALWAYS: ClassVar[tuple[str, ...]] = ("name", "test", "parameters", "train_seconds")
     NESTED: ClassVar[dict[str, tuple[type, bool]]] = {"test": (TestMetrics, False), "snn": (SNNInfo, False),
                                                       "efficiency": (Efficiency, False)}
@@ -364,10 +374,12 @@ class ModelResult(Block):
 @dataclass(kw_only=True)
 class RunInfo(Block):
     """``run``: the run's (or experiment's) name and its settings (``config.json`` of a run; for a
-    search ``{"experiment"|"nas", "budget", "seed"}``)."""
+    search ``{"experiment"|"nas", "budget", "seed"}``); ``environment``: what a same-seed rerun must
+    match to give the same figures (:func:`spiking.training.reproducibility.environment`)."""
 
     name: str | None = None
     config: dict | None = None
+    environment: dict | None = None
 
 
 @dataclass(kw_only=True)

@@ -1,5 +1,5 @@
 """Evaluate a run once on its held-out test split: CNN, SNNs (one per input encoding) and the
-logistic-regression baseline, with operations and energy per inference (:mod:`.operations`)."""
+classic baselines, with operations and energy per inference (:mod:`.operations`)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import torch
 from spiking.artifacts.checkpoint import load_model, network_inputs, snn_name
 from spiking.artifacts.results import Results
 from spiking.data.preprocess.prepare import split_fingerprint
-from spiking.evaluation.baseline import evaluate_logreg, fit_logistic_regression  # noqa: F401  (evaluate_logreg re-exported)
+from spiking.evaluation.baseline import evaluate_baselines, evaluate_logreg, fit_logistic_regression  # noqa: F401  (re-exported)
 from spiking.evaluation.metrics import EvaluationError, classification_metrics
 from spiking.models.encoding import ENCODINGS
 from spiking.models.operations import count_operations
@@ -130,7 +130,7 @@ def network_files(run_dir: str | Path) -> list[Path]:
 
 
 def evaluate_run(run_dir: str | Path, prep, dataset_info: dict, seed: int = 42) -> Results:
-    """Results of every network saved in ``run_dir`` plus the baseline (``dataset``, ``split``, ``models``
+    """Results of every network saved in ``run_dir`` plus the classic baselines (:data:`~spiking.evaluation.baseline.BASELINES`) (``dataset``, ``split``, ``models``
     of :class:`spiking.artifacts.results.Results`; the caller adds ``run``)."""
     run_dir = Path(run_dir)
     models = []
@@ -142,6 +142,6 @@ def evaluate_run(run_dir: str | Path, prep, dataset_info: dict, seed: int = 42) 
                 raise EvaluationError(f"{f} holds a {entry['snn']['encoding']}-input network, which belongs in {want}.pt")
         models.append(entry)
     add_energy_ratios(models)
-    models.append(evaluate_logreg(prep, seed=seed))
+    models += evaluate_baselines(prep, seed=seed)
     counts = {c: int(np.sum(prep.y["test"] == i)) for i, c in enumerate(prep.class_names)}
     return Results.build(dataset_info, {**prep.split_info, "test_class_counts": counts}, models)

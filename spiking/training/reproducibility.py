@@ -43,3 +43,24 @@ def resolve_device(name: str = "auto") -> torch.device:
     if name == "cuda" and not torch.cuda.is_available():
         raise TrainingError("--device cuda was asked for, but torch sees no CUDA GPU (use --device auto or cpu)")
     return torch.device(name)
+
+
+def environment() -> dict:
+    """What a rerun with the same seed must match to give identical figures: the machine
+    (``platform.machine()``, processor, ``os.cpu_count()``), torch's intra-op thread count
+    (``torch.get_num_threads()``; set it with ``OMP_NUM_THREADS``), whether a CUDA GPU is visible,
+    and the versions of Python, torch, snnTorch, NumPy and scikit-learn."""
+    import platform
+
+    import sklearn
+
+    try:
+        from importlib.metadata import version
+
+        snn = version("snntorch")
+    except Exception:  # not installed as a distribution
+        snn = None
+    return {"machine": platform.machine(), "processor": platform.processor() or None, "cpu_count": os.cpu_count(),
+            "torch_threads": torch.get_num_threads(), "cuda": torch.cuda.is_available(),
+            "python": platform.python_version(), "torch": torch.__version__, "snntorch": snn,
+            "numpy": np.__version__, "sklearn": sklearn.__version__}
