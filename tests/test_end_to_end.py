@@ -31,7 +31,7 @@ def test_results_schema_and_well_above_chance(run, tcga_subset):
     sizes = r["split"]["sizes"]
     assert sum(sizes.values()) == 300 and sizes["test"] == pytest.approx(60, abs=5)
     by_name = {m["name"]: m for m in r["models"]}
-    assert set(by_name) == {"cnn", "snn", "snn_rate", "logreg"}
+    assert set(by_name) == {"cnn", "snn", "snn_rate", "logreg", "linear_svm", "random_forest"}
     chance = 1 / 5
     for name in ("cnn", "snn", "logreg"):
         t = by_name[name]["test"]
@@ -65,12 +65,20 @@ def test_results_carry_operations_and_energy(run):
 
 
 def test_same_seed_same_metrics(run):
+    """Same seed, same machine, same thread count: identical weights, predictions and figures."""
+    import torch
+
     args = [a if a != "a" else "b" for a in run["args"]]
     assert main(args) == 0
     again = json.loads((run["root"] / "runs" / "b" / "results.json").read_text())
-    for m1, m2 in zip(run["results"]["models"], again["models"]):
+    for m1, m2 in zip(run["results"]["models"], again["models"], strict=True):
         assert m1["name"] == m2["name"]
         assert m1["test"] == m2["test"]
+        assert (m1.get("efficiency") or {}).get("synops") == (m2.get("efficiency") or {}).get("synops")
+    assert again["run"]["environment"]["torch_threads"] == torch.get_num_threads()
+    for net in ("cnn", "snn", "snn_rate"):  # the rate network draws random input spikes while training
+        w1, w2 = (torch.load(run["root"] / "runs" / r / f"{net}.pt", weights_only=False)["state_dict"] for r in "ab")
+        assert w1.keys() == w2.keys() and all(torch.equal(w1[k], w2[k]) for k in w1), net
 
 
 def test_evaluate_reapplies_saved_split_and_scaling(run):
@@ -145,7 +153,7 @@ def test_retraining_an_snn_removes_stale_results_and_records_every_network(run):
     assert cfg["snn"]["encodings"] == ["direct", "rate", "latency"]  # all the run's SNNs, not only the last
     assert _evaluate(run, "retrain") == 0
     names = [m["name"] for m in json.loads((d / "results.json").read_text())["models"]]
-    assert names == ["cnn", "snn", "snn_rate", "snn_latency", "logreg"]
+    assert names == ["cnn", "snn", "snn_rate", "snn_latency", "logreg", "linear_svm", "random_forest"]
 
 
 def test_evaluate_refuses_networks_that_do_not_belong_to_the_run(run, capsys):

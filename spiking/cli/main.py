@@ -1,7 +1,7 @@
 """spiking: classify expression profiles with a CNN and its spiking conversions.
 
 Commands: ingest (matrix + labels -> Parquet shards), train, evaluate, run (ingest, train,
-evaluate and report in a row), report (figures and tables of a run or experiment), tune
+evaluate and report in a row; --seeds / --cv repeat it and summarise), report (figures and tables of a run or experiment), tune
 (Ray Tune experiments)."""
 
 from __future__ import annotations
@@ -14,7 +14,16 @@ import time
 from pathlib import Path
 
 from spiking.errors import SpikingError
-from spiking.specs.names import DEFAULT_SHARDS, DEVICES, ENCODINGS, NEURONS, PRESET_NAMES, SNN_MODES, ZSCORE_MODES
+from spiking.specs.names import (
+    DEFAULT_FOLDS,
+    DEFAULT_SHARDS,
+    DEVICES,
+    ENCODINGS,
+    NEURONS,
+    PRESET_NAMES,
+    SNN_MODES,
+    ZSCORE_MODES,
+)
 
 DEFAULT_DATA_DIR = "../shared/data/tcga-mirna"
 PRESETS = {"shared-tcga": "SHARED_TCGA", "gdc": "GDC_LABEL_SHEET", "none": None}
@@ -131,6 +140,15 @@ def _encodings_arg(text: str) -> tuple[str, ...]:
     return encs
 
 
+def _cv_arg(text: str):
+    from spiking.cli.repeats import RepeatError, parse_cv
+
+    try:
+        return parse_cv(text)
+    except RepeatError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
 def _image_shape_arg(text: str) -> tuple[int, int]:
     parts = str(text).lower().replace(",", "x").split("x")
     try:
@@ -204,8 +222,8 @@ def _train(cfg, run_dir: Path, which: str) -> None:
             raise CLIError(f"run {run_dir} lays its features out with {saved['name']} (its layout.json), not "
                            f"{cfg.data.layout}; pass --layout {saved['name']} or train the CNN again (--model both)")
     else:
-        prep = prepare(ds, top_k=cfg.data.top_k, fractions=cfg.data.fractions, seed=cfg.data.seed,
-                       log2=cfg.data.log2, zscore=cfg.data.zscore, **cfg.data.layout_kwargs())
+        prep = prepare(ds, top_k=cfg.data.top_k, log2=cfg.data.log2, zscore=cfg.data.zscore,
+                       **cfg.data.split_kwargs(), **cfg.data.layout_kwargs())
         save_prepared(prep, run_dir)
     sizes = prep.split_info["sizes"]
     shape = "x".join(map(str, prep.input_shape))
@@ -238,7 +256,9 @@ def _evaluate(run_dir: Path) -> dict:
     ds = _load_shards(locate_shards(cfg.data.shards, run_dir) or cfg.data.shards)
     prep = load_prepared(ds, run_dir)
     typed = evaluate_run(run_dir, prep, dataset_block(ds.manifest, prep, cfg.data.shards), seed=cfg.data.seed)
-    typed.run = RunInfo(name=run_dir.name, config=cfg.to_dict())
+    from spiking.training.reproducibility import environment
+
+    typed.run = RunInfo(name=run_dir.name, config=cfg.to_dict(), environment=environment())
     write_results(typed, run_dir / "results.json")
     results = typed.to_dict()
     print(f"\nTest split ({prep.split_info['sizes']['test']} samples, touched once):")
@@ -250,27 +270,42 @@ def _evaluate(run_dir: Path) -> dict:
     return results
 
 
-def _run_dir(a) -> Path:
-    if not a.run_name or a.run_name in (".", "..") or "/" in a.run_name or "\\" in a.run_name:
-        raise CLIError(f"--run-name must be a plain folder name, got {a.run_name!r}")
-    d = Path(a.runs_dir) / a.run_name
-    d.mkdir(parents=True, exist_ok=True)
+def _run_dir(a, create: bool = True) -> Path:
+    """``<runs-dir>/<run-name>``, created unless ``create`` is false; CLIError for a name that is not a
+    plain folder name (empty, blank, ``.``/``..``, a path, control characters, over 200 characters)
+    or a path through a file."""
+    name = a.run_name
+    if (not name or not name.strip() or name in (".", "..") or "/" in name or "\\" in name or len(name) > 200
+            or any(ord(ch) < 32 for ch in name)):
+        raise CLIError(f"--run-name must be a plain folder name (at most 200 characters, no control characters), "
+                       f"got {name!r}")
+    d = Path(a.runs_dir) / name
+    try:
+        for p in (d, *d.parents):
+            if p.exists() and not p.is_dir():
+                raise CLIError(f"--runs-dir/--run-name: {p} is a file, not a folder")
+        if create:
+            d.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise CLIError(f"cannot create the run folder {d}: {e.strerror or e}") from None
     return d
 
 
+#: A run folder's files (removed when its CNN is trained afresh), those of a repeated run included
+#: (``spiking run --seeds/--cv``: its repeats' folders and summary.json).
 RUN_FILES = ("config.json", "split.json", "preprocessor.joblib", "layout.json", "cnn.pt", "results.json", "history_cnn.json",
-             "snn*.pt", "history_snn*.json", "report")
+             "snn*.pt", "history_snn*.json", "report", "summary.json", "seed_*", "fold_*")
 
 
-def _start_run(a, cfg, which: str) -> Path:
+def _start_run(a, cfg, which: str, run_dir: Path | None = None) -> Path:
     """Prepare the run folder. Training the CNN starts the run afresh (new split and scaling
     from the current settings; every earlier file removed). Training only the SNNs keeps the
     run's split and CNN, so it needs the run's data settings, CNN preset and arch seed; the
     run's results.json and report (now stale) are removed. ``config.json`` is written by the
     caller once training has succeeded (:func:`_save_config`)."""
-    import shutil
 
-    run_dir = _run_dir(a)
+    run_dir = _run_dir(a) if run_dir is None else run_dir
+    run_dir.mkdir(parents=True, exist_ok=True)
     cfg_path = run_dir / "config.json"
     if which == "snn" and cfg_path.exists():
         from spiking.specs.run import RunConfig
@@ -286,13 +321,13 @@ def _start_run(a, cfg, which: str) -> Path:
                 raise CLIError(f"the CNN of run {run_dir} was made with {flag} {old_cfg['cnn'].get(key)}; the SNNs "
                                f"take its architecture, so pass {flag} {old_cfg['cnn'].get(key)} (or retrain the CNN "
                                "with --model both)")
-        for stale in ("results.json", "report"):
-            f = run_dir / stale
-            shutil.rmtree(f) if f.is_dir() else f.unlink(missing_ok=True)
+        from spiking.cli.repeats import remove_matching
+
+        remove_matching(run_dir, ("results.json", "report"))
     elif which != "snn":
-        for pattern in RUN_FILES:
-            for f in run_dir.glob(pattern):
-                shutil.rmtree(f) if f.is_dir() else f.unlink(missing_ok=True)
+        from spiking.cli.repeats import remove_matching
+
+        remove_matching(run_dir, RUN_FILES)
     return run_dir
 
 
@@ -312,7 +347,10 @@ def _check_image_fits(cfg, shards) -> None:
     manifest = Path(shards) / "manifest.json"
     if cfg.data.layout_shape is None or not manifest.exists():
         return
-    n = int(json.loads(manifest.read_text()).get("n_features") or 0)
+    try:
+        n = int(json.loads(manifest.read_text()).get("n_features") or 0)
+    except (ValueError, TypeError, AttributeError):  # a damaged manifest: loading the shards names the problem
+        return
     h, w = cfg.data.layout_shape
     if h * w < n:
         raise CLIError(f"--image-shape {h}x{w} has {h * w} pixels, fewer than the {n} features of {shards}; "
@@ -382,6 +420,11 @@ def cmd_run(a) -> int:
 
     t0 = time.perf_counter()
     cfg = _run_config(a, str(a.shards))  # validate every setting before any work
+    seeds = None
+    if a.seeds is not None:
+        from spiking.cli.repeats import parse_seeds
+
+        seeds = parse_seeds(a.seeds)
     shards = Path(a.shards)
     data_dir = Path(a.data_dir)
     a.matrix = a.matrix or str(data_dir / "tcga_mirnaseq_rpm.csv.gz")
@@ -407,14 +450,32 @@ def cmd_run(a) -> int:
               f"({j.get('only_in_matrix', {}).get('count', 0)} matrix ids without a label, "
               f"{j.get('removed_by_filters', {}).get('count', 0)} removed by filters; see {shards / 'manifest.json'})")
     _check_image_fits(cfg, shards)
-    run_dir = _start_run(a, cfg, "both")
-    _train(cfg, run_dir, "both")
-    _save_config(cfg, run_dir)
-    _evaluate(run_dir)
     from spiking.report import build_report
 
-    print(f"report: {build_report(run_dir)}")
+    def run_one(c, run_dir: Path) -> dict:
+        run_dir = _start_run(a, c, "both", run_dir)
+        _train(c, run_dir, "both")
+        _save_config(c, run_dir)
+        results = _evaluate(run_dir)
+        print(f"report: {build_report(run_dir)}")
+        return results
+
+    if seeds is not None or a.cv:
+        from spiking.cli.repeats import run_repeats
+
+        root = _run_dir(a, create=False)  # made once the seeds and folds fit the data
+        run_repeats(cfg, root, seeds or (cfg.data.seed,), a.cv, run_one, run_files=RUN_FILES)
+        print(f"report: {build_report(root)}")
+    else:
+        run_one(cfg, _run_dir(a))
     print(f"total {time.perf_counter() - t0:.1f} s")
+    return 0
+
+
+def cmd_summarize(a) -> int:
+    from spiking.cli.repeats import resummarize
+
+    resummarize(Path(a.target))
     return 0
 
 
@@ -453,17 +514,36 @@ def build_parser() -> argparse.ArgumentParser:
             q.add_argument("--data-dir", default=DEFAULT_DATA_DIR,
                            help="folder with tcga_mirnaseq_rpm.csv.gz and tcga_mirnaseq_labels.csv")
             _add_ingest_args(q, required=False)
+            g = q.add_argument_group("repeats (figures that can tell a gain from noise)")
+            g.add_argument("--seeds", default=None, metavar="S,S,...",
+                           help="repeat the split and all training for each seed (e.g. 0,1,2,3,4; replaces --seed): "
+                                "one run per seed in <run-name>/seed_<s>/, then summary.json with mean +- sd, "
+                                "min/max and paired comparisons against the best classic baseline")
+            g.add_argument("--cv", nargs="?", const="auto", default=None, type=_cv_arg, metavar="K",
+                           help="stratified, patient-grouped K-fold cross-validation: each fold is the test part "
+                                "once (<run-name>/fold_<k>/), validation carved from the other folds; --cv alone: "
+                                f"{DEFAULT_FOLDS} folds, fewer if the smallest class has too few patients")
         _add_model_args(q)
         q.set_defaults(func=func)
 
-    q = sub.add_parser("evaluate", help="test-split metrics of a trained run, with the logistic-regression baseline",
+    q = sub.add_parser("evaluate", help="test-split metrics of a trained run, with the classic baselines",
                        description="Score the networks of runs/<run-name>/ on their held-out test split (the saved "
-                                   "split and scaling are reapplied, rows matched by sample id), fit the logistic-"
-                                   "regression baseline on the same split, write results.json and print the table.",
+                                   "split and scaling are reapplied, rows matched by sample id), tune the classic "
+                                   "baselines (logistic regression, linear SVM, random forest) on the same split's "
+                                   "validation part, write results.json and print the table.",
                        formatter_class=fmt)
     q.add_argument("--run-name", default="default", help="the run to evaluate (a folder under --runs-dir)")
     q.add_argument("--runs-dir", default="runs", help="folder holding the runs")
     q.set_defaults(func=cmd_evaluate)
+
+    q = sub.add_parser("summarize", help="recompute summary.json of a repeated run from its repeats' results.json",
+                       description="Read the results.json of every repeat of a repeated run (spiking run --seeds / "
+                                   "--cv), recompute the figures over repeats and the paired comparisons, rewrite "
+                                   "summary.json and print the tables (after spiking evaluate on a repeat, or newer "
+                                   "statistics). Nothing is retrained. Run spiking report on the folder afterwards.",
+                       formatter_class=fmt)
+    q.add_argument("target", help="the repeated run's folder (e.g. runs/bench-top10)")
+    q.set_defaults(func=cmd_summarize)
 
     q = sub.add_parser("report", help="report.md + report.html with figures of a run or an experiment",
                        description="Figures and tables of a run folder (config.json + results.json) or an experiment "
@@ -498,7 +578,8 @@ def main(argv: list[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
         return args.func(args)
     except KeyboardInterrupt:
-        print("spiking: interrupted (searches continue with --resume)", file=sys.stderr)
+        print("spiking: interrupted (a search continues with --resume; a run or repeated run starts afresh)",
+              file=sys.stderr)
         return 130
     except ModuleNotFoundError as e:
         top = (e.name or "").split(".")[0]

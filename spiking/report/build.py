@@ -16,7 +16,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from spiking.report import ablation, activity, nas, run, snn_k
+from spiking.report import ablation, activity, nas, repeats, run, snn_k
 from spiking.report.inputs import ReportError, ReportInputs, detect_kind
 from spiking.report.render import Section, write_report
 from spiking.report.tables import section_summary
@@ -142,8 +142,11 @@ def _sections(inp: ReportInputs, out: Path) -> list[Section]:
 def _render(inp: ReportInputs, out: Path) -> Path:
     """Draw every figure and write report.md / report.html into the (empty) folder ``out``."""
     try:
-        sections = _sections(inp, out)
-        title, intro = _intro(inp)
+        if inp.kind == "repeats":
+            sections, (title, intro) = repeats.sections(inp, out), repeats.intro(inp)
+        else:
+            sections = _sections(inp, out)
+            title, intro = _intro(inp)
         _, page = write_report(title, intro, sections, out)
     except (KeyError, TypeError, AttributeError, IndexError) as e:
         # a structure the checks of the JSON files let through: one line, not a traceback
@@ -248,7 +251,7 @@ def build_report(target: str | Path, out_dir: str | Path | None = None) -> Path 
         return _build_remote(str(target), out_dir)
     root = Path(os.path.abspath(target))  # "." is named by its real folder in messages and hints
     kind = detect_kind(root)
-    inp = ReportInputs(root, kind)
+    inp = repeats.RepeatsInputs(root) if kind == "repeats" else ReportInputs(root, kind)
     if out_dir is not None and "://" in str(out_dir):
         fs, dest = _storage_out(str(out_dir))
         with tempfile.TemporaryDirectory(prefix="spiking-report-") as tmp:

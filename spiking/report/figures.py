@@ -550,3 +550,90 @@ def as_numpy(x) -> np.ndarray:
 __all__ = ["normalize_confusion", "pareto_front", "pick_neurons", "spread_neurons", "class_frequencies", "training_curves",
            "confusion_matrix", "spike_raster", "membrane_traces", "firing_rates", "accuracy_tradeoff",
            "nas_generations", "nas_accuracy_parameters"]
+
+
+def _label(text) -> str:
+    """``text`` for a matplotlib label: ``$`` escaped, so a name is never read as mathtext."""
+    return str(text).replace("$", r"\$")
+
+
+def repeat_scores(models: Sequence[Mapping], path: str | Path, *, metric: str = "balanced_accuracy",
+                  best_baseline: str | None = None, title: str = "") -> Path:
+    """Test ``metric`` of each model over repeats (seeds or folds): a dot per repeat, a bar for the
+    mean and whiskers for the sample sd; baselines in grey, the best one outlined.
+
+    Args:
+        models: summary.json model entries (``name``, ``kind``, ``stats[metric]`` with ``values``,
+            ``mean``, ``sd``), fractions in [0, 1].
+        path: where the PNG goes.
+
+    Raises:
+        ReportError: no model has the metric.
+    """
+    rows = [m for m in models if (m.get("stats") or {}).get(metric, {}).get("values")]
+    if not rows:
+        raise ReportError(f"no model has {metric} values to draw")
+    fig = _figure(max(5.0, 0.9 * len(rows) + 2), 4.2)
+    ax = fig.add_subplot()
+    rng = np.random.default_rng(0)  # the dots' horizontal jitter only
+    lows = []
+    for i, m in enumerate(rows):
+        s = m["stats"][metric]
+        vals = 100 * np.asarray(s["values"], dtype=float)
+        lows.append(vals.min())
+        base = m.get("kind") == "baseline"
+        colour = DROPPED_COLOUR if base else KEPT_COLOUR
+        ax.bar(i, 100 * s["mean"], color=colour, alpha=0.5, width=0.6,
+               edgecolor="black" if m["name"] == best_baseline else colour, linewidth=1.5 if m["name"] == best_baseline else 0.5)
+        if s.get("sd") is not None:
+            ax.errorbar(i, 100 * s["mean"], yerr=100 * s["sd"], color="black", capsize=4, linewidth=1)
+        ax.scatter(i + rng.uniform(-0.12, 0.12, len(vals)), vals, s=14, color="black", zorder=3)
+    lo = max(0.0, min(lows) - 5)
+    ax.set_ylim(lo, 100)
+    ax.set_xticks(range(len(rows)), [_label(m["name"]) for m in rows], rotation=20)
+    ax.set_ylabel(f"test {metric.replace('_', ' ')} (%)")
+    ax.set_title(title or f"Test {metric.replace('_', ' ')} over repeats: bar mean, whiskers sd, dots repeats "
+                 f"(y axis from {lo:.0f}%)", fontsize=9)
+    ax.grid(axis="y", alpha=0.3)
+    return _save(fig, path)
+
+
+def repeat_energy_accuracy(models: Sequence[Mapping], path: str | Path, *, baseline: Mapping | None = None,
+                           note: str = "") -> Path:
+    """Each network's mean test balanced accuracy against its mean energy per inference over repeats
+    (error bars: sample sd on both axes, energy on a log axis), with the best baseline's mean as a
+    dashed line.
+
+    Args:
+        models: summary.json model entries with ``stats.balanced_accuracy`` and ``stats.energy_pj``.
+        baseline: the best baseline's summary entry (or None).
+
+    Raises:
+        ReportError: no network has both values.
+    """
+    rows = [m for m in models if {"balanced_accuracy", "energy_pj"} <= set(m.get("stats") or {})
+            and m["stats"]["energy_pj"].get("mean")]
+    if not rows:
+        raise ReportError("no network has both an energy and a balanced accuracy")
+    fig = _figure(7.0, 4.2)
+    ax = fig.add_subplot()
+    for m in rows:
+        e, a = m["stats"]["energy_pj"], m["stats"]["balanced_accuracy"]
+        ax.errorbar(e["mean"] / 1e6, 100 * a["mean"], xerr=(e.get("sd") or 0) / 1e6, yerr=100 * (a.get("sd") or 0),
+                    fmt="o", color=KEPT_COLOUR, capsize=3, markersize=6)
+        ax.annotate(_label(m["name"]), (e["mean"] / 1e6, 100 * a["mean"]), xytext=(6, 4), textcoords="offset points",
+                    fontsize=8)
+    if baseline is not None and (baseline.get("stats") or {}).get("balanced_accuracy"):
+        b = 100 * baseline["stats"]["balanced_accuracy"]["mean"]
+        ax.axhline(b, color=FRONT_COLOUR, linestyle="--", linewidth=1, label=f"{_label(baseline['name'])} (best baseline) {b:.2f}%")
+        ax.legend(fontsize=8, loc="lower right")
+    ax.set_xscale("log")
+    ax.margins(x=0.15, y=0.1)  # room for the names
+    ax.set_xlabel("energy per inference (µJ, log scale)")
+    ax.set_ylabel("test balanced accuracy (%)")
+    ax.set_title("Accuracy against energy over repeats (mean ± sd)", fontsize=10)
+    ax.grid(alpha=0.3, which="both")
+    if note:
+        fig.text(0.01, 0.005, note, fontsize=6, color="#444444", ha="left", va="bottom")
+        fig.get_layout_engine().set(rect=(0, 0.04, 1, 0.96))
+    return _save(fig, path)

@@ -32,11 +32,12 @@ def _read_json(path: Path, what: str) -> Any:
 #: The kinds of folder a report accepts and the files that make one (for the error message).
 KINDS = ("a run folder (config.json + results.json)",
          "an experiment folder (experiment.json + results.json + trials.json)",
-         "an architecture-search folder (nas.json + generations.json + results.json)")
+         "an architecture-search folder (nas.json + generations.json + results.json)",
+         "a repeated run's folder (summary.json)")
 
 
 def detect_kind(root: Path) -> str:
-    """``"run"``, ``"experiment"`` or ``"nas"``; raises ReportError with what is missing."""
+    """``"run"``, ``"experiment"``, ``"nas"`` or ``"repeats"``; raises ReportError with what is missing."""
     if not root.exists():
         raise ReportError(f"{root} does not exist")
     if not root.is_dir():
@@ -54,12 +55,14 @@ def detect_kind(root: Path) -> str:
             raise ReportError(f"experiment folder {root} has no {' or '.join(missing)}: the search has not "
                               "finished (run `spiking tune` to the end, or with --resume)")
         return "experiment"
+    if (root / "summary.json").is_file():
+        return "repeats"
     if (root / "config.json").is_file():
         if not (root / "results.json").is_file():
             raise ReportError(f"run folder {root} has no results.json: evaluate it first "
                               f"(`spiking evaluate --runs-dir {root.parent} --run-name {root.name}`)")
         return "run"
-    raise ReportError(f"{root} is neither {KINDS[0]}, nor {KINDS[1]}, nor {KINDS[2]}")
+    raise ReportError(f"{root} is neither {KINDS[0]}, nor {KINDS[1]}, nor {KINDS[2]}, nor {KINDS[3]}")
 
 
 class _Shape(JsonShape):

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from spiking.evaluation.baseline import is_baseline
 from spiking.report import figures as fg
 from spiking.report.inputs import ReportInputs, is_num, read_manifest
 from spiking.report.render import Image, Note, Section, Text
@@ -171,7 +172,7 @@ def section_curves(inp: ReportInputs, out: Path) -> Section:
                 notes.append(f"{f.name} could not be read ({e}).")
     else:
         for m in inp.results["models"]:
-            if m["name"] == "logreg":
+            if is_baseline(m):
                 continue
             f = inp.model_file(m)
             ck = inp.checkpoint(f)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 
+from spiking.evaluation.baseline import is_baseline
 from spiking.report.inputs import ReportInputs
 from spiking.report.render import Section, Table
 
@@ -59,8 +60,10 @@ def ops_cell(entry: dict) -> str:
 def describe(entry: dict, run_cfg: dict | None) -> str:
     """The network column of the summary table: the entry's name and what it is (neuron, steps, encoding, layout)."""
     name = str(entry["name"])
-    if name == "logreg":
-        return "logreg (baseline)"
+    if is_baseline(entry):
+        b = entry.get("baseline") if isinstance(entry.get("baseline"), dict) else {}
+        chosen = ", ".join(f"{k}={v}" for k, v in (b.get("chosen") or {}).items())
+        return f"{name} (baseline" + (f": {b['method']}" if b.get("method") else "") + (f", {chosen}" if chosen else "") + ")"
     s = entry.get("snn")
     if isinstance(s, dict) and is_converted(entry):
         bits = [str(s.get("neuron", "?")), f"{s.get('num_steps', s.get('n_steps'))} steps"]
@@ -145,8 +148,14 @@ def summary_table(results: dict, run_cfg: dict | None = None) -> Table:
     if any(is_converted(m) for m in results["models"]):
         caption += (" The NengoDL conversions were not trained (training time 0): their weights are those of the "
                     "Keras CNN they were converted from.")
-    return Table(header, rows, caption)
+    from spiking.evaluation.summary import best_baseline
 
+    bases = {str(m["name"]): {"run": m} for m in results["models"] if is_baseline(m)}
+    best, how = best_baseline(bases)
+    if best:
+        caption += (f" Best classic baseline on this split: {best} ({how}; each baseline tuned on the "
+                    "validation part).")
+    return Table(header, rows, caption)
 
 
 def section_summary(inp: ReportInputs) -> Section:
