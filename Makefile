@@ -67,7 +67,7 @@ RAY_PORT ?= 6379
 # What workers need of the repository when a job is shipped to a Ray cluster.
 RUNTIME_ENV := {"working_dir": ".", "excludes": [".venv", ".venv-nengo", "data", "runs", ".git"]}
 
-.PHONY: help install install-nengo demo test tune nas submit image push deploy dashboard logs ray-up ray-down clean
+.PHONY: help install install-nengo demo benchmark test tune nas submit image push deploy dashboard logs ray-up ray-down clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -96,6 +96,13 @@ install-nengo: $(NENGO_STAMP) ## make .venv-nengo: the package with TensorFlow 2
 
 demo: $(STAMP) ## install if needed, then run the main job on the shared TCGA miRNA data
 	$(VENV)/bin/spiking run --data-dir $(DATA) --run-name $(RUN)
+
+# The headline tables (README): every model of `make demo` plus the classic baselines, 5 seeds, on the
+# top-10 task and on all 28 cohorts with a complete panel. Hours on 2 CPU cores (benchmarks/README.md).
+BENCH_SEEDS ?= 0,1,2,3,4
+benchmark: $(STAMP) ## the README's headline tables: make demo's models x 5 seeds, top-10 task and 28-cohort task
+	$(VENV)/bin/spiking run --data-dir $(DATA) --run-name bench-top10 --seeds $(BENCH_SEEDS) --top-k 10 --no-progress
+	$(VENV)/bin/spiking run --data-dir $(DATA) --run-name bench-all --seeds $(BENCH_SEEDS) --top-k 0 --no-progress
 
 # pytest's exit code 5 (no tests collected) counts as success; both suites run even if the first fails.
 # -p no:nengo: nengo registers a pytest plugin (for its own test suite) that pytest 9 refuses.
