@@ -64,6 +64,18 @@ def _results(models, classes=("A", "B")):
     return {"dataset": {"classes": list(classes), "n_features": 4}, "models": models}
 
 
+@pytest.mark.parametrize("n, kind, floor, few", [(2, "seeds", "0.5", True), (3, "cv", "0.25", True),
+                                                  (5, "seeds", "0.0625", False), (10, "seeds x cv", "0.00195", False)])
+def test_the_paired_caveats_follow_the_number_of_repeats(n, kind, floor, few):
+    from spiking.artifacts.summary import paired_caveats
+
+    text = paired_caveats({"protocol": {"kind": kind}, "paired": [{"n": n}, {"n": n}]})
+    assert f"With {n} pairs" in text and f"cannot fall below {floor}" in text
+    assert ("too few repeats" in text) == few
+    assert ("not independent" in text) == ("cv" in kind)
+    assert paired_caveats({"protocol": {"kind": kind}, "paired": []}) == ""
+
+
 def test_summarize_picks_the_best_baseline_and_pairs_on_the_same_repeats():
     reps = [{"name": f"seed_{i}", "seed": i, "fold": None} for i in range(3)]
     cnn, lr, svm = [0.90, 0.92, 0.94], [0.95, 0.95, 0.95], [0.96, 0.97, 0.98]
@@ -173,6 +185,37 @@ def test_folds_name_the_class_that_is_too_small():
         kfold_split(y, None, n_folds=3, fold=3)
 
 
+def test_small_classes_give_folds_or_a_message_naming_the_class_never_a_traceback():
+    # 24 samples of single-sample patients (9/8/7): the validation carve once asked scikit-learn for
+    # more folds than any class had rows, and a later fold crashed
+    y = np.array([0] * 9 + [1] * 8 + [2] * 7)
+    for k in range(5):
+        s = kfold_split(y, None, n_folds=5, fold=k, val_fraction=0.125, seed=42)
+        assert set(y[s.val]) == {0, 1, 2} and set(y[s.train]) == {0, 1, 2}
+    # 3 patients of class C (enough for 2 folds by count): a fold leaves C out of a part. The repeats
+    # check every fold before training, and the message names the class
+    y = np.array([0] * 39 + [1] * 27 + [2] * 3)
+    groups = np.array([f"a{i % 26}" for i in range(39)] + [f"b{i % 18}" for i in range(27)] + ["c0", "c1", "c2"])
+    with pytest.raises(DataError, match=r"\['C'\] have no sample in the (validation|train) part"):
+        for k in range(2):
+            kfold_split(y, groups, n_folds=2, fold=k, val_fraction=0.125, seed=42, class_names=["A", "B", "C"])
+
+
+def test_a_held_out_split_names_the_class_too_small_for_it():
+    from spiking.data.preprocess.split import stratified_split
+
+    with pytest.raises(DataError, match=r"'KIRC', has 2 rows.*needs at least 8"):
+        stratified_split(np.array([0] * 30 + [1] * 2), None, class_names=["BRCA", "KIRC"])
+
+
+def test_seeds_refuse_a_number_too_long_to_read():
+    from spiking.cli.repeats import RepeatError, parse_seeds
+
+    with pytest.raises(RepeatError, match=r"outside \[0, 4294967295\]"):
+        parse_seeds("9" * 5000)
+    assert parse_seeds("0007,1") == (7, 1)
+
+
 # --------------------------------------------------------------------------- baselines
 def test_baselines_are_tuned_on_validation_only():
     from types import SimpleNamespace
@@ -264,11 +307,17 @@ def test_cv_end_to_end(shards, capsys):
     pair = next(p for p in s["paired"] if p["model"] == "cnn" and p["metric"] == "balanced_accuracy")
     assert pair["mean_difference"] == pytest.approx(by["cnn"]["stats"]["balanced_accuracy"]["mean"]
                                                     - by[best]["stats"]["balanced_accuracy"]["mean"])
+    data = s["config"]["data"]  # the shared settings: no per-repeat seed, and CV's validation share, not fractions
+    assert "seed" not in data and "fractions" not in data and data["cv"] == 3
+    assert data["validation_fraction_of_training_folds"] == pytest.approx(0.1 / 0.8)
+    assert "seed" not in s["config"]["cnn"]["train"] and "seed" not in s["config"]["snn"]["train"]
+    assert "With 3 pairs the exact two-sided Wilcoxon p cannot fall below 0.25" in out and "not independent" in out
     assert main(["summarize", str(runs / "cv")]) == 0  # recomputed from the folds' results.json: the same
     assert read_summary(runs / "cv" / "summary.json") == s
     assert main(["summarize", str(runs / "cv" / "fold_0")]) == 2 and "not a repeated run" in capsys.readouterr().err
     page = (runs / "cv" / "report" / "report.md").read_text()
     assert "Paired against the best classic baseline" in page and "repeat_scores.png" in page
+    assert "report ../fold_0/report/report.html" in page and str(runs / "cv" / "fold_0") not in page  # movable
     for png in ("repeat_scores.png", "repeat_energy_accuracy.png"):
         assert png in page and (runs / "cv" / "report" / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -281,6 +330,8 @@ def test_seeds_end_to_end_and_refusals(shards, capsys):
                  "--seeds", "3,4", "--top-k", "3", *FAST]) == 0
     s = read_summary(runs / "seeds" / "summary.json")
     assert s["protocol"]["kind"] == "seeds" and [r["seed"] for r in s["repeats"]] == [3, 4]
+    assert "seed" not in s["config"]["data"] and s["config"]["data"]["fractions"] == [0.7, 0.1, 0.2]
+    assert "too few repeats" in capsys.readouterr().out
     splits = [json.loads((runs / "seeds" / f"seed_{i}" / "split.json").read_text()) for i in (3, 4)]
     assert [sp["seed"] for sp in splits] == [3, 4] and splits[0]["ids"]["test"] != splits[1]["ids"]["test"]
     cfgs = [json.loads((runs / "seeds" / f"seed_{i}" / "config.json").read_text()) for i in (3, 4)]
@@ -294,6 +345,25 @@ def test_seeds_end_to_end_and_refusals(shards, capsys):
         err = capsys.readouterr().err
         assert code == 2 and words in err and len(err.strip().splitlines()) == 1, err
     assert not (runs / "bad").exists()
+    # summarize refuses what does not belong: a repeat's results.json copied from another seed, an edited
+    # protocol, a percentage where a fraction belongs; and says what a missing folder is
+    import shutil
+
+    work = runs / "tampered"
+    shutil.copytree(runs / "seeds", work)
+    shutil.copy(work / "seed_3" / "results.json", work / "seed_4" / "results.json")
+    assert main(["summarize", str(work)]) == 2 and "not the run of repeat seed_4" in capsys.readouterr().err
+    shutil.copy(runs / "seeds" / "seed_4" / "results.json", work / "seed_4" / "results.json")
+    doc = json.loads((work / "summary.json").read_text())
+    doc["protocol"] = {"kind": "cv", "seeds": [7], "folds": 9}
+    (work / "summary.json").write_text(json.dumps(doc))
+    assert main(["summarize", str(work)]) == 2 and "does not match its repeats" in capsys.readouterr().err
+    shutil.copy(runs / "seeds" / "summary.json", work / "summary.json")
+    res = json.loads((work / "seed_4" / "results.json").read_text())
+    res["models"][0]["test"]["balanced_accuracy"] = 7.5
+    (work / "seed_4" / "results.json").write_text(json.dumps(res))
+    assert main(["summarize", str(work)]) == 2 and "must be <= 1" in capsys.readouterr().err
+    assert main(["summarize", str(runs / "nowhere")]) == 2 and "is not a folder" in capsys.readouterr().err
     # a single run in the folder of a repeated one leaves none of the repeats behind (the report would show them)
     assert main(["run", "--shards", str(shards / "shards"), "--runs-dir", str(runs), "--run-name", "seeds", *SOURCES,
                  "--top-k", "3", *FAST]) == 0

@@ -66,8 +66,8 @@ class JsonShape:
             self.fail(where, f"must be a list, not {describe(v)}")
         return v
 
-    def num(self, d: dict, key: str, where: str, minimum: float | None = None) -> None:
-        """``d[key]`` is absent, null or a number (>= ``minimum``)."""
+    def num(self, d: dict, key: str, where: str, minimum: float | None = None, maximum: float | None = None) -> None:
+        """``d[key]`` is absent, null or a number (>= ``minimum``, <= ``maximum``)."""
         v = d.get(key)
         if v is None:
             return
@@ -76,6 +76,8 @@ class JsonShape:
             self.fail(w, f"must be a number, not {describe(v)}")
         if minimum is not None and not v >= minimum:  # NaN fails too
             self.fail(w, f"must be >= {minimum:g}, not {v!r}")
+        if maximum is not None and not v <= maximum:
+            self.fail(w, f"must be <= {maximum:g}, not {v!r}")
 
     def text(self, d: dict, key: str, where: str) -> None:
         """``d[key]`` is absent, null or a string."""
@@ -127,7 +129,7 @@ def check_results(doc: Any, source: Any) -> dict:
         w = f"models[{i}] ({m['name']})"
         t = c.obj(m["test"], f"{w}.test", optional=False)
         for k in ("accuracy", "balanced_accuracy", "macro_f1"):
-            c.num(t, k, f"{w}.test")
+            c.num(t, k, f"{w}.test", minimum=0, maximum=1)  # fractions, not percentages
         if t.get("confusion_matrix") is not None:
             _check_matrix(c, t["confusion_matrix"], f"{w}.test.confusion_matrix", len(classes))
         c.num(m, "parameters", w, minimum=0)

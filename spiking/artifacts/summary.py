@@ -164,19 +164,19 @@ def _pct(s: dict | None) -> str:
     if not s or s.get("mean") is None:
         return "-"
     sd = s.get("sd")
-    return f"{100 * s['mean']:.2f} +- {100 * sd:.2f}" if sd is not None else f"{100 * s['mean']:.2f}"
+    return f"{100 * s['mean']:.2f} ± {100 * sd:.2f}" if sd is not None else f"{100 * s['mean']:.2f}"
 
 
 def _num(s: dict | None, scale: float = 1.0, fmt: str = ".2f") -> str:
     if not s or s.get("mean") is None:
         return "-"
     sd = s.get("sd")
-    return f"{s['mean'] * scale:{fmt}}" + (f" +- {sd * scale:{fmt}}" if sd is not None else "")
+    return f"{s['mean'] * scale:{fmt}}" + (f" ± {sd * scale:{fmt}}" if sd is not None else "")
 
 
 def summary_rows(summary: dict) -> list[list[str]]:
     """One row per model: name (best baseline marked), repeats, accuracy, balanced accuracy and
-    macro-F1 (percent, mean +- sd), balanced-accuracy range (min-max), energy per inference (uJ),
+    macro-F1 (percent, mean ± sd), balanced-accuracy range (min-max), energy per inference (uJ),
     energy ratio vs the CNN, training seconds."""
     best = (summary.get("best_baseline") or {}).get("name")
     rows = []
@@ -185,7 +185,7 @@ def summary_rows(summary: dict) -> list[list[str]]:
         ba = s.get("balanced_accuracy") or {}
         name = m["name"] + (" (best baseline)" if m["name"] == best else " (baseline)" if m["kind"] == "baseline" else "")
         rng = f"{100 * ba['min']:.2f}-{100 * ba['max']:.2f}" if ba.get("min") is not None else "-"
-        rows.append([name, str(len(m.get("repeats") or [])), _pct(s.get("accuracy")), _pct(ba), _pct(s.get("macro_f1")),
+        rows.append([name, str(ba.get("n", len(m.get("repeats") or []))), _pct(s.get("accuracy")), _pct(ba), _pct(s.get("macro_f1")),
                      rng, _num(s.get("energy_pj"), 1e-6, ".3f"), _num(s.get("energy_ratio_vs_cnn")),
                      _num(s.get("train_seconds"), 1.0, ".1f")])
     return rows
@@ -220,10 +220,32 @@ def format_summary(summary: dict) -> str:
     seeds = ", ".join(map(str, p.get("seeds") or []))
     what = {"seeds": f"seeds {seeds}", "cv": f"{p.get('folds')}-fold cross-validation, seed {seeds}",
             "seeds x cv": f"{p.get('folds')}-fold cross-validation x seeds {seeds}"}[p["kind"]]
-    text = [f"Test figures over {len(summary['repeats'])} repeats ({what}): mean +- sd (sample sd), each split's "
+    n = len(summary["repeats"])
+    text = [f"Test figures over {n} repeat{'s' if n != 1 else ''} ({what}): mean ± sd (sample sd), each split's "
             "test part scored once", _text_table(SUMMARY_HEADER, summary_rows(summary))]
     if summary.get("paired"):
         text += ["", f"Paired against the best classic baseline ({summary['best_baseline']['name']}, "
                      f"{summary['best_baseline']['by']}), same splits:",
-                 _text_table(PAIRED_HEADER, paired_rows(summary))]
+                 _text_table(PAIRED_HEADER, paired_rows(summary)), paired_caveats(summary)]
     return "\n".join(text)
+
+
+def paired_caveats(summary: dict) -> str:
+    """What the paired statistics of ``summary`` can and cannot show with its number of repeats: the
+    smallest two-sided exact Wilcoxon p that n pairs allow (2 / 2^n: all n differences of one sign), the
+    bootstrap interval's weakness with few values, and the dependence of cross-validation folds."""
+    ns = [int(p["n"]) for p in summary.get("paired") or [] if p.get("n")]
+    if not ns:
+        return ""
+    n = min(ns)
+    if n == 1:
+        return "With 1 pair there is no spread: no interval or test is possible (use at least 5 repeats)."
+    text = f"With {n} pairs the exact two-sided Wilcoxon p cannot fall below {2.0 ** (1 - n):.3g}"
+    if n < 5:
+        text += (f", and a percentile-bootstrap interval of {n} differences is little more than their range: "
+                 "too few repeats to tell a difference from noise (use at least 5).")
+    else:
+        text += "; a percentile-bootstrap interval of so few differences is too narrow (it under-covers)."
+    if "cv" in str(summary["protocol"].get("kind")):
+        text += " Folds of one cross-validation share training rows, so their differences are not independent."
+    return text

@@ -43,6 +43,8 @@ def parse_seeds(text: str) -> tuple[int, ...]:
     for p in parts:
         if not _DIGITS.fullmatch(p):
             raise RepeatError(f"--seeds: {p!r} is not an integer >= 0 (give e.g. 0,1,2,3,4)")
+        if len(p.lstrip("0")) > len(str(MAX_SEED)):  # also spares int() a 4,300-digit string
+            raise RepeatError(f"--seeds: {p[:20]}... is outside [0, {MAX_SEED}]")
         s = int(p)
         if not 0 <= s <= MAX_SEED:
             raise RepeatError(f"--seeds: {s} is outside [0, {MAX_SEED}]")
@@ -99,7 +101,10 @@ def repeat_config(cfg, rep: dict, folds: int | None):
 
 def resolve_folds(cv, cfg) -> int | None:
     """The number of folds: None without ``--cv``, ``cv`` itself, or for ``"auto"`` the folds the
-    task's smallest class allows (it reads the shards)."""
+    task's smallest class allows (it reads the shards).
+
+    Raises:
+        DataError: naming the classes with too few patients for the folds."""
     if not cv:
         return None
     from spiking.data.ingest import load_dataset
@@ -114,6 +119,26 @@ def resolve_folds(cv, cfg) -> int | None:
         return k
     check_folds(y, groups, cv, classes)  # every class named before any training
     return cv
+
+
+def check_splits(cfg, reps: list[dict], folds: int | None) -> None:
+    """Make every repeat's split now, as its ``prepare`` will (held-out split of its seed, or its
+    fold), so that a class some part would lack is named before any training.
+
+    Raises:
+        DataError: naming the class and the part it would lack."""
+    from spiking.data.ingest import load_dataset
+    from spiking.data.preprocess.prepare import task_labels
+    from spiking.data.preprocess.split import kfold_split, stratified_split
+
+    _, y, groups, classes = task_labels(load_dataset(cfg.data.shards), cfg.data.top_k)
+    f = cfg.data.fractions
+    for r in reps:
+        if folds is None:
+            stratified_split(y, groups, fractions=f, seed=r["seed"], class_names=classes)
+        else:
+            kfold_split(y, groups, n_folds=folds, fold=r["fold"], val_fraction=f[1] / (f[0] + f[1]),
+                        seed=r["seed"], class_names=classes)
 
 
 def remove_matching(root: Path, patterns) -> None:
@@ -148,7 +173,15 @@ def summarize_folder(root: Path, protocol_: dict, reps: list[dict], config: dict
         path = root / r["name"] / "results.json"
         if not path.is_file():
             raise RepeatError(f"repeat {r['name']} has no results.json ({path}); evaluate it first")
-        results.append(read_results(path).to_dict())
+        doc = read_results(path).to_dict()
+        split = doc.get("split") or {}
+        fold = (split.get("cv") or {}).get("fold")
+        if split.get("seed") != r["seed"] or fold != r.get("fold"):
+            raise RepeatError(f"{path} is not the run of repeat {r['name']}: its split has seed {split.get('seed')}"
+                              + (f" and fold {fold}" if fold is not None else "") + f", the repeat seed {r['seed']}"
+                              + (f" and fold {r['fold']}" if r.get("fold") is not None else "")
+                              + " (rerun the repeat, or `spiking run` the whole repeated run)")
+        results.append(doc)
     summary = {"protocol": protocol_, **summarize(reps, results), "config": config}
     write_summary(summary, root / SUMMARY_FILE)
     print("\n" + format_summary(summary))
@@ -164,10 +197,24 @@ def resummarize(root: Path) -> dict:
         RepeatError: no summary.json in ``root``; ArtifactError: a damaged summary.json or results.json."""
     from spiking.artifacts.summary import SUMMARY_FILE, read_summary
 
+    if not root.is_dir():
+        raise RepeatError(f"{root} is not a folder (give the folder of a repeated run, e.g. runs/<name>)")
     if not (root / SUMMARY_FILE).is_file():
-        raise RepeatError(f"{root} holds no {SUMMARY_FILE}: it is not a repeated run (spiking run --seeds/--cv)")
+        partial = sorted(d.name for d in root.iterdir() if d.is_dir() and REPEAT_DIR.fullmatch(d.name))
+        raise RepeatError(f"{root} holds no {SUMMARY_FILE}: it is not a repeated run (spiking run --seeds/--cv)"
+                          + (f"; it has repeat folders {partial[:3]}{'...' if len(partial) > 3 else ''}, so a "
+                             "repeated run stopped before its summary: run it again" if partial else ""))
     old = read_summary(root / SUMMARY_FILE)
     reps = [{"name": r["name"], "seed": r.get("seed"), "fold": r.get("fold")} for r in old["repeats"]]
+    p = old["protocol"]
+    try:
+        expected = plan(tuple(p.get("seeds") or ()), p.get("folds"))
+    except (RepeatError, TypeError):
+        expected = None
+    if expected != reps or protocol(tuple(p.get("seeds") or ()), p.get("folds"),
+                                    len(p.get("seeds") or ()) > 1)["kind"] != p.get("kind"):
+        raise RepeatError(f"{root / SUMMARY_FILE}: its protocol {p} does not match its repeats "
+                          f"{[r['name'] for r in reps]} (an edited or damaged summary.json; rerun `spiking run`)")
     return summarize_folder(root, old["protocol"], reps, old.get("config") or {})
 
 
@@ -182,13 +229,29 @@ def run_repeats(cfg, root: Path, seeds: tuple[int, ...], cv, run_one: Callable[[
     folds = resolve_folds(cv, cfg)
     reps = plan(seeds, folds)
     configs = [repeat_config(cfg, r, folds) for r in reps]  # every repeat's settings checked first
+    check_splits(cfg, reps, folds)  # and every repeat's split
     root.mkdir(parents=True, exist_ok=True)
     clear(root, run_files)
     for i, (rep, c) in enumerate(zip(reps, configs)):
         print(f"\n=== repeat {i + 1}/{len(reps)}: {rep['name']} (seed {rep['seed']}"
               + (f", test fold {rep['fold']} of {folds}" if folds else "") + ") ===")
         run_one(c, root / rep["name"])
+    return summarize_folder(root, protocol(seeds, folds, len(seeds) > 1), reps, shared_config(cfg, folds))
+
+
+def shared_config(cfg, folds: int | None) -> dict:
+    """The settings the repeats share (``summary.json`` ``config``): ``cfg`` without what each repeat sets
+    itself (the seeds of the split and of training: ``protocol.seeds``; the fold) and, for cross-validation,
+    with the validation share of the training folds in place of the train/val/test fractions."""
     config = cfg.to_dict()
-    config["data"].pop("fold", None)
-    config["data"]["cv"] = folds or 0
-    return summarize_folder(root, protocol(seeds, folds, len(seeds) > 1), reps, config)
+    data = config["data"]
+    for key in ("fold", "seed"):
+        data.pop(key, None)
+    for part in ("cnn", "snn"):
+        config[part]["train"].pop("seed", None)
+    data["cv"] = folds or 0
+    if folds:
+        f = data.pop("fractions")
+        data["validation_fraction_of_training_folds"] = f[1] / (f[0] + f[1])
+    return config
+

@@ -6,7 +6,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from spiking.artifacts.summary import PAIRED_HEADER, SUMMARY_HEADER, paired_rows, read_summary, summary_rows
+from spiking.artifacts.summary import (
+    PAIRED_HEADER,
+    SUMMARY_HEADER,
+    paired_caveats,
+    paired_rows,
+    read_summary,
+    summary_rows,
+)
 from spiking.errors import SpikingError
 from spiking.report import figures as fg
 from spiking.report.inputs import ReportError
@@ -50,7 +57,7 @@ def sections(inp: RepeatsInputs, out: Path) -> list[Section]:
     stats = s.get("statistics") or {}
     sec = Section("Test figures over repeats")
     sec.add(Table(SUMMARY_HEADER, summary_rows(s),
-                  caption=f"Mean +- {stats.get('sd', 'sd')}; energy per inference in microjoules (45 nm convention) "
+                  caption=f"Mean ± {stats.get('sd', 'sd')}; energy per inference in microjoules (45 nm convention) "
                           "and its ratio to the CNN's; training seconds include a baseline's tuning grid."))
     if best:
         sec.add(Text(f"Best classic baseline: {best} ({s['best_baseline'].get('by')}); each baseline was tuned "
@@ -74,9 +81,7 @@ def sections(inp: RepeatsInputs, out: Path) -> list[Section]:
         ps = Section(f"Paired against the best classic baseline ({best})")
         ps.add(Table(PAIRED_HEADER, paired_rows(s),
                      caption=f"Network minus baseline on the same split, in percentage points. Interval: "
-                             f"{stats.get('interval')}; test: {stats.get('test')}. With 5 repeats the exact Wilcoxon "
-                             "p cannot fall below 0.0625 and the bootstrap interval is narrow; folds of one "
-                             "cross-validation share training rows, so their differences are not independent."))
+                             f"{stats.get('interval')}; test: {stats.get('test')}. {paired_caveats(s)}"))
         out_secs.append(ps)
     rs = Section("Repeats")
     items = []
@@ -87,7 +92,9 @@ def sections(inp: RepeatsInputs, out: Path) -> list[Section]:
         except OSError:  # a name the file system refuses
             there = False
         bit = f"seed {r.get('seed')}" + (f", test fold {r['fold']}" if r.get("fold") is not None else "")
-        items.append(f"{r['name']}: {bit}; report {page if there else '(none: run spiking report on it)'}")
+        # relative to this report (<root>/report/), so the links survive moving or sharing the folder
+        link = f"../{r['name']}/report/report.html"
+        items.append(f"{r['name']}: {bit}; report {link if there else '(none: run spiking report on it)'}")
     rs.add(Bullets(items, "Each repeat is a whole run folder with its own results.json and report:"))
     out_secs.append(rs)
     return out_secs

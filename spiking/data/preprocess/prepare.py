@@ -126,7 +126,7 @@ def prepare(dataset, *, top_k: int = 10, fractions=(0.7, 0.1, 0.2), seed: int = 
         method = (f"sklearn StratifiedGroupKFold: test = fold {fold} of {cv}, validation = one fold of the other "
                   "folds")
     else:
-        split = stratified_split(y, groups, fractions=fractions, seed=seed)
+        split = stratified_split(y, groups, fractions=fractions, seed=seed, class_names=classes)
         method = "sklearn StratifiedGroupKFold (test fold, then validation fold of the rest)"
     pre = make_preprocessor(log2=log2, zscore=zscore).fit(X[split.train])
     parts = {"train": split.train, "val": split.val, "test": split.test}

@@ -44,27 +44,38 @@ def _next_seed(seed: int) -> int:
 def _carve_validation(y, groups, idx, fraction, seed):
     """``(train, val)`` of the rows ``idx``: val is one fold of ``round(1/fraction)`` stratified,
     grouped folds, the first that holds every class (a class with fewer groups than folds is
-    missing from some). Only when none does are fewer, larger folds tried."""
+    missing from some). Only when none does are fewer, larger folds tried; when even 2 folds leave
+    a class out of a part, the 2-fold split is returned and :func:`_check_parts` names the class."""
     classes = np.unique(y[idx])
     n_splits = max(2, int(round(1.0 / fraction)))
+    fallback = None
     while n_splits >= 2:
         cv = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
-        for rest, held in cv.split(np.zeros(len(idx)), y[idx], groups[idx]):
+        try:  # scikit-learn refuses more folds than the largest class has rows
+            folds = list(cv.split(np.zeros(len(idx)), y[idx], groups[idx]))
+        except ValueError:
+            n_splits -= 1
+            continue
+        for rest, held in folds:
             if np.array_equal(np.unique(y[idx[held]]), classes) and np.array_equal(np.unique(y[idx[rest]]), classes):
                 return np.sort(idx[rest]), np.sort(idx[held])
+        fallback = folds[0]
         n_splits -= 1
-    rest, held = next(StratifiedGroupKFold(n_splits=2, shuffle=True, random_state=seed)
-                      .split(np.zeros(len(idx)), y[idx], groups[idx]))
+    if fallback is None:  # not even 2 folds: every class has a single row here
+        return np.sort(idx), np.sort(idx[:0])
+    rest, held = fallback
     return np.sort(idx[rest]), np.sort(idx[held])  # a class then lacks a part: _check_parts names it
 
 
-def _check_parts(y, train, val, test) -> None:
+def _check_parts(y, train, val, test, class_names=None) -> None:
     classes = np.unique(y)
     for name, part in (("train", train), ("validation", val), ("test", test)):
         absent = np.setdiff1d(classes, y[part])
         if absent.size:
-            raise DataError(f"class(es) {absent.tolist()} have no sample in the {name} part: their samples share "
-                             "too few groups (check the group column, e.g. that it names patients, not cohorts)")
+            named = [class_names[int(c)] if class_names is not None else c.item() for c in absent]
+            raise DataError(f"class(es) {named} have no sample in the {name} part: their samples share too few "
+                            "groups (patients) to fill every part; check the group column (that it names patients, "
+                            "not cohorts), or leave the class out (e.g. --top-k)")
 
 
 def stratified_split(
@@ -72,6 +83,7 @@ def stratified_split(
     groups: np.ndarray | None = None,
     fractions: tuple[float, float, float] = (0.7, 0.1, 0.2),
     seed: int = 42,
+    class_names=None,
 ) -> Split:
     """Split rows into train/validation/test, stratified by class and grouped.
 
@@ -86,25 +98,27 @@ def stratified_split(
         groups: group id per row, shape (n,), or None (each row its own group).
         fractions: (train, validation, test), positive, summing to 1.
         seed: random seed; the same seed gives the same split.
+        class_names: names of the class indices in ``y``, for the messages.
 
     Raises:
-        ValueError: bad fractions, or a class with fewer rows than folds needed.
+        ValueError: bad fractions, or a class with fewer rows than folds needed (named).
     """
     y = np.asarray(y)
     fr = np.asarray(fractions, dtype=float)
     if fr.shape != (3,) or np.any(fr <= 0) or abs(fr.sum() - 1.0) > 1e-6:
         raise DataError(f"fractions must be 3 positive numbers summing to 1, got {fractions}")
     groups = np.arange(len(y)) if groups is None else np.asarray(groups)
-    _, counts = np.unique(y, return_counts=True)
+    labels, counts = np.unique(y, return_counts=True)
     need = max(int(round(1 / fr[2])), int(round((fr[0] + fr[1]) / fr[1])))
     if counts.min() < need:
-        raise DataError(
-            f"the smallest class has {counts.min()} rows; a {fractions} split needs at least {need} per class"
-        )
+        c = labels[int(np.argmin(counts))]
+        named = class_names[int(c)] if class_names is not None else c.item()
+        raise DataError(f"the smallest class, {named!r}, has {counts.min()} rows; a {tuple(fractions)} split needs at "
+                        f"least {need} per class (leave the class out, e.g. with --top-k)")
     all_idx = np.arange(len(y))
     rest, test = _one_fold(y, groups, all_idx, fr[2], seed)
     train, val = _one_fold(y, groups, rest, fr[1] / (fr[0] + fr[1]), _next_seed(seed))
-    _check_parts(y, train, val, test)
+    _check_parts(y, train, val, test, class_names)
     return Split(train=train, val=val, test=test, seed=seed)
 
 
@@ -207,5 +221,5 @@ def kfold_split(
     rest, test = list(cv.split(np.zeros(len(y)), y, groups))[fold]
     rest, test = np.sort(rest), np.sort(test)
     train, val = _carve_validation(y, groups, rest, val_fraction, _next_seed(seed))
-    _check_parts(y, train, val, test)
+    _check_parts(y, train, val, test, class_names)
     return Split(train=train, val=val, test=test, seed=seed, n_folds=int(n_folds), fold=int(fold))
