@@ -67,7 +67,7 @@ RAY_PORT ?= 6379
 # What workers need of the repository when a job is shipped to a Ray cluster.
 RUNTIME_ENV := {"working_dir": ".", "excludes": [".venv", ".venv-nengo", "data", "runs", ".git"]}
 
-.PHONY: help install install-nengo demo benchmark test tune nas submit image push deploy dashboard logs ray-up ray-down clean
+.PHONY: help install install-nengo demo benchmark benchmark-qcfs test tune nas submit image push deploy dashboard logs ray-up ray-down clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -103,6 +103,17 @@ BENCH_SEEDS ?= 0,1,2,3,4
 benchmark: $(STAMP) ## the README's headline tables: make demo's models x 5 seeds, top-10 task and 28-cohort task
 	$(VENV)/bin/spiking run --data-dir $(DATA) --run-name bench-top10 --seeds $(BENCH_SEEDS) --top-k 10 --no-progress
 	$(VENV)/bin/spiking run --data-dir $(DATA) --run-name bench-all --seeds $(BENCH_SEEDS) --top-k 0 --no-progress
+
+# QCFS conversion (README): a CNN trained with QCFS activations, converted into integrate-and-fire
+# neurons, run for 4 steps and fine-tuned (at most 10 epochs), 5 seeds on both tasks; then the same CNNs converted
+# with no fine-tuning at 1, 2, 4 and 8 steps (benchmarks/qcfs_steps.py; writes nothing in the runs).
+QCFS_ARGS := --cnn-activation qcfs --qcfs-levels 4 --snn-mode convert --finetune --num-steps 4 --encodings direct \
+	--cnn-epochs 100 --no-progress
+benchmark-qcfs: $(STAMP) ## QCFS CNN -> converted SNN (4 steps) x 5 seeds on both tasks, then 1-8 steps
+	$(VENV)/bin/spiking run --data-dir $(DATA) --run-name qcfs-top10 --seeds $(BENCH_SEEDS) --top-k 10 $(QCFS_ARGS)
+	$(VENV)/bin/spiking run --data-dir $(DATA) --run-name qcfs-all --seeds $(BENCH_SEEDS) --top-k 0 $(QCFS_ARGS)
+	$(PY) benchmarks/qcfs_steps.py runs/qcfs-top10 --steps 1,2,4,8
+	$(PY) benchmarks/qcfs_steps.py runs/qcfs-all --steps 1,2,4,8
 
 # pytest's exit code 5 (no tests collected) counts as success; both suites run even if the first fails.
 # -p no:nengo: nengo registers a pytest plugin (for its own test suite) that pytest 9 refuses.

@@ -20,7 +20,7 @@ def input_meta(prep) -> dict:
 
 def network_meta(kind: str, arch, inputs: dict, n_classes: int, *, snn: dict | None = None,
                  transferred=(), scales=None, percentile=None, split_sha256: str | None = None,
-                 weights_source: str | None = None) -> dict:
+                 weights_source: str | None = None, activation: str = "relu", levels: int | None = None) -> dict:
     """The metadata saved with every network (``cnn.pt``, ``snn*.pt``, a trial's ``checkpoint.pt``):
     what :func:`model_from_checkpoint` needs to rebuild it and what the reports show.
 
@@ -28,14 +28,23 @@ def network_meta(kind: str, arch, inputs: dict, n_classes: int, *, snn: dict | N
         kind: ``cnn`` or ``snn``; arch: a ``CNNArch``; inputs: :func:`input_meta`'s dict
             (``L``, ``input_shape``, ``layout``); n_classes: classes.
         snn: for ``kind = "snn"``: ``neuron``, ``beta``, ``num_steps``, ``population``, ``loss``,
-            ``mode``, ``encoding``, ``delta_threshold``.
+            ``mode``, ``encoding``, ``delta_threshold``, ``init_mem`` (membrane at t = 0, in thresholds)
+            and ``readout`` (``count|integrated``, ``spiking.training.objectives``).
         transferred: names of the layers copied from the source CNN; scales, percentile: the
-            data-based normalisation applied after the transfer (None: none).
+            data-based normalisation applied after the transfer (None: none); for a conversion the
+            QCFS thresholds.
+        activation, levels: for ``kind = "cnn"``: ``relu`` or ``qcfs`` and its levels.
     """
     meta = {"kind": kind, "arch": arch.as_dict(), **inputs, "n_classes": int(n_classes)}
+    if kind == "cnn":
+        meta["activation"] = activation
+        if activation == "qcfs":
+            meta["levels"] = int(levels)
     if kind == "snn":
         meta.update({k: snn[k] for k in ("population", "neuron", "beta", "num_steps", "loss", "mode", "encoding",
                                         "delta_threshold")})
+        meta["init_mem"] = float(snn.get("init_mem", 0.0))
+        meta["readout"] = snn.get("readout", "count")
         meta["transferred"] = list(transferred)
         meta["normalization"] = {"scales": scales, "percentile": percentile} if scales else None
         if weights_source is not None:
@@ -65,19 +74,25 @@ def model_from_checkpoint(ckpt: dict):
     search trial's ``checkpoint.pt``), weights loaded, in eval mode. 1-D or 2-D by ``input_shape``
     (a network saved before layouts existed has none: ``[L]``).
 
+    A network saved before QCFS existed has no ``activation`` (ReLU), ``init_mem`` (0) or ``readout``
+    (spike counts).
+
     Raises:
         KeyError: the dict lacks ``kind``, ``arch``, ``L``, ``n_classes`` or ``state_dict``.
     """
     arch = CNNArch.from_dict(ckpt["arch"])
     shape = tuple(ckpt.get("input_shape") or (ckpt["L"],))
     if ckpt["kind"] == "cnn":
-        model = build_cnn(shape, arch, ckpt["n_classes"])
+        activation = ckpt.get("activation", "relu")
+        extra = {"activation": activation, "levels": int(ckpt["levels"])} if activation != "relu" else {}
+        model = build_cnn(shape, arch, ckpt["n_classes"], **extra)
     else:
+        extra = {"init_mem": float(ckpt["init_mem"])} if ckpt.get("init_mem") else {}
         model = build_spiking_cnn(shape, arch, ckpt["n_classes"] * ckpt["population"], neuron=ckpt["neuron"],
                                   beta=ckpt["beta"], num_steps=ckpt["num_steps"],
                                   encoding=ckpt.get("encoding", "direct"),
                                   delta_threshold=ckpt.get("delta_threshold", DELTA_THRESHOLD)
-                                  if len(shape) == 1 else None)
+                                  if len(shape) == 1 else None, **extra)
     model.load_state_dict(ckpt["state_dict"])
     model.eval()
     return model

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from spiking.errors import SpikingError
 from spiking.specs.names import (
+    CNN_ACTIVATIONS,
     DEFAULT_FOLDS,
     DEFAULT_SHARDS,
     DEVICES,
@@ -101,13 +102,27 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--arch-seed", type=int, default=d.cnn.arch_seed, help="seed of the dependent layer sizes")
     g.add_argument("--cnn-epochs", type=int, default=d.cnn.train.epochs, help="maximum CNN epochs")
     g.add_argument("--cnn-lr", type=float, default=d.cnn.train.lr, help="CNN Adam learning rate")
+    g.add_argument("--cnn-activation", choices=CNN_ACTIVATIONS, default=d.cnn.activation,
+                   help="relu (the study's) or qcfs: quantisation-clip-floor-shift with learnt thresholds (Bu et al. "
+                        "2022), the CNN that --snn-mode convert turns into a spiking network with no training (1-D only)")
+    g.add_argument("--qcfs-percentile", type=float, default=d.cnn.qcfs_percentile,
+                   help="each QCFS threshold starts at this percentile of its layer's positive input (training rows), "
+                        "then is learnt")
+    g.add_argument("--qcfs-levels", type=int, default=d.cnn.levels,
+                   help="quantisation levels of --cnn-activation qcfs (the converted network needs about this many "
+                        "time steps: pass the same --num-steps)")
     g = p.add_argument_group("SNN")
     g.add_argument("--snn-mode", choices=SNN_MODES, default=d.snn.mode,
-                   help="transfer: CNN weights + cross-entropy count loss; scratch: MSE count loss")
+                   help="transfer: CNN weights + cross-entropy count loss; scratch: MSE count loss; convert: a QCFS "
+                        "CNN (--cnn-activation qcfs) into integrate-and-fire neurons with no training (Bu et al. 2022)")
     g.add_argument("--neuron", choices=NEURONS, default=d.snn.neuron,
                    help="snnTorch neuron model of every LIF layer")
     g.add_argument("--beta", type=float, default=d.snn.beta, help="membrane decay per step")
     g.add_argument("--num-steps", type=int, default=d.snn.num_steps, help="time steps per sample")
+    g.add_argument("--finetune", action="store_true",
+                   help="with --snn-mode convert: train the converted network for --snn-epochs with surrogate "
+                        "gradients (hybrid conversion, Rathi et al. 2020), keeping the converted weights unless an "
+                        "epoch beats them on validation")
     g.add_argument("--no-normalize", action="store_true",
                    help="skip the data-based weight normalisation after weight transfer")
     g.add_argument("--population", type=int, default=d.snn.population, help="output neurons per class (scratch mode)")
@@ -169,9 +184,10 @@ def _run_config(a, shards: str):
     cfg.data.log2, cfg.data.zscore = not a.no_log2, a.zscore
     cfg.data.layout, cfg.data.layout_shape, cfg.data.layout_seed = a.layout, a.image_shape, a.layout_seed
     cfg.cnn.preset, cfg.cnn.arch_seed = a.preset, a.arch_seed
+    cfg.cnn.activation, cfg.cnn.levels, cfg.cnn.qcfs_percentile = a.cnn_activation, a.qcfs_levels, a.qcfs_percentile
     s = cfg.snn
     s.mode, s.neuron, s.beta, s.num_steps, s.population = a.snn_mode, a.neuron, a.beta, a.num_steps, a.population
-    s.normalize = not a.no_normalize
+    s.normalize, s.finetune = not a.no_normalize, a.finetune
     if a.encodings is None:
         s.encodings = ("direct",) if cfg.data.is_2d else RunConfig().snn.encodings
     else:
@@ -235,12 +251,21 @@ def _train(cfg, run_dir: Path, which: str) -> None:
         print(f"CNN: best validation balanced accuracy {h.best_val_balanced_accuracy:.4f} at epoch {h.best_epoch + 1}, "
               f"{h.train_seconds:.1f} s")
     if which in ("snn", "both"):
-        if cfg.snn.mode == "transfer" and cnn is None:
+        if cfg.snn.mode in ("transfer", "convert") and cnn is None:
             if not (run_dir / "cnn.pt").exists():
-                raise CLIError(f"SNN weight transfer needs {run_dir / 'cnn.pt'}; run `spiking train --model cnn` first")
+                raise CLIError(f"SNN weight {cfg.snn.mode} needs {run_dir / 'cnn.pt'}; run `spiking train --model cnn` "
+                               "first")
             cnn, _ = load_model(run_dir / "cnn.pt")
         for enc in cfg.snn.encodings:
             _, h = train_snn(prep, cfg, run_dir, cnn=cnn, encoding=enc)
+            if cfg.snn.mode == "convert":
+                converted = h.epochs[0]["val_balanced_accuracy"]
+                print(f"SNN ({enc} input, {snn_name(enc)}.pt): converted from the QCFS CNN, {cfg.snn.num_steps} steps: "
+                      f"validation balanced accuracy {converted:.4f}" + (
+                          "" if len(h.epochs) == 1 else f"; fine-tuned {h.best_val_balanced_accuracy:.4f} at epoch "
+                          f"{h.best_epoch + 1}, {h.train_seconds:.1f} s" if h.best_epoch >= 0 else
+                          f"; fine-tuning did not beat it on validation ({h.train_seconds:.1f} s): kept"))
+                continue
             print(f"SNN ({enc} input, {snn_name(enc)}.pt): best validation balanced accuracy "
                   f"{h.best_val_balanced_accuracy:.4f} at epoch {h.best_epoch + 1}, {h.train_seconds:.1f} s")
 
@@ -362,10 +387,10 @@ def cmd_train(a) -> int:
     if not (Path(a.shards) / "manifest.json").exists() and "://" not in a.shards:
         raise CLIError(f"no shards at {a.shards} (manifest.json missing); run `spiking ingest` first")
     _check_image_fits(cfg, a.shards)
-    if a.model == "snn" and cfg.snn.mode == "transfer":
+    if a.model == "snn" and cfg.snn.mode in ("transfer", "convert"):
         cnn_path = Path(a.runs_dir) / a.run_name / "cnn.pt"
         if not cnn_path.exists():
-            raise CLIError(f"SNN weight transfer needs {cnn_path}; run `spiking train --model cnn` first")
+            raise CLIError(f"SNN weight {cfg.snn.mode} needs {cnn_path}; run `spiking train --model cnn` first")
     run_dir = _start_run(a, cfg, a.model)
     _train(cfg, run_dir, a.model)
     _save_config(cfg, run_dir)

@@ -17,7 +17,7 @@ from spiking.evaluation.metrics import EvaluationError, classification_metrics
 from spiking.models.encoding import ENCODINGS
 from spiking.models.operations import count_operations
 from spiking.training.loop import predict
-from spiking.training.objectives import CNNObjective, SpikeCountObjective
+from spiking.training.objectives import objective_for
 
 #: Samples per forward pass when scoring; the operation count uses the same, so a rate-coded
 #: network sees the same input spikes in both passes.
@@ -76,10 +76,7 @@ def evaluate_network(path: str | Path, prep) -> dict:
         raise EvaluationError(f"{path} carries no saved layout (made before layouts existed, or altered), but this run "
                          f"lays its features out with {prep.layout_state()['name']}; its inputs cannot be known. "
                          "Retrain it in this run")
-    if meta["kind"] == "cnn":
-        objective = CNNObjective()
-    else:
-        objective = SpikeCountObjective(meta["n_classes"], loss=meta["loss"], population=meta["population"])
+    objective = objective_for(meta)
     X = network_inputs(meta, prep, "test")
     pred, ms, spikes = _timed_predict(model, objective, X)
     entry = {
@@ -93,8 +90,13 @@ def evaluate_network(path: str | Path, prep) -> dict:
         "layout": {"name": (meta.get("layout") or {}).get("name", "identity"),
                    "input_shape": list(meta.get("input_shape") or [meta["L"]])},
     }
+    if meta["kind"] == "cnn" and meta.get("activation", "relu") != "relu":
+        entry["activation"] = {"name": meta["activation"], "levels": meta.get("levels")}
     if meta["kind"] == "snn":
         entry["snn"] = {k: meta[k] for k in ("neuron", "beta", "num_steps", "population", "loss", "mode")}
+        if meta.get("mode") == "convert":  # fine-tuned when a training epoch was kept (-1: as converted)
+            entry["snn"].update(init_mem=meta.get("init_mem"), readout=meta.get("readout"),
+                                finetuned=int(meta["best_epoch"]) >= 0)
         entry["snn"]["encoding"] = meta.get("encoding", "direct")
         if entry["snn"]["encoding"] == "delta":
             entry["snn"]["delta_threshold"] = meta.get("delta_threshold")

@@ -17,6 +17,7 @@ from spiking.models.cnn import CNN1d, CNNArch, derive_architecture, preset, stag
 from spiking.models.cnn2d import CNN2d, derive_architecture_2d, preset_2d, stage_shapes
 from spiking.models.snn import SpikingCNN1d, transfer_weights
 from spiking.models.snn2d import SpikingCNN2d, transfer_weights_2d
+from spiking.specs.names import QCFS_LEVELS
 
 __all__ = ["input_shape_of", "preset_for", "derive_for", "check_arch", "build_cnn", "build_spiking_cnn",
            "transfer_weights_any", "SPIKING_TYPES", "CNN_TYPES"]
@@ -69,19 +70,30 @@ def check_arch(shape: Sequence[int], arch: CNNArch | Mapping[str, Any]) -> None:
         stage_shapes(*shape, arch)
 
 
-def build_cnn(shape: Sequence[int], arch: CNNArch | Mapping[str, Any], n_classes: int) -> nn.Module:
-    """``CNN1d(L, ...)`` or ``CNN2d(H, W, ...)``: input ``(B, 1, *shape)``, logits ``(B, n_classes)``."""
+def build_cnn(shape: Sequence[int], arch: CNNArch | Mapping[str, Any], n_classes: int, *,
+              activation: str = "relu", levels: int = QCFS_LEVELS) -> nn.Module:
+    """``CNN1d(L, ...)`` or ``CNN2d(H, W, ...)``: input ``(B, 1, *shape)``, logits ``(B, n_classes)``.
+    ``activation``: ``relu`` or ``qcfs`` with ``levels`` (:mod:`spiking.models.qcfs`, 1-D only).
+
+    Raises:
+        ValueError: ``qcfs`` for a 2-D input, and the models' own checks.
+    """
     shape = input_shape_of(shape)
-    return CNN1d(shape[0], arch, n_classes) if len(shape) == 1 else CNN2d(*shape, arch, n_classes)
+    if len(shape) == 1:
+        return CNN1d(shape[0], arch, n_classes, activation=activation, levels=levels)
+    if activation != "relu":
+        raise ModelError(f"the 2-D CNN (CNN2d) has ReLU activations only, not {activation!r}")
+    return CNN2d(*shape, arch, n_classes)
 
 
 def build_spiking_cnn(shape: Sequence[int], arch: CNNArch | Mapping[str, Any], n_outputs: int, *,
                       encoding: str = "direct", delta_threshold: float | None = None, **neuron) -> nn.Module:
     """``SpikingCNN1d`` or ``SpikingCNN2d`` (direct input only) for the input shape; ``neuron``:
-    ``neuron``, ``beta``, ``num_steps`` (and ``alpha``, ``slope``).
+    ``neuron``, ``beta``, ``num_steps`` (and ``alpha``, ``slope``, and ``init_mem`` for 1-D).
 
     Raises:
-        ValueError: a 2-D input with an encoding other than ``direct``, and the models' own checks.
+        ValueError: a 2-D input with an encoding other than ``direct`` or a nonzero ``init_mem``, and
+            the models' own checks.
     """
     shape = input_shape_of(shape)
     if len(shape) == 1:
@@ -91,6 +103,8 @@ def build_spiking_cnn(shape: Sequence[int], arch: CNNArch | Mapping[str, Any], n
         return SpikingCNN1d(shape[0], arch, n_outputs, encoding=encoding, **kw)
     if encoding != "direct":
         raise ModelError(f"2-D layouts take only the direct input encoding (SpikingCNN2d), not {encoding!r}")
+    if neuron.pop("init_mem", 0.0):
+        raise ModelError("SpikingCNN2d starts every membrane at 0 (no QCFS conversion for 2-D layouts)")
     return SpikingCNN2d(*shape, arch, n_outputs, encoding=encoding, **neuron)
 
 

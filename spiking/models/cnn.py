@@ -16,6 +16,8 @@ from torch import nn
 
 from spiking.errors import SpikingError
 from spiking.models import ModelError
+from spiking.models.qcfs import QCFS
+from spiking.specs.names import CNN_ACTIVATIONS, QCFS_LEVELS
 
 __all__ = [
     "ArchitectureError",
@@ -298,20 +300,33 @@ class CNN1d(nn.Module):
     """CNN_PT: three [Conv1d -> ReLU -> MaxPool1d] stages and a linear classifier.
 
     Input ``(B, 1, L)`` float, output logits ``(B, n_classes)``. The architecture
-    is validated with :func:`stage_lengths` at construction.
+    is validated with :func:`stage_lengths` at construction. With ``activation="qcfs"`` each stage
+    is [Conv1d -> MaxPool1d -> QCFS(levels)] instead (:mod:`spiking.models.qcfs`, Bu et al. 2022),
+    the same function as Conv1d -> QCFS -> MaxPool1d (QCFS is non-decreasing) in the order of the
+    spiking network it converts into (pooled input currents, then the neurons).
+
+    Raises:
+        ModelError: ``n_classes < 1``, unknown activation, levels out of range; ArchitectureError.
     """
 
-    def __init__(self, L: int, arch: CNNArch | Mapping[str, Any], n_classes: int):
+    def __init__(self, L: int, arch: CNNArch | Mapping[str, Any], n_classes: int, *,
+                 activation: str = "relu", levels: int = QCFS_LEVELS):
         super().__init__()
         arch = coerce_arch(arch)
         n_classes = as_int("n_classes", n_classes)
         if n_classes < 1:
             raise ModelError(f"n_classes must be >= 1, got {n_classes}")
+        if activation not in CNN_ACTIVATIONS:
+            raise ModelError(f"activation must be one of {CNN_ACTIVATIONS}, got {activation!r}")
         self.lengths = stage_lengths(L, arch)
         self.L = int(L)
         self.arch = arch
         self.n_classes = n_classes
+        self.activation = activation
+        self.levels = int(levels)
         add_cnn_layers(self, arch, self.lengths, n_classes)
+        if activation == "qcfs":
+            self.act1, self.act2, self.act3 = QCFS(levels), QCFS(levels), QCFS(levels)
 
     def check_input(self, x: torch.Tensor) -> None:
         if x.dim() != 3 or x.size(1) != 1 or x.size(2) != self.L:
@@ -321,13 +336,19 @@ class CNN1d(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self.check_input(x)
+        if self.activation == "qcfs":
+            x = self.act1(self.pool1(self.conv1(x)))
+            x = self.act2(self.pool2(self.conv2(x)))
+            x = self.act3(self.pool3(self.conv3(x)))
+            return self.fc(torch.flatten(x, 1))
         x = self.pool1(F.relu(self.conv1(x)))
         x = self.pool2(F.relu(self.conv2(x)))
         x = self.pool3(F.relu(self.conv3(x)))
         return self.fc(torch.flatten(x, 1))
 
     def extra_repr(self) -> str:
-        return f"L={self.L}, stage_lengths={self.lengths}, flat_features={self.flat_features}"
+        return (f"L={self.L}, stage_lengths={self.lengths}, flat_features={self.flat_features}"
+                + (f", activation='qcfs', levels={self.levels}" if self.activation == "qcfs" else ""))
 
 
 def count_parameters(module: nn.Module) -> int:

@@ -156,6 +156,7 @@ class CNN2d(nn.Module):
         self.H, self.W = int(H), int(W)
         self.arch = arch
         self.n_classes = n_classes
+        self.activation = "relu"  # CNN1d.forward's branch; QCFS is 1-D only
         add_cnn2d_layers(self, arch, self.shapes, n_classes)
 
     def check_input(self, x: torch.Tensor) -> None:

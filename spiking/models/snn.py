@@ -15,6 +15,7 @@ from torch import nn
 from spiking.models import ModelError
 from spiking.models.cnn import CNN1d, CNNArch, add_cnn_layers, coerce_arch, stage_lengths
 from spiking.models.encoding import encode
+from spiking.models.qcfs import QCFS
 from spiking.specs.names import BETA, DELTA_THRESHOLD, NEURONS, NUM_STEPS, check_beta, check_encoding, check_num_steps
 
 __all__ = ["NEURONS", "SpikingCNN1d", "class_scores", "transfer_weights"]
@@ -57,16 +58,17 @@ def make_neuron(
 
 def run_neuron(
     lif: nn.Module, kind: str, cur: torch.Tensor, num_steps: int, static: bool,
-    keep_mem: bool = False,
+    keep_mem: bool = False, init_mem: float = 0.0,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Run one neuron layer over time.
 
     ``cur`` is ``(num_steps, B, ...)`` or, when ``static``, ``(B, ...)`` used at
     every step. Returns spikes ``(num_steps, B, ...)`` and, if ``keep_mem``,
-    the membrane potentials likewise.
+    the membrane potentials likewise. ``init_mem``: membrane potential at t = 0, in units of the
+    threshold (0.5 for a QCFS-converted network, Bu et al. 2022).
     """
     shape = cur.shape if static else cur.shape[1:]
-    mem = cur.new_zeros(shape)
+    mem = cur.new_full(shape, float(init_mem)) if init_mem else cur.new_zeros(shape)
     spk = cur.new_zeros(shape) if kind == "rleaky" else None
     syn = cur.new_zeros(shape) if kind == "synaptic" else None
     spks, mems = [], []
@@ -131,7 +133,8 @@ class SpikingCNN1d(nn.Module):
     ``n_outputs`` is ``n_classes`` or, with population coding,
     ``n_classes * pop`` (see :func:`class_scores`). ``encoding`` is one of
     :data:`spiking.models.encoding.ENCODINGS`; ``delta_threshold`` is used by
-    the delta encoding.
+    the delta encoding. ``init_mem`` is every hidden neuron's membrane potential at t = 0 (in thresholds; 0.5 for a
+    network converted from a QCFS CNN, :mod:`spiking.models.qcfs`).
 
     Set ``record_spikes = True`` to get, after each forward,
     ``last_spike_counts = {"lif1": (B,), "lif2": ..., "lif3": ..., "lif_out": ...}``
@@ -158,6 +161,7 @@ class SpikingCNN1d(nn.Module):
         slope: float = 25.0,
         encoding: str = "direct",
         delta_threshold: float = DELTA_THRESHOLD,
+        init_mem: float = 0.0,
     ):
         super().__init__()
         if neuron not in NEURONS:
@@ -177,6 +181,9 @@ class SpikingCNN1d(nn.Module):
         self.slope = float(slope)
         self.encoding = encoding
         self.delta_threshold = float(delta_threshold)
+        if not 0.0 <= float(init_mem) < 1.0:
+            raise ModelError(f"init_mem (initial membrane potential / threshold) must be in [0, 1), got {init_mem!r}")
+        self.init_mem = float(init_mem)
 
         add_cnn_layers(self, arch, self.lengths, n_outputs)
 
@@ -210,23 +217,25 @@ class SpikingCNN1d(nn.Module):
         for spike encodings."""
         if x.dim() != 3 or x.size(1) != 1 or x.size(2) != self.L:
             raise ModelError(f"expected input of shape (B, 1, {self.L}), got {tuple(x.shape)}")
-        T, B, kind = self.num_steps, x.size(0), self.neuron
+        T, B, kind, v0 = self.num_steps, x.size(0), self.neuron, self.init_mem
         out: dict[str, tuple[torch.Tensor, torch.Tensor | None]] = {}
         try:
             if self.encoding == "direct":
                 # Time-independent: computed once per batch.
                 cur1 = self.pool1(self.conv1(x))                  # (B, w1, s1)
-                out["lif1"] = run_neuron(self.lif1, kind, cur1, T, static=True, keep_mem=keep)
+                out["lif1"] = run_neuron(self.lif1, kind, cur1, T, static=True, keep_mem=keep, init_mem=v0)
             else:
                 spk_in = encode(x, self.encoding, T, delta_threshold=self.delta_threshold)  # (T, B, 1, L)
                 out["input"] = (spk_in, None)
                 cur1 = self.pool1(self.conv1(spk_in.flatten(0, 1)))                    # (T*B, w1, s1)
                 out["lif1"] = run_neuron(self.lif1, kind, cur1.unflatten(0, (T, B)), T, static=False,
-                                          keep_mem=keep)
+                                          keep_mem=keep, init_mem=v0)
             cur2 = self.pool2(self.conv2(out["lif1"][0].flatten(0, 1)))      # (T*B, w2, s2)
-            out["lif2"] = run_neuron(self.lif2, kind, cur2.unflatten(0, (T, B)), T, static=False, keep_mem=keep)
+            out["lif2"] = run_neuron(self.lif2, kind, cur2.unflatten(0, (T, B)), T, static=False, keep_mem=keep,
+                                     init_mem=v0)
             cur3 = self.pool3(self.conv3(out["lif2"][0].flatten(0, 1)))      # (T*B, w3, s3)
-            out["lif3"] = run_neuron(self.lif3, kind, cur3.unflatten(0, (T, B)), T, static=False, keep_mem=keep)
+            out["lif3"] = run_neuron(self.lif3, kind, cur3.unflatten(0, (T, B)), T, static=False, keep_mem=keep,
+                                     init_mem=v0)
             cur4 = self.fc(out["lif3"][0].flatten(2))                       # (T, B, n_outputs)
             out["lif_out"] = run_neuron(self.lif_out, kind, cur4, T, static=False, keep_mem=True)
         finally:
@@ -267,6 +276,7 @@ class SpikingCNN1d(nn.Module):
         return (
             f"L={self.L}, stage_lengths={self.lengths}, neuron={self.neuron!r}, "
             f"beta={self.beta}, num_steps={self.num_steps}, slope={self.slope}, encoding={self.encoding!r}"
+            + (f", init_mem={self.init_mem}" if self.init_mem else "")
             + (f", alpha={self.alpha}" if self.neuron == "synaptic" else "")
         )
 
@@ -292,12 +302,14 @@ def class_scores(spk_out: torch.Tensor, n_classes: int) -> torch.Tensor:
 def transfer_weights(cnn: CNN1d, snn: SpikingCNN1d) -> list[str]:
     """Copy every conv/linear weight and bias of ``cnn`` into ``snn``.
 
-    Returns the parameter names copied (all of the CNN's parameters). All
+    Returns the parameter names copied (all of the CNN's parameters but the thresholds of its QCFS
+    activations, which become the spiking layers' scales: ``spiking.training.jobs``). All
     shapes are checked before anything is copied; a missing parameter or a
     shape mismatch (e.g. a population-coded output layer) raises ValueError
     naming the parameter.
     """
-    src = dict(cnn.named_parameters())
+    thresholds = {f"{n}.threshold" for n, m in cnn.named_modules() if isinstance(m, QCFS)}
+    src = {n: p for n, p in cnn.named_parameters() if n not in thresholds}
     dst = dict(snn.named_parameters())
     for name, p in src.items():
         if name not in dst:

@@ -90,15 +90,14 @@ def section_activity(inp: ReportInputs, out: Path) -> Section | None:
 
 
 def _trace_figures(sec: Section, name: str, model, meta: dict, trace: dict, prep, out: Path) -> None:
-    from spiking.training.objectives import SpikeCountObjective
+    from spiking.training.objectives import objective_for
 
     true = prep.class_names[int(prep.y["test"][0])]
     about = f"test sample {prep.ids['test'][0]} (true class {true}"
     out_layer = trace.get("lif_out") or {}
     if "spikes" in out_layer and "mem" in out_layer:
         # the networks' own decision rule: spike count per class, membrane potential as tie-breaker
-        objective = SpikeCountObjective(int(meta["n_classes"]), loss=meta.get("loss") or "ce",
-                                        population=int(meta.get("population") or 1))
+        objective = objective_for(meta)
         spk, mem = _tensor(out_layer["spikes"]), _tensor(out_layer["mem"])
         pred = prep.class_names[int(objective.scores(spk, mem)[0].argmax())]
         about += f", predicted {pred}" + ("" if float(spk[:, 0].abs().sum()) > 0 else

@@ -175,8 +175,9 @@ def training_curves(histories: Mapping[str, Sequence[Mapping]], path: str | Path
     """Training loss and validation balanced accuracy per epoch, one line per network.
 
     Args:
-        histories: network name -> list of epoch records ``{"epoch": int (1-based),
-            "loss": float, "val_balanced_accuracy": float in [0, 1]}``.
+        histories: network name -> list of epoch records ``{"epoch": int (1-based; 0 = a converted
+            network before any training), "loss": float or None (no training), "val_balanced_accuracy":
+            float in [0, 1]}``.
         path: where the PNG goes.
 
     Returns:
@@ -192,7 +193,8 @@ def training_curves(histories: Mapping[str, Sequence[Mapping]], path: str | Path
     ax_loss, ax_acc = fig.subplots(1, 2)
     for name, rows in series.items():
         ep = [int(r["epoch"]) for r in rows]
-        line, = ax_loss.plot(ep, [float(r["loss"]) for r in rows], marker=".", label=name)
+        losses = [(e, float(r["loss"])) for e, r in zip(ep, rows) if r.get("loss") is not None]  # none: converted
+        line, = ax_loss.plot([e for e, _ in losses], [v for _, v in losses], marker=".", label=name)
         acc = [100 * float(r["val_balanced_accuracy"]) for r in rows]
         ax_acc.plot(ep, acc, marker=".", color=line.get_color(), label=name)
         b = int(np.argmax(acc))

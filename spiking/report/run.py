@@ -154,7 +154,9 @@ def section_layout(inp: ReportInputs, out: Path) -> Section:
 
 
 def _history_rows(rows: list, zero_based: bool) -> list[dict]:
-    return [{"epoch": int(r["epoch"]) + (1 if zero_based else 0), "loss": float(r["loss"]),
+    # a conversion's first record (epoch -1 -> 0: before any training) has no loss
+    return [{"epoch": int(r["epoch"]) + (1 if zero_based else 0),
+             "loss": None if r.get("loss") is None else float(r["loss"]),
              "val_balanced_accuracy": float(r["val_balanced_accuracy"])} for r in rows]
 
 

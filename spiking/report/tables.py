@@ -75,6 +75,8 @@ def describe(entry: dict, run_cfg: dict | None) -> str:
     if isinstance(s, dict):
         eff = entry.get("efficiency") if isinstance(entry.get("efficiency"), dict) else {}
         bits = [str(s.get("neuron", "?")), f"beta {s.get('beta')}", f"{s.get('num_steps')} steps"]
+        if s.get("mode") == "convert":
+            bits.insert(0, "QCFS conversion, fine-tuned" if s.get("finetuned") else "QCFS conversion, no training")
         encoding = eff.get("encoding") or s.get("encoding")  # an entry without efficiency still names it
         if encoding:
             bits.append(f"{encoding} input")
@@ -91,6 +93,9 @@ def describe(entry: dict, run_cfg: dict | None) -> str:
     where = ""
     if layout.get("name") not in (None, "identity"):
         where = f", {layout['name']} {'x'.join(map(str, layout.get('input_shape') or []))}"
+    act = entry.get("activation") if isinstance(entry.get("activation"), dict) else {}
+    if act.get("name") == "qcfs":
+        where += f", QCFS {act.get('levels')} levels"
     if preset and name == "cnn":
         return f"{name} ({preset}{where})"
     return f"{name} (CNN_PT{where})" if isinstance(entry.get("architecture"), dict) else name

@@ -264,6 +264,9 @@ def _parse_experiment(name: str, raw: dict, source: str = "") -> Experiment:
         if sched["type"] != "fifo":
             fail("kind = 'snn_k' has no epochs to stop early at: [scheduler] type = 'fifo'")
     elif kind == "snn":
+        if snn.mode == "convert":
+            fail("[snn] mode = 'convert' trains nothing, so there is nothing to search; convert a QCFS CNN with "
+                 "`spiking run --cnn-activation qcfs --snn-mode convert`")
         if (arch == "transfer") != (snn.mode == "transfer"):
             fail("arch = 'transfer' goes with [snn] mode = 'transfer' (and only with it)")
         if snn.mode == "transfer" and not weights:

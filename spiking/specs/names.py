@@ -24,8 +24,20 @@ MAX_NUM_STEPS = 1000
 MIN_SIDE_2D = 6
 #: CNN_PT presets of the study (architectures in ``spiking.models.cnn.PRESETS``).
 PRESET_NAMES = ("cnn_pt1", "cnn_pt2")
-#: How a spiking CNN gets its weights: from the trained CNN, or trained from random initialisation.
-SNN_MODES = ("transfer", "scratch")
+#: How a spiking CNN gets its weights: from the trained CNN then fine-tuned (``transfer``), trained from
+#: random initialisation (``scratch``), or converted from a QCFS-trained CNN with no training
+#: (``convert``; ``spiking.models.qcfs``, Bu et al. 2022).
+SNN_MODES = ("transfer", "scratch", "convert")
+#: Activations of the CNN: ``relu`` (the study's) or ``qcfs`` (``spiking.models.qcfs.QCFS``).
+CNN_ACTIVATIONS = ("relu", "qcfs")
+#: Quantisation levels of a QCFS activation (Bu et al. train with 2 to 16; 1 is a binary activation).
+MIN_LEVELS, MAX_LEVELS = 1, 256
+#: Default QCFS levels: the converted network's natural number of time steps.
+QCFS_LEVELS = 4
+#: Percentile of a layer's positive input that its QCFS threshold starts at. 90 rather than the 99.9 of
+#: data-based normalisation: with 4 levels a high threshold rounds most activations to 0 at the start,
+#: and on the 28-cohort task such a network did not learn at all (measured; README).
+QCFS_PERCENTILE = 90.0
 #: Loss of the spiking CNN on its output spike counts (cross-entropy or mean squared error).
 SNN_LOSSES = ("ce", "mse")
 #: Default membrane decay per time step: 1.0 = integrate-and-fire (no leak), the neuron of

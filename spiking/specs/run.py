@@ -14,17 +14,22 @@ from typing import Any, Callable, Iterable, Mapping
 from spiking.specs import SpecError
 from spiking.specs.names import (  # noqa: F401  (MAX_NUM_STEPS re-exported)
     BETA,
+    CNN_ACTIVATIONS,
     DEFAULT_SHARDS,
     DELTA_THRESHOLD,
     ENCODINGS,
     MAX_FOLDS,
+    MAX_LEVELS,
     MAX_NUM_STEPS,
     MAX_SEED,
     MIN_FOLDS,
+    MIN_LEVELS,
     MIN_SIDE_2D,
     NEURONS,
     NUM_STEPS,
     PRESET_NAMES,
+    QCFS_LEVELS,
+    QCFS_PERCENTILE,
     SNN_LOSSES,
     SNN_MODES,
     ZSCORE_MODES,
@@ -174,15 +179,29 @@ class DataConfig:
 
 @dataclass
 class CNNConfig:
-    """CNN_PT preset (``cnn_pt1|cnn_pt2``) and the seed of its dependent sizes, plus training."""
+    """CNN_PT preset (``cnn_pt1|cnn_pt2``) and the seed of its dependent sizes, plus training.
+
+    activation: ``relu`` (the study's) or ``qcfs`` (quantisation-clip-floor-shift, Bu et al. ICLR 2022,
+    ``spiking.models.qcfs``: the CNN that ``--snn-mode convert`` turns into a spiking network with no
+    training); levels: the QCFS quantisation levels (the converted network's natural num_steps);
+    qcfs_percentile: each QCFS threshold starts at this percentile of its layer's positive input on
+    the first training rows (``spiking.models.qcfs.calibrate_thresholds``), then is learnt.
+    """
 
     preset: str = "cnn_pt2"
     arch_seed: int = 0
+    activation: str = "relu"
+    levels: int = QCFS_LEVELS
+    qcfs_percentile: float = QCFS_PERCENTILE
     train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=60, batch_size=64, lr=1e-3, patience=15))
 
     CHECKS = {
         "preset": (lambda v: v in PRESET_NAMES, f"must be one of {', '.join(PRESET_NAMES)} (unknown CNN preset)"),
         "arch_seed": (lambda v: is_int(v, 0, MAX_SEED), f"must be an integer in [0, {MAX_SEED}]"),
+        "activation": (lambda v: v in CNN_ACTIVATIONS, f"must be one of {', '.join(CNN_ACTIVATIONS)}"),
+        "levels": (lambda v: is_int(v, MIN_LEVELS, MAX_LEVELS),
+                   f"(QCFS quantisation levels) must be an integer in [{MIN_LEVELS}, {MAX_LEVELS}]"),
+        "qcfs_percentile": (lambda v: is_real(v) and 0 < v <= 100, "must be a number in (0, 100]"),
     }
 
     def check(self, where: str = "", *, train_where: str | None = None) -> None:
@@ -195,14 +214,18 @@ class CNNConfig:
 class SNNConfig:
     """Spiking CNN settings (snnTorch).
 
-    mode: ``transfer`` (weights from the trained CNN, cross-entropy count loss) or
-    ``scratch`` (random init, MSE count loss); neuron: ``leaky|lapicque|rleaky|synaptic``;
+    mode: ``transfer`` (weights from the trained CNN, cross-entropy count loss), ``scratch``
+    (random init, MSE count loss) or ``convert`` (a QCFS CNN's weights and thresholds into
+    integrate-and-fire neurons, no training: Bu et al. ICLR 2022, ``spiking.models.qcfs``); neuron: ``leaky|lapicque|rleaky|synaptic``;
     beta: membrane decay per step; num_steps: time steps per sample;
     population: output neurons per class (scratch mode); loss: ``ce|mse`` (None = by mode);
     normalize: after weight transfer, rescale layers by the CNN's activation percentile
     (``spiking.models.conversion``, Diehl 2015 / Rueckauer 2017); percentile: which one;
     encodings: input encodings, one SNN trained per encoding (``direct|rate|latency|delta``,
-    ``spiking.models.encoding``); delta_threshold: input change that makes a delta event.
+    ``spiking.models.encoding``); delta_threshold: input change that makes a delta event;
+    finetune: after a conversion (mode ``convert``), train the converted network with surrogate
+    gradients for ``train.epochs`` (hybrid conversion, Rathi et al. ICLR 2020), keeping the converted
+    weights when no epoch beats them on validation.
     """
 
     mode: str = "transfer"
@@ -215,14 +238,16 @@ class SNNConfig:
     percentile: float = 99.9
     encodings: tuple[str, ...] = ENCODINGS
     delta_threshold: float = DELTA_THRESHOLD
+    finetune: bool = False
     train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=10, batch_size=64, lr=3e-4, patience=5))
 
     CHECKS = {
-        "mode": (lambda v: v in SNN_MODES, "must be transfer or scratch"),
+        "mode": (lambda v: v in SNN_MODES, f"must be one of {', '.join(SNN_MODES)}"),
         "neuron": (lambda v: v in NEURONS, f"must be one of {', '.join(NEURONS)} (unknown neuron)"),
         "population": (lambda v: is_int(v, 1), "(output neurons per class) must be an integer >= 1"),
         "loss": (lambda v: v is None or v in SNN_LOSSES, "must be ce or mse"),
         "normalize": (lambda v: isinstance(v, bool), "must be true or false"),
+        "finetune": (lambda v: isinstance(v, bool), "must be true or false"),
         "percentile": (lambda v: is_real(v) and 0 < v <= 100, "must be a number in (0, 100]"),
     }
 
@@ -239,9 +264,14 @@ class SNNConfig:
             check_num_steps(self.num_steps, what=f"{where}num_steps")
         if only is not None:
             return
-        if self.mode == "transfer" and self.population != 1:
+        if self.mode in ("transfer", "convert") and self.population != 1:
             raise SpecError("population coding changes the output layer, so it cannot take the CNN's weights; "
                             "use --snn-mode scratch")
+        if self.mode == "convert" and (self.neuron != "leaky" or self.beta != 1.0):
+            raise SpecError(f"{where}mode convert makes integrate-and-fire neurons (QCFS conversion, Bu et al. 2022): "
+                            f"it needs neuron leaky with beta 1.0, got neuron {self.neuron} with beta {self.beta}")
+        if self.finetune and self.mode != "convert":
+            raise SpecError(f"{where}finetune is for mode convert (modes transfer and scratch always train)")
         if not self.encodings:
             raise SpecError("give at least one SNN input encoding")
         if len(set(self.encodings)) != len(self.encodings):
@@ -252,8 +282,9 @@ class SNNConfig:
         self.train.check(where if train_where is None else train_where)
 
     def resolved_loss(self) -> str:
-        """``ce`` for weight transfer, ``mse`` from scratch, unless ``loss`` says otherwise."""
-        return self.loss or ("ce" if self.mode == "transfer" else "mse")
+        """``ce`` for weight transfer (and conversion, which trains nothing), ``mse`` from scratch,
+        unless ``loss`` says otherwise."""
+        return self.loss or ("mse" if self.mode == "scratch" else "ce")
 
 
 
@@ -289,6 +320,12 @@ class RunConfig:
                             "(pass --encodings direct)")
         self.cnn.check("CNN ")
         s.check("SNN ")
+        if d.is_2d and self.cnn.activation == "qcfs":
+            raise SpecError(f"the {d.layout} layout makes 2-D images; the QCFS activation is built for the 1-D CNN "
+                            "only (use a 1-D layout or --cnn-activation relu)")
+        if s.mode == "convert" and self.cnn.activation != "qcfs":
+            raise SpecError("--snn-mode convert turns a QCFS-trained CNN into a spiking network; "
+                            "train the CNN with --cnn-activation qcfs")
 
     @classmethod
     def from_dict(cls, d: dict) -> "RunConfig":
