@@ -2,7 +2,7 @@
 
 For each run folder given (one seed of ``spiking run --cnn-activation qcfs --snn-mode convert
 --seeds ...``), the saved QCFS CNN (``cnn.pt``) is converted again at every step count of
-``--steps`` (the same conversion as the run's: ``spiking.training.jobs.build_network`` with the
+``--steps`` (the same conversion as the run's: ``spiking.training.jobs.converted_network`` with the
 run's SNN settings, only ``num_steps`` changed), scored once on that run's test part, and its
 operations counted (``spiking.models.operations.count_operations``, 45 nm convention). Nothing is
 trained and nothing in the run folders is written. Prints, per step count, the test balanced
@@ -22,13 +22,12 @@ import numpy as np
 import torch
 from sklearn.metrics import balanced_accuracy_score
 
-from spiking.artifacts.checkpoint import input_meta, load_model, network_inputs
+from spiking.artifacts.checkpoint import load_model, network_inputs
 from spiking.data.ingest import load_dataset, locate_shards
 from spiking.data.preprocess.prepare import load_prepared
 from spiking.models.operations import count_operations
-from spiking.models.qcfs import qcfs_layers
 from spiking.specs.run import RunConfig
-from spiking.training.jobs import build_network, snn_settings
+from spiking.training.jobs import converted_network, snn_settings
 from spiking.training.loop import predict
 from spiking.training.objectives import objective_for
 
@@ -51,12 +50,9 @@ def score(run: Path, steps: list[int]) -> dict:
     y = prep.y["test"]
     res = {"cnn": {"bacc": balanced_accuracy_score(y, predict(cnn, objective_for(meta), X)),
                    "energy_pj": count_operations(cnn, X)["energy_pj"]}}
-    lams = [float(q.threshold.detach().abs()) for q in qcfs_layers(cnn)]
     for T in steps:
         cfg.snn.num_steps = T
-        snn, objective, _ = build_network(prep.input_shape, cnn.arch, len(prep.class_names), seed=0,
-                                          snn=snn_settings(cfg.snn), source_cnn=cnn, scales=lams + [1.0],
-                                          inputs=input_meta(prep))
+        snn, objective, _ = converted_network(cnn, prep, snn_settings(cfg.snn), seed=0)
         eff = count_operations(snn, X)
         res[T] = {"bacc": balanced_accuracy_score(y, predict(snn, objective, X)), "energy_pj": eff["energy_pj"],
                   "rates": [n["firing_rate"] for n in eff["neurons"]]}

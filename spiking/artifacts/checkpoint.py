@@ -64,6 +64,17 @@ def save_network(path: str | Path, model: torch.nn.Module, meta: dict, *, on_cpu
     return Path(path)
 
 
+def read_checkpoint(source, device: str = "cpu") -> dict:
+    """Read what :func:`save_network` wrote (a path or a binary file object), with ``torch.load``'s
+    ``weights_only=True``: tensors and plain Python values only, never arbitrary pickled objects.
+
+    Raises:
+        OSError: the file cannot be opened; Exception (``pickle.UnpicklingError``, ``RuntimeError``...):
+            not a saved network. Callers turn the latter into their own message.
+    """
+    return torch.load(source, map_location=device, weights_only=True)
+
+
 def snn_name(encoding: str) -> str:
     """File stem of the run's spiking network for ``encoding``: ``snn`` (direct current) or ``snn_<encoding>``."""
     return "snn" if encoding == "direct" else f"snn_{encoding}"
@@ -106,7 +117,7 @@ def load_model(path: str | Path, device: str = "cpu"):
         OSError: the file cannot be opened.
     """
     try:
-        ckpt = torch.load(path, map_location=device, weights_only=False)
+        ckpt = read_checkpoint(path, device)
     except OSError:
         raise
     except Exception as e:  # truncated zip, pickle garbage, empty file...

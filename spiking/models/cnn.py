@@ -336,15 +336,17 @@ class CNN1d(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self.check_input(x)
-        if self.activation == "qcfs":
-            x = self.act1(self.pool1(self.conv1(x)))
-            x = self.act2(self.pool2(self.conv2(x)))
-            x = self.act3(self.pool3(self.conv3(x)))
-            return self.fc(torch.flatten(x, 1))
-        x = self.pool1(F.relu(self.conv1(x)))
-        x = self.pool2(F.relu(self.conv2(x)))
-        x = self.pool3(F.relu(self.conv3(x)))
+        # activation after pooling: for ReLU the same numbers as before it (max-pooling and ReLU commute)
+        act1, act2, act3 = self.activations()
+        x = act1(self.pool1(self.conv1(x)))
+        x = act2(self.pool2(self.conv2(x)))
+        x = act3(self.pool3(self.conv3(x)))
         return self.fc(torch.flatten(x, 1))
+
+    def activations(self) -> tuple:
+        """The three stages' activations: the QCFS modules ``act1..act3`` when the network has them,
+        else ``F.relu``."""
+        return tuple(getattr(self, f"act{i}", F.relu) for i in (1, 2, 3))
 
     def extra_repr(self) -> str:
         return (f"L={self.L}, stage_lengths={self.lengths}, flat_features={self.flat_features}"

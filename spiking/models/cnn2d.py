@@ -156,7 +156,6 @@ class CNN2d(nn.Module):
         self.H, self.W = int(H), int(W)
         self.arch = arch
         self.n_classes = n_classes
-        self.activation = "relu"  # CNN1d.forward's branch; QCFS is 1-D only
         add_cnn2d_layers(self, arch, self.shapes, n_classes)
 
     def check_input(self, x: torch.Tensor) -> None:
@@ -167,6 +166,7 @@ class CNN2d(nn.Module):
 
     # Same stages as the 1-D network: (B, 1, H, W) -> (B, n_classes) logits.
     forward = CNN1d.forward
+    activations = CNN1d.activations  # ReLU: QCFS is 1-D only
 
     def extra_repr(self) -> str:
         return f"H={self.H}, W={self.W}, stage_shapes={self.shapes}, flat_features={self.flat_features}"

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from spiking.models import ModelError
 from spiking.models.cnn import CNN1d
@@ -40,9 +39,10 @@ def activation_scales(cnn: CNN1d, X: np.ndarray | torch.Tensor, percentile: floa
     acts: list[list[torch.Tensor]] = [[], [], [], []]
     for start in range(0, len(X), batch_size):
         x = torch.as_tensor(X[start:start + batch_size])
-        a1 = cnn.pool1(F.relu(cnn.conv1(x)))
-        a2 = cnn.pool2(F.relu(cnn.conv2(a1)))
-        a3 = cnn.pool3(F.relu(cnn.conv3(a2)))
+        act1, act2, act3 = cnn.activations()  # the CNN's own (ReLU or QCFS)
+        a1 = act1(cnn.pool1(cnn.conv1(x)))
+        a2 = act2(cnn.pool2(cnn.conv2(a1)))
+        a3 = act3(cnn.pool3(cnn.conv3(a2)))
         a4 = cnn.fc(a3.flatten(1))
         for i, a in enumerate((a1, a2, a3, a4)):
             acts[i].append(a[a > 0].flatten())

@@ -18,7 +18,7 @@ from torch import nn
 from spiking.models import ModelError
 from spiking.specs.names import MAX_LEVELS, MIN_LEVELS
 
-__all__ = ["QCFS", "MIN_LEVELS", "MAX_LEVELS", "calibrate_thresholds", "qcfs_layers"]
+__all__ = ["QCFS", "MIN_LEVELS", "MAX_LEVELS", "calibrate_thresholds", "qcfs_layers", "qcfs_thresholds"]
 
 
 class QCFS(nn.Module):
@@ -58,6 +58,12 @@ class QCFS(nn.Module):
 def qcfs_layers(model: nn.Module) -> list[QCFS]:
     """The QCFS activations of ``model`` in definition order (empty for a ReLU network)."""
     return [m for m in model.modules() if isinstance(m, QCFS)]
+
+
+def qcfs_thresholds(model: nn.Module) -> list[float]:
+    """The learnt thresholds ``lambda`` of ``model``'s QCFS activations, in order (the spiking layers'
+    scales after conversion; ``|lambda|``, as :class:`QCFS` uses it)."""
+    return [float(q.threshold.detach().abs()) for q in qcfs_layers(model)]
 
 
 @torch.no_grad()

@@ -226,10 +226,10 @@ class ReportInputs:
 
     def checkpoint(self, path: Path) -> dict | None:
         if path not in self._ckpts:
-            import torch
+            from spiking.artifacts.checkpoint import read_checkpoint
 
             try:
-                self._ckpts[path] = torch.load(path, map_location="cpu", weights_only=False) if path.is_file() else None
+                self._ckpts[path] = read_checkpoint(path) if path.is_file() else None
             except Exception:  # an unreadable checkpoint is reported as missing
                 self._ckpts[path] = None
         return self._ckpts[path]

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from spiking.artifacts import storage as st
+from spiking.artifacts.checkpoint import read_checkpoint
 from spiking.data.splits import subset_train  # noqa: F401  (re-exported)
 from spiking.search.lifecycle import SearchRun
 from spiking.search.registry import (
@@ -109,7 +110,7 @@ def load_transfer(exp: Experiment, located: tuple, prep, split_sha: str) -> dict
 
     sfs, path, label = located
     try:
-        ckpt = torch.load(io.BytesIO(st.read_bytes(sfs, path)), map_location="cpu", weights_only=False)
+        ckpt = read_checkpoint(io.BytesIO(st.read_bytes(sfs, path)))
     except Exception as e:
         raise SearchError(f"weight source {label}: cannot read it as a saved network: {e}") from None
     if not isinstance(ckpt, dict) or ckpt.get("kind") != "cnn" or "state_dict" not in ckpt or "arch" not in ckpt:
@@ -150,7 +151,7 @@ def _load_best_checkpoint(trial: dict) -> tuple[dict, str]:
     if ckpt is None:
         raise SearchError(f"trial {trial['trial_id']} kept no checkpoint")
     with ckpt.as_directory() as d:
-        state = torch.load(os.path.join(d, CHECKPOINT_FILE), map_location="cpu", weights_only=False)
+        state = read_checkpoint(os.path.join(d, CHECKPOINT_FILE))
     return state, st.to_uri(ckpt.filesystem, ckpt.path)
 
 

@@ -12,7 +12,7 @@ import time
 import numpy as np
 import torch
 
-from spiking.artifacts.checkpoint import save_network
+from spiking.artifacts.checkpoint import read_checkpoint, save_network
 from spiking.models.build import build_cnn, derive_for, preset_for
 from spiking.models.cnn import CNNArch
 from spiking.search.registry import CNN_SEARCH_PARAMS
@@ -82,7 +82,7 @@ def train_trial(config: dict, payload: dict) -> None:
     ckpt = tune.get_checkpoint()
     if ckpt is not None:
         with ckpt.as_directory() as d:
-            saved = torch.load(os.path.join(d, CHECKPOINT_FILE), map_location="cpu", weights_only=False)
+            saved = read_checkpoint(os.path.join(d, CHECKPOINT_FILE))
         model.load_state_dict(saved["state_dict"])
         start_epoch, history = int(saved["epoch"]), list(saved["history"])
         seconds, opt_state = float(saved["train_seconds"]), saved["optimizer"]

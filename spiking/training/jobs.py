@@ -23,7 +23,7 @@ from spiking.data.preprocess.prepare import split_fingerprint
 from spiking.models.build import build_cnn, build_spiking_cnn, preset_for, transfer_weights_any
 from spiking.models.cnn import CNNArch
 from spiking.models.conversion import activation_scales, normalize_weights
-from spiking.models.qcfs import calibrate_thresholds, qcfs_layers
+from spiking.models.qcfs import calibrate_thresholds, qcfs_layers, qcfs_thresholds
 from spiking.specs.names import SNN_MODES
 from spiking.training import TrainingError
 from spiking.training.loop import History, predict, train
@@ -146,7 +146,7 @@ def train_snn(prep, cfg, run_dir: str | Path, cnn: torch.nn.Module | None = None
                              "use --snn-mode scratch")
     arch = preset_for(cfg.cnn.preset, prep.input_shape, seed=cfg.cnn.arch_seed)
     if s.mode == "convert":
-        return _convert(prep, cfg, run_dir, cnn, arch, encoding)
+        return _convert(prep, cfg, run_dir, cnn, encoding)
     transfer = s.mode == "transfer"
     scales = activation_scales(cnn, prep.X["train"][:NORMALIZE_ROWS], s.percentile) if transfer and s.normalize \
         else None
@@ -162,21 +162,32 @@ def train_snn(prep, cfg, run_dir: str | Path, cnn: torch.nn.Module | None = None
     return model, hist
 
 
-def _convert(prep, cfg, run_dir: Path, cnn: torch.nn.Module, arch: CNNArch, encoding: str):
-    """Mode ``convert`` of :func:`train_snn`: the QCFS CNN's weights, normalised by its thresholds
-    (``[lambda1, lambda2, lambda3, 1]``: the output layer keeps the CNN's logit scale). With
-    ``cfg.snn.finetune``, then trained by :func:`spiking.training.loop.train` (surrogate gradients,
-    cross-entropy of the integrated current; Rathi et al. 2020); the converted weights are kept when
-    no epoch beats their validation balanced accuracy."""
-    lams = [float(q.threshold.detach().abs()) for q in qcfs_layers(cnn)]
+def converted_network(cnn: torch.nn.Module, prep, snn: dict, *, seed: int, split_sha256: str | None = None):
+    """A QCFS CNN converted into its spiking network with no training: the CNN's weights, normalised by
+    its thresholds (``[lambda1, lambda2, lambda3, 1]``: the output layer keeps the CNN's logit scale;
+    Bu et al. 2022). ``snn``: :func:`snn_settings` of mode ``convert``. Returns ``(model, objective, meta)``
+    as :func:`build_network`.
+
+    Raises:
+        ValueError: the CNN has no QCFS activations (it was not trained with ``--cnn-activation qcfs``).
+    """
+    lams = qcfs_thresholds(cnn)
     if len(lams) != 3:
         raise TrainingError("SNN mode 'convert' needs a CNN trained with QCFS activations (--cnn-activation qcfs); "
                             f"this one has {len(lams)} QCFS layers")
+    return build_network(prep.input_shape, cnn.arch, len(prep.class_names), seed=seed, snn=snn, source_cnn=cnn,
+                         scales=lams + [1.0], inputs=input_meta(prep), split_sha256=split_sha256)
+
+
+def _convert(prep, cfg, run_dir: Path, cnn: torch.nn.Module, encoding: str):
+    """Mode ``convert`` of :func:`train_snn`: :func:`converted_network`. With ``cfg.snn.finetune``,
+    then trained by :func:`spiking.training.loop.train` (surrogate gradients, cross-entropy of the
+    integrated current; Rathi et al. 2020); the converted weights are kept when no epoch beats their
+    validation balanced accuracy."""
     s = cfg.snn
     name = snn_name(encoding)
-    model, objective, meta = build_network(prep.input_shape, arch, len(prep.class_names), seed=s.train.seed,
-                                           snn=snn_settings(s, encoding), source_cnn=cnn, scales=lams + [1.0],
-                                           inputs=input_meta(prep), split_sha256=_split_sha(prep))
+    model, objective, meta = converted_network(cnn, prep, snn_settings(s, encoding), seed=s.train.seed,
+                                               split_sha256=_split_sha(prep))
     start = time.perf_counter()
     device = resolve_device(s.train.device)
     model.to(device)
